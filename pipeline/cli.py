@@ -1,0 +1,144 @@
+"""`recdistill …`: a thin command layer over pipeline/ and spark_jobs/."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from pipeline.config import Settings, load_settings
+
+app = typer.Typer(help="recdistill: distill large recommenders into small, fast serving models.",
+                  no_args_is_help=True)
+data_app = typer.Typer(help="Data plane: landing files → Delta tables.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config profile: tiny, demo, prod")]
+DateOpt = Annotated[Optional[str], typer.Option("--date", help="one logical date, YYYY-MM-DD")]
+FromOpt = Annotated[Optional[str], typer.Option("--from", help="first date of a range, YYYY-MM-DD")]
+ToOpt = Annotated[Optional[str], typer.Option("--to", help="last date of a range, YYYY-MM-DD")]
+
+
+def _settings(profile: str | None) -> Settings:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return load_settings(profile)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--profile") from err
+
+
+def _parse_date(text: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as err:
+        raise typer.BadParameter(f"{text!r} is not a date (expected YYYY-MM-DD)", param_hint=flag) from err
+
+
+def resolve_dates(settings: Settings, day: str | None, start: str | None, end: str | None) -> list[date]:
+    """`--date` alone, or `--from`/`--to`; neither means every generated day of the profile."""
+    if day and (start or end):
+        raise typer.BadParameter("give either --date or --from/--to, not both", param_hint="--date")
+    if day:
+        return [_parse_date(day, "--date")]
+    gen = settings.generator
+    first = _parse_date(start, "--from") if start else gen.start_date
+    last = _parse_date(end, "--to") if end else gen.start_date + timedelta(days=gen.n_days - 1)
+    if last < first:
+        raise typer.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def print_counts(settings: Settings) -> None:
+    """The summary every data command ends with: rows per table."""
+    from pipeline.tables import table_counts
+
+    table = Table(title=f"lakehouse {settings.lakehouse.root}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in table_counts(settings).items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+def _run_job(job: str, settings: Settings, days: list[date], **kwargs: object) -> list[object]:
+    """Run one Spark job per date with a progress bar."""
+    import importlib
+
+    from pipeline.spark import get_spark
+
+    module = importlib.import_module(f"spark_jobs.{job}")
+    spark = get_spark(settings)
+    results = []
+    with Progress(console=console) as progress:
+        task = progress.add_task(job, total=len(days))
+        for day in days:
+            results.append(module.run(spark, settings, day, **kwargs))
+            progress.advance(task)
+    return results
+
+
+@data_app.command("ingest")
+def ingest(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
+           source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
+    """Ingest landing files into `events` (invalid rows → `events_quarantine`)."""
+    settings = _settings(profile)
+    for report in _run_job("ingest_events", settings, resolve_dates(settings, day, start, end), source=source):
+        console.print(report)
+    print_counts(settings)
+
+
+@data_app.command("features")
+def features(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
+    """Build point-in-time user and item features."""
+    settings = _settings(profile)
+    _run_job("build_features", settings, resolve_dates(settings, day, start, end))
+    print_counts(settings)
+
+
+@data_app.command("sequences")
+def sequences(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
+    """Build behaviour sequences (teacher length; the student's is its most recent part)."""
+    settings = _settings(profile)
+    _run_job("build_sequences", settings, resolve_dates(settings, day, start, end))
+    print_counts(settings)
+
+
+@data_app.command("samples")
+def samples(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
+    """Build `training_samples`."""
+    settings = _settings(profile)
+    _run_job("build_samples", settings, resolve_dates(settings, day, start, end))
+    print_counts(settings)
+
+
+@data_app.command("run")
+def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
+            source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
+    """Ingest → features → sequences → samples for each date, in date order."""
+    settings = _settings(profile)
+    days = resolve_dates(settings, day, start, end)
+    _run_job("ingest_events", settings, days, source=source)
+    for job in ("build_features", "build_sequences", "build_samples"):
+        _run_job(job, settings, days)
+    print_counts(settings)
+
+
+@app.command("tables")
+def tables(profile: ProfileOpt = None) -> None:
+    """Row counts of every lakehouse table."""
+    print_counts(_settings(profile))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

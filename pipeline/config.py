@@ -1,0 +1,201 @@
+"""The one typed configuration of recdistill.
+
+Settings come from three layers, later wins: field defaults → a named profile (`tiny` for tests,
+`demo` for the README's demo, `prod` for a cluster) → environment variables. Any field can be
+overridden as ``RECDISTILL_<SECTION>__<FIELD>`` (e.g. ``RECDISTILL_SEQUENCES__TEACHER_LENGTH=1000``);
+the common ones also have short names listed in ``ENV_SHORTCUTS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ProfileName = Literal["tiny", "demo", "prod"]
+ENV_PREFIX = "RECDISTILL_"
+
+
+class LakehouseConfig(BaseModel):
+    """Where every table and landing file lives (a local path or any URI Spark and delta-rs read)."""
+
+    root: Path = Path("lakehouse")
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+
+class SparkConfig(BaseModel):
+    """How to open Spark: local mode by default, any master (spark://, k8s://, yarn) by config."""
+
+    master: str = "local[2]"
+    app_name: str = "recdistill"
+    shuffle_partitions: int = Field(4, ge=1)
+    driver_memory: str = "4g"
+    ivy_dir: Path = Path(".cache/ivy")
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class GeneratorConfig(BaseModel):
+    """Size and planted structure of the synthetic impression logs."""
+
+    seed: int = 7
+    start_date: date = date(2026, 1, 1)
+    n_days: int = Field(8, ge=1)
+    n_users: int = Field(2_000, ge=1)
+    n_items: int = Field(5_000, ge=2)
+    n_categories: int = Field(20, ge=1)
+    requests_per_user_per_day: float = Field(1.5, gt=0)
+    slate_size: int = Field(10, ge=1)
+    zipf_alpha: float = Field(1.1, gt=0)
+    interest_drift: float = Field(0.15, ge=0)
+    position_bias_power: float = Field(0.8, ge=0)
+    random_exposure_fraction: float = Field(0.05, ge=0, le=1)
+    landing_format: Literal["jsonl", "csv", "parquet"] = "parquet"
+
+
+class FeatureConfig(BaseModel):
+    """Point-in-time user and item statistics."""
+
+    ctr_prior: float = Field(0.05, gt=0, lt=1)
+    ctr_prior_strength: float = Field(20.0, gt=0)
+    hash_buckets: int = Field(1 << 20, ge=16)
+
+
+class SequenceConfig(BaseModel):
+    """Behaviour sequence lengths: the teacher's long one and the student's short one."""
+
+    teacher_length: int = Field(256, ge=1)
+    student_length: int = Field(32, ge=1)
+    lookback_days: int = Field(90, ge=1)
+
+    @model_validator(mode="after")
+    def _student_not_longer(self) -> SequenceConfig:
+        if self.student_length > self.teacher_length:
+            raise ValueError(f"sequences.student_length ({self.student_length}) must not exceed "
+                             f"sequences.teacher_length ({self.teacher_length}): the student's "
+                             f"sequence is the most recent part of the teacher's")
+        return self
+
+
+class MLflowConfig(BaseModel):
+    """MLflow tracking: a local SQLite store under the lakehouse unless a URI is given."""
+
+    tracking_uri: str | None = None
+    experiment: str = "recdistill"
+
+
+class Settings(BaseSettings):
+    """All of recdistill's settings; build with `load_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    profile: ProfileName = "demo"
+    lakehouse: LakehouseConfig = Field(default_factory=LakehouseConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    sequences: SequenceConfig = Field(default_factory=SequenceConfig)
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the profile passed as init values: operators override without editing code.
+        return env_settings, init_settings
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.lakehouse.root / 'mlflow.db').resolve()}"
+
+    def config_hash(self) -> str:
+        """A short, stable hash of every setting; recorded with artifacts for lineage."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "spark": {"shuffle_partitions": 1, "driver_memory": "2g",
+                  # Tiny tables: Delta's default 50 snapshot partitions dominate each job's time.
+                  "conf": {"spark.databricks.delta.snapshotPartitions": "1",
+                           "spark.default.parallelism": "2"}},
+        "generator": {"n_days": 4, "n_users": 60, "n_items": 300, "n_categories": 6,
+                      "requests_per_user_per_day": 2.0, "slate_size": 6},
+        "features": {"hash_buckets": 1 << 14},
+        "sequences": {"teacher_length": 32, "student_length": 8, "lookback_days": 30},
+    },
+    "demo": {},
+    "prod": {
+        "spark": {"master": "spark://spark-master:7077", "shuffle_partitions": 400, "driver_memory": "16g"},
+        "generator": {"n_days": 30, "n_users": 1_000_000, "n_items": 2_000_000, "n_categories": 200},
+        "features": {"hash_buckets": 1 << 26},
+        "sequences": {"teacher_length": 20_000, "student_length": 256, "lookback_days": 365},
+    },
+}
+
+# Short environment names for the settings operators change most.
+ENV_SHORTCUTS: dict[str, tuple[str, str]] = {
+    "RECDISTILL_LAKEHOUSE_ROOT": ("lakehouse", "root"),
+    "RECDISTILL_SPARK_MASTER": ("spark", "master"),
+    "RECDISTILL_MLFLOW_URI": ("mlflow", "tracking_uri"),
+}
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(profile: str | None = None, **overrides: Any) -> Settings:
+    """Settings for `profile` (else $RECDISTILL_PROFILE, else `demo`), env overrides applied last.
+
+    `overrides` are nested dicts per section, for tests and callers that build settings in code.
+    """
+    name = profile or os.environ.get(f"{ENV_PREFIX}PROFILE") or "demo"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} (flag --profile / RECDISTILL_PROFILE); "
+                         f"expected one of {sorted(PROFILES)}")
+    values = _deep_merge(PROFILES[name], overrides)
+    for env_name, (section, field) in ENV_SHORTCUTS.items():
+        if env_name in os.environ:
+            values = _deep_merge(values, {section: {field: os.environ[env_name]}})
+    values["profile"] = name
+    try:
+        # Shortcut values are applied as init values; the generic env source still wins over them.
+        settings = Settings(**values)
+    except ValidationError as err:
+        raise ValueError(f"invalid recdistill settings for profile {name!r}: {err}") from err
+    return settings.model_copy(update={"profile": name})

@@ -1,0 +1,302 @@
+"""`SSDTier`: every row of a shard on disk, as append-only segment files with an in-memory index.
+
+Why not RocksDB or LMDB: measured on this machine (benchmarks/hps.py --only ssd, docs/hps.md),
+batched random reads through rocksdict's multi-get or lmdb's getmulti run at ~0.1–0.2 M rows/s,
+because each key costs a Python-level call; a gather from a mapped segment file runs at several
+M rows/s and an append of a whole batch is one `write`. So, as in the paper's SSD-PS: rows are
+appended to fixed-record segment files, a `KeyIndex` maps key → (segment, record, last step),
+an overwrite makes the old record stale, and a background thread rewrites segments whose live
+fraction falls below a threshold (compaction) and deletes them.
+
+A record is (key, step, row). A deletion appends a tombstone (key stored as ``~key``) so that
+reopening the directory, which replays segments in order, does not bring deleted rows back.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.hps.key_index import KeyIndex
+
+log = logging.getLogger(__name__)
+
+_LOC, _STEP = 0, 1
+_OFFSET_BITS = 32
+
+
+@dataclass
+class _Segment:
+    records: int = 0
+    live: int = 0
+
+
+class SSDTier:
+    """A persistent key → (row, last step) store for one shard, batched in and out."""
+
+    def __init__(self, path: Path, width: int, segment_rows: int = 1 << 16, compact_below: float = 0.5,
+                 background_compaction: bool = True) -> None:
+        if not 0 < segment_rows < (1 << _OFFSET_BITS):
+            raise ValueError(f"segment_rows must be in (0, 2**32), got {segment_rows}")
+        self.path = Path(path)
+        self.width = width
+        self.segment_rows = segment_rows
+        self.compact_below = compact_below
+        self.record = np.dtype([("key", "<i8"), ("step", "<i8"), ("row", "<f4", (width,))])
+        self.index = KeyIndex(columns=2)
+        self._segments: dict[int, _Segment] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._replay()
+        self._active = max(self._segments, default=-1) + 1
+        self._segments[self._active] = _Segment()
+        self._file = open(self._segment_path(self._active), "ab")
+        self._unflushed = False
+        self._compactor: threading.Thread | None = None
+        if background_compaction:
+            self._compactor = threading.Thread(target=self._compact_forever, name=f"hps-compact-{self.path.name}",
+                                               daemon=True)
+            self._compactor.start()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        return self.index.positions(keys) >= 0
+
+    def get(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows [n, width], last steps [n], found [n]); absent keys get zero rows."""
+        with self._lock:
+            values, found = self.index.get_rows(keys)
+            rows = np.zeros((len(keys), self.width), dtype=np.float32)
+            if found.any():
+                rows[found] = self._read(values[found, _LOC])
+            return rows, values[:, _STEP], found
+
+    def _read(self, locations: np.ndarray) -> np.ndarray:
+        if self._unflushed:
+            self._file.flush()
+            self._unflushed = False
+        segments = locations >> _OFFSET_BITS
+        offsets = locations & ((1 << _OFFSET_BITS) - 1)
+        out = np.empty((len(locations), self.width), dtype=np.float32)
+        order = np.argsort(segments, kind="stable")
+        ids, starts = np.unique(segments[order], return_index=True)
+        bounds = list(starts[1:]) + [len(order)]
+        for segment, start, stop in zip(ids.tolist(), starts.tolist(), bounds):
+            picks = order[start:stop]
+            out[picks] = self._gather(segment, offsets[picks])["row"]
+        return out
+
+    def _gather(self, segment: int, offsets: np.ndarray) -> np.ndarray:
+        # Map, copy out, unmap: page-cache pages never count against the process's resident set.
+        count = self._segments[segment].records
+        with open(self._segment_path(segment), "rb") as f, \
+                mmap.mmap(f.fileno(), count * self.record.itemsize, access=mmap.ACCESS_READ) as mapped:
+            records = np.frombuffer(mapped, dtype=self.record, count=count)
+            picked = records[offsets]
+            del records
+        return picked
+
+    def scan(self, chunk_rows: int = 1 << 18) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every live (keys, rows, steps) in chunks, in disk order (for snapshots and exports)."""
+        with self._lock:
+            keys, values = self.index.items()
+            order = np.argsort(values[:, _LOC])
+            keys, values = keys[order], values[order]
+            for start in range(0, len(keys), chunk_rows):
+                part = slice(start, start + chunk_rows)
+                yield keys[part], self._read(values[part, _LOC]), values[part, _STEP]
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def put(self, keys: np.ndarray, rows: np.ndarray, steps: np.ndarray) -> None:
+        """Write rows (unique keys); the previous record of each key becomes stale."""
+        if len(keys) == 0:
+            return
+        if rows.shape != (len(keys), self.width):
+            raise ValueError(f"SSDTier.put: rows shape {rows.shape} != ({len(keys)}, {self.width})")
+        with self._lock:
+            old, found = self.index.get_rows(keys)
+            self._mark_stale(old[found, _LOC])
+            locations = self._append(keys, rows, steps)
+            self.index.put(keys, np.stack([locations, np.asarray(steps, dtype=np.int64)], axis=1))
+            self._count_live(locations)
+
+    def touch(self, keys: np.ndarray, steps: np.ndarray) -> None:
+        """Record a newer last-use step without rewriting the row (the memory tier held it meanwhile)."""
+        with self._lock:
+            self.index.set_column(keys, _STEP, np.asarray(steps, dtype=np.int64))
+
+    def delete(self, keys: np.ndarray) -> np.ndarray:
+        """Drop rows; returns which keys were present."""
+        with self._lock:
+            old, found = self.index.remove(keys)
+            if found.any():
+                self._mark_stale(old[found, _LOC])
+                self._append(~keys[found], np.zeros((int(found.sum()), self.width), np.float32),
+                             np.zeros(int(found.sum()), np.int64))
+            return found
+
+    def expire(self, before_step: int, keep: np.ndarray | None = None) -> np.ndarray:
+        """Delete rows last used before `before_step` (except keys in `keep`); returns their keys."""
+        with self._lock:
+            keys, values = self.index.items()
+            stale = keys[values[:, _STEP] < before_step]
+            if keep is not None and len(keep):
+                stale = stale[~np.isin(stale, keep)]
+            self.delete(stale)
+            return stale
+
+    def clear(self) -> None:
+        """Remove every row and segment (a restore starts from an empty tier)."""
+        with self._lock:
+            self._file.close()
+            for segment in list(self._segments):
+                self._segment_path(segment).unlink(missing_ok=True)
+            self._segments = {self._active: _Segment()}
+            self.index.clear()
+            self._file = open(self._segment_path(self._active), "ab")
+
+    def _append(self, keys: np.ndarray, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        records = np.empty(len(keys), dtype=self.record)
+        records["key"], records["step"], records["row"] = keys, steps, rows
+        locations = np.empty(len(keys), dtype=np.int64)
+        written = 0
+        while written < len(keys):
+            segment = self._segments[self._active]
+            take = min(self.segment_rows - segment.records, len(keys) - written)
+            self._file.write(records[written:written + take].data)
+            locations[written:written + take] = (self._active << _OFFSET_BITS) + segment.records + np.arange(take)
+            segment.records += take
+            written += take
+            if segment.records == self.segment_rows:
+                self._seal()
+        self._unflushed = True
+        return locations
+
+    def _seal(self) -> None:
+        self._file.close()
+        self._active += 1
+        self._segments[self._active] = _Segment()
+        self._file = open(self._segment_path(self._active), "ab")
+        self._wake.notify()
+
+    def _mark_stale(self, locations: np.ndarray) -> None:
+        segments, counts = np.unique(locations >> _OFFSET_BITS, return_counts=True)
+        for segment, count in zip(segments.tolist(), counts.tolist()):
+            self._segments[segment].live -= count
+
+    def _count_live(self, locations: np.ndarray) -> None:
+        segments, counts = np.unique(locations >> _OFFSET_BITS, return_counts=True)
+        for segment, count in zip(segments.tolist(), counts.tolist()):
+            self._segments[segment].live += count
+
+    # -- compaction ----------------------------------------------------------------------------
+
+    def _compactable(self) -> list[int]:
+        return [s for s, seg in self._segments.items()
+                if s != self._active and seg.records and seg.live < self.compact_below * seg.records]
+
+    def compact(self) -> int:
+        """Rewrite every sealed segment below the live threshold; returns how many were rewritten."""
+        done = 0
+        with self._lock:
+            for segment in self._compactable():
+                self._compact_segment(segment)
+                done += 1
+        return done
+
+    def _compact_segment(self, segment: int) -> None:
+        count = self._segments[segment].records
+        records = np.fromfile(self._segment_path(segment), dtype=self.record, count=count)
+        locations = (segment << _OFFSET_BITS) + np.arange(count, dtype=np.int64)
+        is_put = records["key"] >= 0
+        current = self.index.get(records["key"][is_put], _LOC)
+        live = np.zeros(count, dtype=bool)
+        live[is_put] = current == locations[is_put]
+        if live.any():
+            keys = records["key"][live]
+            moved = self._append(keys, records["row"][live], records["step"][live])
+            self.index.set_column(keys, _LOC, moved)
+            self._count_live(moved)
+        # A tombstone must outlive every older record of its key; none can exist below the oldest segment.
+        tombstones = ~records["key"][~is_put]
+        if len(tombstones) and segment != min(self._segments):
+            still_deleted = np.unique(tombstones[self.index.positions(tombstones) < 0])
+            if len(still_deleted):
+                self._append(~still_deleted, np.zeros((len(still_deleted), self.width), np.float32),
+                             np.zeros(len(still_deleted), np.int64))
+        del self._segments[segment]
+        self._segment_path(segment).unlink()
+
+    def _compact_forever(self) -> None:
+        with self._lock:
+            while not self._closed:
+                for segment in self._compactable():
+                    self._compact_segment(segment)
+                self._wake.wait(timeout=1.0)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(seg.records for seg in self._segments.values()) * self.record.itemsize
+
+    def flush(self, durable: bool = False) -> None:
+        """Push buffered appends to the OS (and to the device when `durable`)."""
+        with self._lock:
+            self._file.flush()
+            self._unflushed = False
+            if durable:
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify_all()
+            self._file.close()
+        if self._compactor is not None:
+            self._compactor.join()
+
+    def _segment_path(self, segment: int) -> Path:
+        return self.path / f"seg-{segment:08d}.rec"
+
+    def _replay(self) -> None:
+        """Rebuild the index from existing segments; the last record of a key wins."""
+        found = sorted(int(p.stem.split("-")[1]) for p in self.path.glob("seg-*.rec"))
+        keys, steps, locations = [], [], []
+        for segment in found:
+            path = self._segment_path(segment)
+            count = path.stat().st_size // self.record.itemsize
+            os.truncate(path, count * self.record.itemsize)  # a torn final record from a crash
+            self._segments[segment] = _Segment(records=count)
+            if count:
+                mapped = np.memmap(path, dtype=self.record, mode="r", shape=(count,))
+                keys.append(np.array(mapped["key"]))
+                steps.append(np.array(mapped["step"]))
+                del mapped
+                locations.append((segment << _OFFSET_BITS) + np.arange(count, dtype=np.int64))
+        if not keys:
+            return
+        all_keys = np.concatenate(keys)
+        decoded = np.where(all_keys < 0, ~all_keys, all_keys)
+        last = len(decoded) - 1 - np.unique(decoded[::-1], return_index=True)[1]
+        last = last[all_keys[last] >= 0]
+        live_locations = np.concatenate(locations)[last]
+        self.index.put(decoded[last], np.stack([live_locations, np.concatenate(steps)[last]], axis=1))
+        self._count_live(live_locations)
+        log.info("SSD tier %s: replayed %d rows from %d segments", self.path, len(last), len(found))

@@ -1,0 +1,216 @@
+"""Every lakehouse table: its name, schema, partitioning, and the one way to read and write it.
+
+Nothing else in recdistill knows a table path. Spark jobs write through `write_partition`
+(idempotent by date: it replaces exactly one date partition); Python readers use delta-rs
+through `read_arrow` so training never needs a JVM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from pipeline.config import Settings
+from pipeline.slots import FEATURE_WINDOWS_DAYS, SPARSE_SLOTS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table partitioned by `date`, with a DDL schema Spark enforces on every write."""
+
+    name: str
+    ddl: str
+    key: tuple[str, ...]
+    doc: str
+
+    @property
+    def columns(self) -> list[str]:
+        return [part.strip().split(" ", 1)[0] for part in _split_ddl(self.ddl)]
+
+
+def _split_ddl(ddl: str) -> list[str]:
+    """Split a DDL column list on top-level commas (types like ARRAY<STRUCT<a, b>> nest commas)."""
+    parts, depth, current = [], 0, []
+    for char in ddl:
+        depth += char == "<"
+        depth -= char == ">"
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p for p in (p.strip() for p in parts) if p]
+
+
+EVENTS = TableSpec(
+    name="events",
+    ddl=(
+        "event_id STRING, event_time TIMESTAMP, user_id BIGINT, item_id BIGINT, position INT, "
+        "scenario STRING, device STRING, click INT, conversion INT, dwell_seconds DOUBLE, "
+        "user_age INT, user_gender STRING, user_segment STRING, item_category STRING, "
+        "source_file STRING, date DATE"
+    ),
+    key=("event_id",),
+    doc="Validated impression events, one row per event_id, partitioned by the event's UTC date.",
+)
+
+EVENTS_QUARANTINE = TableSpec(
+    name="events_quarantine",
+    ddl="event_id STRING, reason STRING, raw STRING, source_file STRING, date DATE",
+    key=("source_file", "raw"),
+    doc="Landing rows rejected by ingestion, with the reason and the source file; date = landing date.",
+)
+
+USER_FEATURES = TableSpec(
+    name="user_features",
+    ddl="user_id BIGINT, " + "".join(
+        f"impressions_{w}d BIGINT, clicks_{w}d BIGINT, ctr_{w}d DOUBLE, " for w in FEATURE_WINDOWS_DAYS
+    ) + "date DATE",
+    key=("user_id",),
+    doc="Per-user counts and smoothed CTRs from events strictly before `date` (point-in-time).",
+)
+
+ITEM_FEATURES = TableSpec(
+    name="item_features",
+    ddl=USER_FEATURES.ddl.replace("user_id", "item_id"),
+    key=("item_id",),
+    doc="Per-item counts and smoothed CTRs from events strictly before `date` (point-in-time).",
+)
+
+SEQUENCES = TableSpec(
+    name="sequences",
+    ddl=(
+        "event_id STRING, user_id BIGINT, history_items ARRAY<BIGINT>, history_actions ARRAY<INT>, "
+        "history_gaps ARRAY<BIGINT>, date DATE"
+    ),
+    key=("event_id",),
+    doc=(
+        "For each event of `date`, the user's last L_teacher interactions strictly before its "
+        "event_time, most recent first: raw item ids, action codes, gaps in seconds."
+    ),
+)
+
+TRAINING_SAMPLES = TableSpec(
+    name="training_samples",
+    ddl=(
+        "sample_id BIGINT, event_id STRING, event_time TIMESTAMP, user_id BIGINT, item_id BIGINT, "
+        "scenario STRING, position INT, click INT, conversion INT, "
+        + "".join(f"{slot.column} BIGINT, " for slot in SPARSE_SLOTS)
+        + "user_dense ARRAY<FLOAT>, item_dense ARRAY<FLOAT>, "
+        "seq_teacher_items ARRAY<BIGINT>, seq_teacher_actions ARRAY<INT>, seq_teacher_gaps ARRAY<BIGINT>, "
+        "seq_student_items ARRAY<BIGINT>, seq_student_actions ARRAY<INT>, seq_student_gaps ARRAY<BIGINT>, "
+        "date DATE"
+    ),
+    key=("sample_id",),
+    doc="Model-ready samples: labels, hashed sparse slots, dense features, both sequences.",
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (EVENTS, EVENTS_QUARANTINE, USER_FEATURES, ITEM_FEATURES, SEQUENCES, TRAINING_SAMPLES)
+}
+
+
+def table_path(settings: Settings, spec: TableSpec) -> str:
+    """The table's location under the lakehouse root."""
+    return str((settings.lakehouse.tables / spec.name).resolve())
+
+
+def table_exists(settings: Settings, spec: TableSpec) -> bool:
+    return (Path(table_path(settings, spec)) / "_delta_log").is_dir()
+
+
+def _check_schema(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Select the spec's columns in order, or fail naming the missing/extra columns."""
+    from pyspark.sql.types import StructType
+
+    expected = StructType.fromDDL(spec.ddl)
+    missing = [f.name for f in expected.fields if f.name not in df.columns]
+    extra = [c for c in df.columns if c not in spec.columns]
+    if missing or extra:
+        raise ValueError(f"table {spec.name}: frame does not match its schema "
+                         f"(missing columns {missing}, unexpected columns {extra})")
+    ordered = df.select(*spec.columns)
+    actual = {f.name: f.dataType for f in ordered.schema.fields}
+    wrong = [f"{f.name}: got {actual[f.name].simpleString()}, expected {f.dataType.simpleString()}"
+             for f in expected.fields if actual[f.name].simpleString() != f.dataType.simpleString()]
+    if wrong:
+        raise ValueError(f"table {spec.name}: wrong column types: {'; '.join(wrong)}")
+    return ordered
+
+
+def write_partition(df: DataFrame, settings: Settings, spec: TableSpec, day: date) -> None:
+    """Replace exactly the `day` partition of `spec` with `df` — the idempotent write every job uses.
+
+    Delta's replaceWhere makes it one atomic commit and rejects rows of any other date, so a rerun
+    for the same day yields the same rows and a failed job leaves the previous version in place.
+    """
+    frame = _check_schema(df, spec)
+    (
+        frame.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"date = DATE'{day.isoformat()}'")
+        .partitionBy("date")
+        .save(table_path(settings, spec))
+    )
+    log.info("wrote %s date=%s", spec.name, day)
+
+
+def read_table(spark: SparkSession, settings: Settings, spec: TableSpec,
+               start: date | None = None, end: date | None = None) -> DataFrame:
+    """A Spark view of `spec`, optionally limited to dates in [start, end] (partition-pruned)."""
+    if not table_exists(settings, spec):
+        raise FileNotFoundError(f"table {spec.name} does not exist at {table_path(settings, spec)}; "
+                                f"run the job that writes it first")
+    df = spark.read.format("delta").load(table_path(settings, spec))
+    if start is not None:
+        df = df.where(df.date >= start)
+    if end is not None:
+        df = df.where(df.date <= end)
+    return df
+
+
+def read_arrow(settings: Settings, spec: TableSpec, days: Iterable[date] | None = None,
+               columns: list[str] | None = None) -> pa.Table:
+    """Read `spec` with delta-rs (no JVM), optionally only some dates and columns."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(table_path(settings, spec))
+    filters = None
+    if days is not None:
+        filters = [("date", "in", [d.isoformat() for d in days])]
+    return table.to_pyarrow_table(columns=columns, partitions=filters)
+
+
+def content_hash(table: pa.Table, key: Iterable[str]) -> str:
+    """Order-independent digest of a table's rows: equal digests mean equal content."""
+    ordered = table.sort_by([(k, "ascending") for k in key])
+    digest = hashlib.sha256()
+    for batch in ordered.to_batches():
+        for column in batch.columns:
+            digest.update(str(column.to_pylist()).encode())
+    return digest.hexdigest()
+
+
+def table_counts(settings: Settings) -> dict[str, int]:
+    """Row count of every existing table (for summaries), read with delta-rs."""
+    from deltalake import DeltaTable
+
+    counts = {}
+    for spec in TABLES.values():
+        if table_exists(settings, spec):
+            counts[spec.name] = DeltaTable(table_path(settings, spec)).to_pyarrow_dataset().count_rows()
+    return counts
