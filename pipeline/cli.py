@@ -84,6 +84,36 @@ def _run_job(job: str, settings: Settings, days: list[date], **kwargs: object) -
     return results
 
 
+@data_app.command("generate")
+def generate(profile: ProfileOpt = None,
+             source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
+    """Write synthetic impression logs (planted click model) as landing files."""
+    from pipeline.data.synthetic import generate as generate_logs
+
+    settings = _settings(profile)
+    summary = generate_logs(settings.generator, settings.lakehouse.landing, source,
+                            truth_root=settings.lakehouse.truth)
+    console.print(f"{summary.events:,} events ({summary.clicks:,} clicks) over {len(summary.days)} days "
+                  f"→ {settings.lakehouse.landing / source}")
+
+
+@data_app.command("convert")
+def convert(kind: Annotated[str, typer.Argument(help="ml-100k | movielens | coat | yahoo-r3")],
+            path: Annotated[Path, typer.Argument(help="folder holding the dataset's files")],
+            profile: ProfileOpt = None,
+            fmt: Annotated[str, typer.Option("--format", help="jsonl | csv | parquet")] = "parquet") -> None:
+    """Convert a public dataset into landing files (ratings ≥ 4 are clicks)."""
+    from pipeline.data.converters import convert as convert_dataset
+
+    settings = _settings(profile)
+    try:
+        summary = convert_dataset(kind, path, settings.lakehouse.landing, fmt)  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err), param_hint="KIND/PATH") from err
+    console.print(f"{summary.events:,} events over {len(summary.days)} days "
+                  f"({summary.days[0]} … {summary.days[-1]}) → {settings.lakehouse.landing / summary.source}")
+
+
 @data_app.command("ingest")
 def ingest(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
            source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
@@ -128,6 +158,14 @@ def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = No
     for job in ("build_features", "build_sequences", "build_samples"):
         _run_job(job, settings, days)
     print_counts(settings)
+
+
+@app.command("demo")
+def demo(profile: ProfileOpt = None) -> None:
+    """The main job on embedded defaults: generate logs, then build every table for every day."""
+    settings = _settings(profile)
+    generate(profile=settings.profile)
+    run_all(profile=settings.profile)
 
 
 @app.command("tables")

@@ -32,6 +32,11 @@ class LakehouseConfig(BaseModel):
         return self.root / "landing"
 
     @property
+    def truth(self) -> Path:
+        """Ground truth of synthetic data (true click probabilities), never read by training."""
+        return self.root / "truth"
+
+    @property
     def tables(self) -> Path:
         return self.root / "tables"
 

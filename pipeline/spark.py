@@ -50,3 +50,17 @@ def get_spark(settings: Settings) -> SparkSession:
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark session up: master=%s version=%s", cfg.master, spark.version)
     return spark
+
+
+def main() -> None:
+    """`python -m pipeline.spark`: open a session once so Spark's Ivy fetches the Delta jars."""
+    from pipeline.config import load_settings
+
+    settings = load_settings()
+    spark = get_spark(settings)
+    print(f"spark {spark.version} with delta ready (jars cached under {settings.spark.ivy_dir})")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -69,7 +69,8 @@ def read_landing(spark: SparkSession, path: Path, fmt: str) -> DataFrame:
         return typed
     if fmt == "csv":
         _check_columns(spark.read.option("header", True).csv(str(path)).columns, path)
-        reader = spark.read.option("header", True).option("enforceSchema", False)
+        # Landing CSV escapes quotes by doubling them (RFC 4180), not with Spark's default backslash.
+        reader = spark.read.option("header", True).option("enforceSchema", False).option("escape", "\"")
     else:
         # One cheap pass over every line's keys: inference by sampling can miss a file's columns.
         keys = spark.read.text(str(path)).select(F.explode(F.json_object_keys("value")).alias("k")).distinct()

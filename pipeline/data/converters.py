@@ -80,7 +80,7 @@ def convert_movielens(src: Path | str, landing_root: Path | str, fmt: LandingFor
     return _write_by_date(events, landing_root, source, fmt, started)
 
 
-def convert_rating_triples(biased: Path | str, random: Path | str, landing_root: Path | str, source: str,
+def convert_rating_triples(biased_path: Path | str, random_path: Path | str, landing_root: Path | str, source: str,
                            fmt: LandingFormat = "parquet", start: date = TRIPLES_START,
                            biased_days: int = TRIPLES_BIASED_DAYS) -> LandingSummary:
     """A biased and a random-exposure set of `user item rating` lines (comma, tab or space separated).
@@ -94,13 +94,12 @@ def convert_rating_triples(biased: Path | str, random: Path | str, landing_root:
     if biased_days < 1:
         raise ValueError(f"biased_days must be ≥ 1, got {biased_days}")
     parts = []
-    for path, scenario in ((Path(biased), "feed"), (Path(random), "random")):
+    for path, scenario in ((Path(biased_path), "feed"), (Path(random_path), "random")):
         rows = _read_triples(path)
         duplicate = rows.duplicated(["user_id", "item_id"]).to_numpy()
         if duplicate.any():
-            row = rows.iloc[int(duplicate.argmax())]
-            raise MalformedInputError(f"{path}, line {row['line']}: user {row['user_id']} rated item "
-                                      f"{row['item_id']} twice")
+            line, user, item = rows[["line", "user_id", "item_id"]].to_numpy()[duplicate.argmax()]
+            raise MalformedInputError(f"{path}, line {line}: user {user} rated item {item} twice")
         first_day, span = (start, biased_days) if scenario == "feed" else (start + timedelta(biased_days), 1)
         by_user = rows.groupby("user_id")
         rows["day"] = by_user.cumcount() * span // by_user["user_id"].transform("size")
@@ -198,15 +197,14 @@ def _read_rows(path: Path, columns: dict[str, ColumnKind], delimiter: str, heade
     parse = pa_csv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
     convert = pa_csv.ConvertOptions(column_types={name: _ARROW_TYPES[kind] for name, kind in columns.items()},
                                     include_columns=list(columns), quoted_strings_can_be_null=False)
+    failure: Exception | None = None
     try:
         frame = pa_csv.read_csv(data, read, parse, convert).to_pandas()
-    except (pa.ArrowInvalid, pa.ArrowKeyError) as err:
-        frame, failure = None, err
-    else:
-        failure = None
         if all((frame[name] >= 0).all() if kind == "id" else np.isfinite(frame[name]).all()
                for name, kind in columns.items() if kind != "text"):
             return frame
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as err:
+        failure = err
     source = io.StringIO(text) if text is not None else path.open(encoding=encoding, newline="")
     with source:
         problem = _first_problem(source, columns, delimiter, header, quoted)

@@ -105,11 +105,11 @@ def write_landing(
     Optional columns may be absent (written as null); any other column is an error so that nothing
     (e.g. ground truth) leaks into landing data. The same frame always gives byte-identical files.
     """
-    table = landing_table(frame, day)
+    table = _landing_table(frame, day)
     return write_partition(table, landing_dir(landing_root, source, day), fmt, rows_per_part)
 
 
-def landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
+def _landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
     """`frame` checked against `LANDING_FIELDS` and rendered as the all-text landing table."""
     extra = [name for name in frame.columns if name not in LANDING_FIELDS]
     if extra:
@@ -129,11 +129,13 @@ def landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=LANDING_SCHEMA)
 
 
-def write_partition(table: pa.Table, target: Path, fmt: LandingFormat, rows_per_part: int = ROWS_PER_PART) -> list[Path]:
+def write_partition(table: pa.Table, target: Path, fmt: LandingFormat,
+                    rows_per_part: int = ROWS_PER_PART) -> list[Path]:
     """Write `table` as part files of one folder, swapping the folder in whole.
 
-    Parts are written to a hidden sibling first (Spark skips names starting with '.') and renamed
-    into place, so readers see the old date or the new one, never half of either.
+    Parts are written to a hidden sibling (Spark skips names starting with '.') that then replaces
+    the folder by rename, so a reader never sees a half-written date — at worst, for the instant
+    between two renames, no folder.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown landing format {fmt!r}; expected one of {FORMATS}")

@@ -178,7 +178,10 @@ def generate_day(cfg: GeneratorConfig, day: date, world: SyntheticWorld | None =
 
     Rows are ordered by event time; pass `world` to skip rebuilding it for every date.
     """
-    world = world or build_world(cfg)
+    if world is None:
+        world = build_world(cfg)
+    elif world.cfg != cfg:
+        raise ValueError("generate_day got a world built from another GeneratorConfig")
     blocks = [_generate_block(world, day, start)
               for start in range(0, cfg.n_users, USERS_PER_BLOCK)]
     columns = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
@@ -249,8 +252,8 @@ def _generate_block(world: SyntheticWorld, day: date, first_user: int) -> dict[s
     logit, click = _clicks(world, rng, request_user - first_user, request_rank, item, examine, base_logit)
     relevance = _sigmoid(logit)
     conversion = click & (rng.random(len(item)) < _sigmoid(CONVERSION_BIAS + 0.8 * logit))
-    dwell = np.where(click, np.round(DWELL_MEDIAN_SECONDS * np.exp(0.3 * logit + 0.5 * rng.standard_normal(len(item))), 3),
-                     np.nan)
+    dwell = DWELL_MEDIAN_SECONDS * np.exp(0.3 * logit + 0.5 * rng.standard_normal(len(item)))
+    dwell = np.where(click, np.round(dwell, 3), np.nan)
     return {
         "user_id": event_user, "item_id": item, "position": position,
         "request_rank": np.repeat(request_rank, k), "millis": np.repeat(millis, k),

@@ -32,7 +32,8 @@ BAD_ROWS = {
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_invalid_rows_are_quarantined_with_reasons_and_counts_reconcile(spark, settings, fmt):
-    good = [event(f"g{i}", at(DAY, hour=i), user_id=i, item_id=100 + i, click=i % 2) for i in range(5)]
+    good = [event(f"g{i}", at(DAY, hour=i), user_id=i, item_id=100 + i, click=i % 2) for i in range(4)]
+    good.append(event("g4", at(DAY, hour=4), user_id=4, item_id=104, user_segment='x,"y"'))
     duplicate = event("g0", at(DAY, hour=0), user_id=0, item_id=100)
     folder = _landing(settings)
     write_records(folder, good + [duplicate] + list(BAD_ROWS.values()), fmt)
@@ -44,6 +45,7 @@ def test_invalid_rows_are_quarantined_with_reasons_and_counts_reconcile(spark, s
     events = read_arrow(settings, EVENTS).to_pandas()
     assert sorted(events.event_id) == [f"g{i}" for i in range(5)]
     assert events.set_index("event_id").loc["g3", "click"] == 1
+    assert events.set_index("event_id").loc["g4", "user_segment"] == 'x,"y"'  # quotes survive every format
     quarantine = read_arrow(settings, EVENTS_QUARANTINE).to_pandas()
     reasons = list(quarantine.reason)
     for expected in BAD_ROWS:

@@ -1,0 +1,78 @@
+"""The teacher: RankMixer over feature tokens and long-sequence tokens, multi-task heads, position bias.
+
+Position is a bias, not a feature: a shallow tower adds a per-task logit from the display position,
+so `forward(batch, neutral_position=True)` scores every row as if position had no effect (the
+debiasing task dumps these logits), and the `position` slot is then not needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.models.config import SEQ_ACTION, SEQ_ITEM_ID, SEQ_LENGTH, SEQ_TIME_GAP, TeacherConfig
+from pipeline.models.inputs import check_inputs
+from pipeline.models.rankmixer import RankMixer
+from pipeline.models.sequence import LongSequenceEncoder, SequenceEmbedding
+from pipeline.models.tokenizer import Tokenizer
+
+
+class PositionBias(nn.Module):
+    """Position embedding → one additive logit per task; absent (zero) at the neutral position."""
+
+    def __init__(self, embedding_dim: int, n_tasks: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.tower = nn.Sequential(nn.Linear(embedding_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_tasks))
+
+    def forward(self, position_embeddings: Tensor) -> Tensor:
+        return self.tower(position_embeddings)
+
+
+class Teacher(nn.Module):
+    """Large, slow on purpose: tokens = feature groups + (candidate interest, global) sequence tokens."""
+
+    def __init__(self, config: TeacherConfig, embeddings: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        schema = config.features
+        self.tokenizer = Tokenizer(schema, {"features": config.token_groups}, config.embedding_dim,
+                                   config.token_dim, embeddings)
+        features = {f for g in config.token_groups for f in g.features}
+        self.query_slots = [s for s in schema.item_slots if s in features or s == schema.item_id_slot]
+        self.sequence = SequenceEmbedding(schema.n_actions, config.n_time_buckets, config.embedding_dim)
+        self.long_sequence = LongSequenceEncoder(
+            config.embedding_dim, config.sequence_dim, len(self.query_slots) * config.embedding_dim,
+            config.sequence_length, config.merge_size, config.n_global_tokens, config.sequence_heads,
+            config.sequence_layers)
+        self.sequence_tokens = nn.Linear(config.sequence_dim, config.token_dim)
+        self.mixer = RankMixer(config.n_tokens, config.token_dim, config.n_layers, config.ffn_multiplier,
+                               config.n_experts)
+        self.towers = nn.ModuleDict({task: nn.Sequential(nn.Linear(config.token_dim, config.tower_dim), nn.ReLU(),
+                                                         nn.Linear(config.tower_dim, 1)) for task in config.tasks})
+        self.position_bias = PositionBias(config.embedding_dim, len(config.tasks))
+
+    def forward(self, batch: Mapping[str, Tensor], *, neutral_position: bool = False) -> dict[str, Tensor]:
+        """Per-task logits [B]; with `neutral_position` the position-bias tower is left out."""
+        config = self.config
+        check_inputs(batch, config.inputs(neutral_position=neutral_position), what="teacher batch",
+                     max_dims={"L": config.sequence_length})
+        tokenizer = self.tokenizer
+        features = tokenizer.embed_features(batch, "features")
+        query = torch.cat([features[s] if s in features else tokenizer.embed_ids(batch[s], s)
+                           for s in self.query_slots], dim=-1)
+        events, valid = self.sequence(tokenizer.embed_ids(batch[SEQ_ITEM_ID], config.features.item_id_slot),
+                                      batch[SEQ_ACTION], batch[SEQ_TIME_GAP], batch[SEQ_LENGTH])
+        sequence_tokens = self.sequence_tokens(self.long_sequence(events, valid, query))
+        pooled = self.mixer(torch.cat([tokenizer(features, "features"), sequence_tokens], dim=1))
+        logits = {task: tower(pooled).squeeze(-1) for task, tower in self.towers.items()}
+        if neutral_position:
+            return logits
+        position = config.features.position_slot
+        bias = self.position_bias(tokenizer.embed_ids(batch[position], position))
+        return {task: logit + bias[:, i] for i, (task, logit) in enumerate(logits.items())}
+
+    def aux_loss(self) -> Tensor:
+        """The MoE sparsity penalty of the last forward, weighted; add it to the task losses."""
+        return self.config.moe_l1_weight * self.mixer.gate_l1()
