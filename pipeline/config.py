@@ -102,6 +102,44 @@ class SequenceConfig(BaseModel):
         return self
 
 
+class TeacherTrainConfig(BaseModel):
+    """The periodic teacher: model preset, budget, and its parameter-server tables."""
+
+    preset: Literal["tiny", "small", "large"] = "small"
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    sparse_lr: float = Field(0.05, gt=0)
+    embedding_dim: int = Field(16, ge=1)
+    memory_tier_mib: int = Field(256, ge=1)
+    seed: int = 11
+
+
+class StudentTrainConfig(BaseModel):
+    """Students (base, KD, debiased) share architecture, data and budget; only the loss differs."""
+
+    preset: Literal["tiny", "default"] = "tiny"
+    token_dim: int = Field(64, ge=8)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(512, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    kd_lambda: float = Field(1.0, ge=0)
+    kd_temperature: float = Field(2.0, gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+
+class DebiasConfig(BaseModel):
+    """The switchable debiasing parts (each has an ablation)."""
+
+    auxiliary_head: bool = True
+    stale_adapter: bool = True
+    neutral_position: bool = True
+
+
+class EvaluationConfig(BaseModel):
+    bootstrap_rounds: int = Field(200, ge=10)
+
+
 class MLflowConfig(BaseModel):
     """MLflow tracking: a local SQLite store under the lakehouse unless a URI is given."""
 
@@ -121,6 +159,10 @@ class Settings(BaseSettings):
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     sequences: SequenceConfig = Field(default_factory=SequenceConfig)
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)
+    teacher: TeacherTrainConfig = Field(default_factory=TeacherTrainConfig)
+    student: StudentTrainConfig = Field(default_factory=StudentTrainConfig)
+    debias: DebiasConfig = Field(default_factory=DebiasConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -156,6 +198,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                       "requests_per_user_per_day": 2.0, "slate_size": 6},
         "features": {"hash_buckets": 1 << 14},
         "sequences": {"teacher_length": 32, "student_length": 8, "lookback_days": 30},
+        "teacher": {"preset": "tiny", "epochs": 2, "batch_size": 128, "embedding_dim": 8, "memory_tier_mib": 4},
+        "student": {"token_dim": 32, "epochs": 2, "batch_size": 128, "seeds": [0, 1]},
+        "evaluation": {"bootstrap_rounds": 50},
     },
     "demo": {},
     "prod": {

@@ -52,6 +52,44 @@ def get_spark(settings: Settings) -> SparkSession:
     return spark
 
 
+def delta_package() -> str:
+    """Maven coordinates of the Delta jars matching the installed delta-spark and pyspark.
+
+    Named as `configure_spark_with_delta_pip` names them; spark-submit needs them as `--packages`
+    because its launcher resolves jars before the job's own builder runs.
+    """
+    from importlib.metadata import version
+
+    spark_major_minor = ".".join(version("pyspark").split(".")[:2])
+    return f"io.delta:delta-spark_{spark_major_minor}_2.13:{version('delta-spark')}"
+
+
+def submit_conf(settings: Settings) -> dict[str, str]:
+    """The `--conf` pairs a spark-submit of a recdistill job needs: Delta, session settings, Ivy cache.
+
+    The same values `get_spark` puts on its builder, given to the launcher too, where memory and
+    the Ivy cache must be known before the JVM starts.
+    """
+    cfg = settings.spark
+    return {
+        **DELTA_CONF,
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.jars.ivy": str(cfg.ivy_dir.resolve()),
+        **cfg.conf,
+    }
+
+
+def job_file(job: str) -> str:
+    """Path of the installed `spark_jobs.<job>` module: the application file spark-submit runs."""
+    from importlib.util import find_spec
+
+    spec = find_spec(f"spark_jobs.{job}")
+    if spec is None or spec.origin is None:
+        raise ValueError(f"no Spark job module spark_jobs.{job}; expected a file spark_jobs/{job}.py")
+    return spec.origin
+
+
 def main() -> None:
     """`python -m pipeline.spark`: open a session once so Spark's Ivy fetches the Delta jars."""
     from pipeline.config import load_settings

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import Settings
 from pipeline.slots import FEATURE_WINDOWS_DAYS, SPARSE_SLOTS
@@ -118,9 +119,18 @@ TRAINING_SAMPLES = TableSpec(
     doc="Model-ready samples: labels, hashed sparse slots, dense features, both sequences.",
 )
 
+TEACHER_LOGITS = TableSpec(
+    name="teacher_logits",
+    ddl=("sample_id BIGINT, teacher_version STRING, logit_click FLOAT, logit_conversion FLOAT, "
+         "written_at TIMESTAMP, date DATE"),
+    key=("sample_id", "teacher_version"),
+    doc="Teacher logits per sample (at the neutral position), one set per teacher version; written by torch.",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (EVENTS, EVENTS_QUARANTINE, USER_FEATURES, ITEM_FEATURES, SEQUENCES, TRAINING_SAMPLES)
+    for spec in (EVENTS, EVENTS_QUARANTINE, USER_FEATURES, ITEM_FEATURES, SEQUENCES, TRAINING_SAMPLES,
+                 TEACHER_LOGITS)
 }
 
 
@@ -152,21 +162,48 @@ def _check_schema(df: DataFrame, spec: TableSpec) -> DataFrame:
     return ordered
 
 
-def write_partition(df: DataFrame, settings: Settings, spec: TableSpec, day: date) -> None:
+def write_partition(df: DataFrame, settings: Settings, spec: TableSpec, day: date) -> int:
     """Replace exactly the `day` partition of `spec` with `df` — the idempotent write every job uses.
 
     Delta's replaceWhere makes it one atomic commit and rejects rows of any other date, so a rerun
     for the same day yields the same rows and a failed job leaves the previous version in place.
+    Returns the rows written, read from the commit's metrics (no second pass over the data).
     """
+    from deltalake import DeltaTable
+
     frame = _check_schema(df, spec)
+    path = table_path(settings, spec)
     (
         frame.write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", f"date = DATE'{day.isoformat()}'")
         .partitionBy("date")
-        .save(table_path(settings, spec))
+        .save(path)
     )
-    log.info("wrote %s date=%s", spec.name, day)
+    rows = int(DeltaTable(path).history(1)[0].get("operationMetrics", {}).get("numOutputRows", 0))
+    log.info("wrote %s date=%s rows=%d", spec.name, day, rows)
+    return rows
+
+
+def write_partition_arrow(table: pa.Table, settings: Settings, spec: TableSpec, day: date,
+                          where: dict[str, str] | None = None) -> None:
+    """The delta-rs twin of `write_partition` for tables written from Python (no JVM).
+
+    Replaces the rows of `day` (and, with `where`, only those whose columns equal the given
+    values, e.g. one teacher version) in one atomic commit; rows of other dates are refused.
+    """
+    from deltalake import write_deltalake
+
+    expected = spec.columns
+    if table.column_names != expected:
+        raise ValueError(f"table {spec.name}: arrow table columns {table.column_names} != schema {expected}")
+    dates = pc.unique(table.column("date")).to_pylist()
+    if any(d != day for d in dates):
+        raise ValueError(f"table {spec.name}: rows of dates {sorted(set(dates) - {day})} in a write for {day}")
+    predicate = " AND ".join([f"date = '{day.isoformat()}'"] + [f"{k} = '{v}'" for k, v in (where or {}).items()])
+    write_deltalake(table_path(settings, spec), table, mode="overwrite", predicate=predicate,
+                    partition_by=["date"])
+    log.info("wrote %s where %s", spec.name, predicate)
 
 
 def read_table(spark: SparkSession, settings: Settings, spec: TableSpec,

@@ -58,10 +58,7 @@ def run(spark: SparkSession, settings: Settings, day: date) -> dict[str, int]:
         (ITEM_FEATURES, build_item_features(events, day, settings.features)),
     ]
     for spec, frame in builders:
-        frame = frame.cache()
-        written[spec.name] = frame.count()
-        write_partition(frame, settings, spec, day)
-        frame.unpersist()
+        written[spec.name] = write_partition(frame, settings, spec, day)
     return written
 
 

@@ -81,11 +81,7 @@ def run(spark: SparkSession, settings: Settings, day: date) -> int:
     """Write the `training_samples` partition of `day`; returns its row count."""
     frames = [read_table(spark, settings, spec, start=day, end=day)
               for spec in (EVENTS, USER_FEATURES, ITEM_FEATURES, SEQUENCES)]
-    samples = build_training_samples(*frames, settings).cache()
-    count = samples.count()
-    write_partition(samples, settings, TRAINING_SAMPLES, day)
-    samples.unpersist()
-    return count
+    return write_partition(build_training_samples(*frames, settings), settings, TRAINING_SAMPLES, day)
 
 
 def main(argv: list[str] | None = None) -> None:

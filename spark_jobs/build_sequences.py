@@ -61,11 +61,7 @@ def run(spark: SparkSession, settings: Settings, day: date) -> int:
     """Write the `sequences` partition of `day`; returns its row count."""
     events = read_table(spark, settings, EVENTS, start=day - timedelta(days=settings.sequences.lookback_days),
                         end=day)
-    sequences = build_sequences(events, day, settings.sequences).cache()
-    count = sequences.count()
-    write_partition(sequences, settings, SEQUENCES, day)
-    sequences.unpersist()
-    return count
+    return write_partition(build_sequences(events, day, settings.sequences), settings, SEQUENCES, day)
 
 
 def main(argv: list[str] | None = None) -> None:

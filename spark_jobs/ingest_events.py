@@ -180,19 +180,15 @@ def run(spark: SparkSession, settings: Settings, day: date, source: str = "synth
         path: Path | None = None) -> IngestReport:
     """Ingest the landing files of `day` (default: the `source` landing folder) idempotently."""
     folder = path or landing_dir(settings.lakehouse.landing, source, day)
-    raw = read_landing(spark, folder, detect_format(folder)).cache()
+    validated = validate_events(read_landing(spark, folder, detect_format(folder)), day).cache()
     try:
-        validated = validate_events(raw, day).cache()
-        events = build_events(validated, day).cache()
-        quarantine = build_events_quarantine(validated, day)
-        read = raw.count()
+        read = validated.count()
         valid = validated.where(F.col("reason").isNull()).count()
-        accepted = events.count()
-        report = IngestReport(day.isoformat(), read, accepted, read - valid, valid - accepted)
-        write_partition(events, settings, EVENTS, day)
-        write_partition(quarantine, settings, EVENTS_QUARANTINE, day)
+        accepted = write_partition(build_events(validated, day), settings, EVENTS, day)
+        quarantined = write_partition(build_events_quarantine(validated, day), settings, EVENTS_QUARANTINE, day)
+        report = IngestReport(day.isoformat(), read, accepted, quarantined, valid - accepted)
     finally:
-        spark.catalog.clearCache()
+        validated.unpersist()
     log.info("ingest %s", asdict(report))
     if not report.reconciles():
         raise RuntimeError(f"ingest counts do not reconcile: {asdict(report)}")

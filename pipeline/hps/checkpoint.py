@@ -56,6 +56,7 @@ def save_snapshot(server: ParameterServer, directory: Path, dense: dict[str, Any
         meta = {"format": FORMAT_VERSION, "step": server.step, "updates": server.updates,
                 "num_shards": server.num_shards, "world_size": server.world_size, "dim": server.dim,
                 "optimizer": server.config.optimizer, "row_width": server.optimizer.width,
+                "tracks_steps": server.config.ttl_steps is not None,
                 "created": datetime.now(timezone.utc).isoformat(), "dense_sha256": _sha256(dense_path)}
         _write_durably(tmp / "meta.json", json.dumps(meta, indent=1).encode())
         _fsync_path(tmp)
@@ -95,6 +96,8 @@ def load_snapshot(server: ParameterServer, directory: Path) -> dict[str, Any]:
         if server.num_shards == meta["num_shards"] and old not in server.shards:
             continue  # same layout: only this rank's own shards are needed
         keys, steps, rows, waiting = _read_shard(snapshot, old)
+        if not meta["tracks_steps"]:
+            steps = np.full(len(keys), meta["step"], dtype=np.int64)  # no TTL then: count from the snapshot
         for start in range(0, len(keys), _CHUNK_ROWS):
             part = slice(start, start + _CHUNK_ROWS)
             owner = shard_of(keys[part], server.num_shards)

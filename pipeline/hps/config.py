@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from pipeline.hps.memory_tier import SLOT_OVERHEAD_BYTES
-from pipeline.hps.optimizers import OptimizerName, make_optimizer
+from pipeline.hps.optimizers import OptimizerName, SparseOptimizer, make_optimizer
 
 
 class HPSConfig(BaseModel):
@@ -33,6 +33,8 @@ class HPSConfig(BaseModel):
     expire_every: int = Field(100, ge=1, description="steps between expiry sweeps")
 
     ssd_path: Path = Path("hps_ssd")
+    expected_rows: int = Field(0, ge=0, description="rows expected per process: pre-sizes the SSD index so it "
+                                                    "never doubles mid-training (0: grow as needed)")
     segment_rows: int = Field(1 << 16, ge=1)
     compact_below: float = Field(0.5, gt=0, lt=1, description="rewrite a segment once live/records drops below")
     background_compaction: bool = True
@@ -62,5 +64,5 @@ class HPSConfig(BaseModel):
         """Memory-tier capacity in rows for each of this process's shards."""
         return max(1, self.memory_capacity_bytes // (self.row_bytes + SLOT_OVERHEAD_BYTES) // num_local_shards)
 
-    def make_optimizer(self):  # noqa: ANN201 - returns a SparseOptimizer
+    def make_optimizer(self) -> SparseOptimizer:
         return make_optimizer(self.optimizer, self.dim, self.lr, self.eps, self.initial_accumulator, self.betas)

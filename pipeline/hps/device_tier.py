@@ -30,7 +30,6 @@ class WorkingSet:
     step: int
     keys: np.ndarray
     weights: torch.Tensor
-    train: bool
     _bound: list[_Bound] = field(default_factory=list)
     _sorted_keys: torch.Tensor | None = None
 
@@ -92,4 +91,4 @@ class DeviceTier:
         if train:
             leaf.requires_grad_(True)
             leaf.register_post_accumulate_grad_hook(lambda t: on_grad(t.grad))
-        return WorkingSet(step=step, keys=keys, weights=leaf, train=train)
+        return WorkingSet(step=step, keys=keys, weights=leaf)

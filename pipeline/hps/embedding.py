@@ -19,6 +19,28 @@ from torch import nn
 from pipeline.hps.server import ParameterServer
 
 
+class _GatherRows(torch.autograd.Function):
+    """weights[index] whose backward is one index_add_ into the working set.
+
+    Hand-written: F.embedding's CPU backward sorts every id first (~30 ms for a 106K-id batch
+    against ~7 ms for index_add_, measured with one thread on this machine).
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = weights.shape[0]
+        return weights.index_select(0, index.reshape(-1)).view(*index.shape, weights.shape[1])
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        dim = grad.shape[-1]
+        weights_grad = torch.zeros((ctx.rows, dim), dtype=grad.dtype, device=grad.device)
+        weights_grad.index_add_(0, index.reshape(-1), grad.reshape(-1, dim))
+        return weights_grad, None
+
+
 def _check_ids(ids: torch.Tensor, dims: int, what: str) -> None:
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{what}: ids must be a torch.Tensor, got {type(ids).__name__}")
@@ -45,7 +67,7 @@ class PSEmbedding(nn.Module):
             raise ValueError(f"PSEmbedding: ids have {ids.shape[1]} columns but there are {len(self.slots)} slots "
                              f"{self.slots}")
         working_set = self.server.working_set
-        return F.embedding(working_set.index_of(ids), working_set.weights)
+        return _GatherRows.apply(working_set.weights, working_set.index_of(ids))
 
     def extra_repr(self) -> str:
         return f"slots={self.slots}, dim={self.dim}"

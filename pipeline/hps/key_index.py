@@ -36,10 +36,6 @@ class KeyIndex:
     def __len__(self) -> int:
         return self._live
 
-    @property
-    def nbytes(self) -> int:
-        return self._keys.nbytes + self._values.nbytes
-
     def _home(self, keys: np.ndarray) -> np.ndarray:
         return (mix64(keys) >> np.uint64(64 - self._bits)).astype(np.int64)
 
@@ -135,7 +131,7 @@ class KeyIndex:
 
     def _rehash(self, expected_live: int) -> None:
         keys, values = self.items()
-        self._allocate(_table_size(max(expected_live, 1) * 2, self.max_load))
+        self._allocate(_table_size(max(expected_live, 1) * 3 // 2, self.max_load))
         self._live = self._deleted = 0
         if len(keys):
             self._insert_absent(keys, values)

@@ -54,7 +54,7 @@ class MemoryTier:
     def clear(self) -> None:
         """Forget every row (the row array itself is reused)."""
         capacity_rows = self.capacity
-        self.index = KeyIndex(columns=1, capacity=min(capacity_rows, 1 << 20))
+        self.index = KeyIndex(columns=1, capacity=capacity_rows)
         self.slot_key = np.full(capacity_rows, -1, dtype=np.int64)
         self.tick = np.zeros(capacity_rows, dtype=np.int64)
         self.count = np.zeros(capacity_rows, dtype=np.int64)

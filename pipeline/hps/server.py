@@ -79,7 +79,9 @@ class ParameterServer:
         self.stats_recorder = StatsRecorder()
         owned = local_shards(self.num_shards, self.rank, self.world_size)
         memory_rows = config.memory_rows(len(owned))
-        self.shards = {s: Shard(s, config, self.optimizer, memory_rows, self.stats_recorder) for s in owned}
+        expected_rows = config.expected_rows // len(owned)
+        self.shards = {s: Shard(s, config, self.optimizer, memory_rows, expected_rows, self.stats_recorder)
+                       for s in owned}
         self.exchange, self.prefetch_exchange = make_exchanges(self.device)
         self.device_tier = DeviceTier(self.device, self.stats_recorder)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hps-prefetch") if config.prefetch else None
@@ -222,7 +224,8 @@ class ParameterServer:
                     host[at] = shard.read(slots)
             rows = self.device_tier.upload(host)
             if self.world_size == 1:
-                weights = rows[:, :self.dim].clone()
+                # A view: the optimizer updates `rows` only after backward has used the weights.
+                weights = rows[:, :self.dim]
             else:
                 parts = [rows[torch.from_numpy(at).to(rows.device), :self.dim] for at in plan.sources]
                 received = torch.cat(self.exchange.all_to_all(parts)).to(self.device)
@@ -317,7 +320,8 @@ class ParameterServer:
         self._finish_active()
 
     def load_rows(self, keys: np.ndarray | torch.Tensor, weights: np.ndarray | torch.Tensor, step: int = 0) -> None:
-        """Bulk-load weights (e.g. a trained teacher table): rows of keys this process owns, fresh optimizer state."""
+        """Bulk-load weights (e.g. a trained teacher table) for the keys this process owns, with fresh
+        optimizer state. Like a restore, a load is a baseline: exports report changes made after it."""
         keys = flatten_keys((keys,), self.config.num_keys)
         weights = weights.detach().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights)
         if weights.shape != (len(keys), self.dim) or weights.dtype != np.float32:
@@ -332,7 +336,6 @@ class ParameterServer:
         for s, shard in self.shards.items():
             mine = shard_ids == s
             shard.load(keys[mine], rows[mine], np.full(int(mine.sum()), step, dtype=np.int64))
-            shard.changes.written(keys[mine])
 
     def read_rows(self, keys: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(full rows, found) for keys this process owns, from whichever tier holds them; no side effects."""
@@ -380,6 +383,10 @@ class ParameterServer:
             extra_counts={"bytes_sent": self.exchange.bytes_sent + self.prefetch_exchange.bytes_sent,
                           "bytes_received": self.exchange.bytes_received + self.prefetch_exchange.bytes_received},
         )
+
+    def reset_stats(self) -> None:
+        """Start counting afresh (e.g. per epoch, or after warm-up)."""
+        self.stats_recorder.reset()
 
     def close(self) -> None:
         self.cancel_prefetch()

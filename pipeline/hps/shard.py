@@ -28,7 +28,7 @@ class Shard:
     """Rows of one shard: cached in memory, all persisted on SSD, admitted and expired by policy."""
 
     def __init__(self, shard_id: int, config: HPSConfig, optimizer: SparseOptimizer, memory_rows: int,
-                 stats: StatsRecorder) -> None:
+                 expected_rows: int, stats: StatsRecorder) -> None:
         self.shard_id = shard_id
         self.config = config
         self.optimizer = optimizer
@@ -36,7 +36,8 @@ class Shard:
         self.stats = stats
         self.memory = MemoryTier(memory_rows, self.width, config.eviction, config.evict_fraction)
         self.ssd = SSDTier(Path(config.ssd_path) / f"shard-{shard_id:05d}", self.width, config.segment_rows,
-                           config.compact_below, config.background_compaction)
+                           config.compact_below, config.background_compaction, expected_rows=expected_rows,
+                           track_steps=config.ttl_steps is not None)
         self.admission = AdmissionCounter(config.admit_after)
         self.changes = ChangeLog()
         # Pin counts are read-modify-write from both the training and the prefetch thread.

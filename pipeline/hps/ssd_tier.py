@@ -10,6 +10,7 @@ fraction falls below a threshold (compaction) and deletes them.
 
 A record is (key, step, row). A deletion appends a tombstone (key stored as ``~key``) so that
 reopening the directory, which replays segments in order, does not bring deleted rows back.
+The index keeps each key's last-use step only when asked to (a TTL is set): 8 bytes less per key.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SSDTier:
     """A persistent key → (row, last step) store for one shard, batched in and out."""
 
     def __init__(self, path: Path, width: int, segment_rows: int = 1 << 16, compact_below: float = 0.5,
-                 background_compaction: bool = True) -> None:
+                 background_compaction: bool = True, expected_rows: int = 0, track_steps: bool = True) -> None:
         if not 0 < segment_rows < (1 << _OFFSET_BITS):
             raise ValueError(f"segment_rows must be in (0, 2**32), got {segment_rows}")
         self.path = Path(path)
@@ -50,7 +51,8 @@ class SSDTier:
         self.segment_rows = segment_rows
         self.compact_below = compact_below
         self.record = np.dtype([("key", "<i8"), ("step", "<i8"), ("row", "<f4", (width,))])
-        self.index = KeyIndex(columns=2)
+        self.track_steps = track_steps
+        self.index = KeyIndex(columns=2 if track_steps else 1, capacity=max(expected_rows, 1024))
         self._segments: dict[int, _Segment] = {}
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -76,13 +78,13 @@ class SSDTier:
         return self.index.positions(keys) >= 0
 
     def get(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows [n, width], last steps [n], found [n]); absent keys get zero rows."""
+        """(rows [n, width], last steps [n] (0 unless tracked), found [n]); absent keys get zero rows."""
         with self._lock:
             values, found = self.index.get_rows(keys)
             rows = np.zeros((len(keys), self.width), dtype=np.float32)
             if found.any():
                 rows[found] = self._read(values[found, _LOC])
-            return rows, values[:, _STEP], found
+            return rows, self._steps(values), found
 
     def _read(self, locations: np.ndarray) -> np.ndarray:
         if self._unflushed:
@@ -115,9 +117,18 @@ class SSDTier:
             keys, values = self.index.items()
             order = np.argsort(values[:, _LOC])
             keys, values = keys[order], values[order]
+            steps = self._steps(values)
             for start in range(0, len(keys), chunk_rows):
                 part = slice(start, start + chunk_rows)
-                yield keys[part], self._read(values[part, _LOC]), values[part, _STEP]
+                yield keys[part], self._read(values[part, _LOC]), steps[part]
+
+    def _steps(self, values: np.ndarray) -> np.ndarray:
+        return values[:, _STEP] if self.track_steps else np.zeros(len(values), dtype=np.int64)
+
+    def _entries(self, locations: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        if self.track_steps:
+            return np.stack([locations, np.asarray(steps, dtype=np.int64)], axis=1)
+        return locations
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -131,13 +142,14 @@ class SSDTier:
             old, found = self.index.get_rows(keys)
             self._mark_stale(old[found, _LOC])
             locations = self._append(keys, rows, steps)
-            self.index.put(keys, np.stack([locations, np.asarray(steps, dtype=np.int64)], axis=1))
+            self.index.put(keys, self._entries(locations, steps))
             self._count_live(locations)
 
     def touch(self, keys: np.ndarray, steps: np.ndarray) -> None:
         """Record a newer last-use step without rewriting the row (the memory tier held it meanwhile)."""
-        with self._lock:
-            self.index.set_column(keys, _STEP, np.asarray(steps, dtype=np.int64))
+        if self.track_steps:
+            with self._lock:
+                self.index.set_column(keys, _STEP, np.asarray(steps, dtype=np.int64))
 
     def delete(self, keys: np.ndarray) -> np.ndarray:
         """Drop rows; returns which keys were present."""
@@ -151,6 +163,8 @@ class SSDTier:
 
     def expire(self, before_step: int, keep: np.ndarray | None = None) -> np.ndarray:
         """Delete rows last used before `before_step` (except keys in `keep`); returns their keys."""
+        if not self.track_steps:
+            raise RuntimeError(f"SSD tier {self.path} does not track last-use steps; open it with track_steps=True")
         with self._lock:
             keys, values = self.index.items()
             stale = keys[values[:, _STEP] < before_step]
@@ -297,6 +311,6 @@ class SSDTier:
         last = len(decoded) - 1 - np.unique(decoded[::-1], return_index=True)[1]
         last = last[all_keys[last] >= 0]
         live_locations = np.concatenate(locations)[last]
-        self.index.put(decoded[last], np.stack([live_locations, np.concatenate(steps)[last]], axis=1))
+        self.index.put(decoded[last], self._entries(live_locations, np.concatenate(steps)[last]))
         self._count_live(live_locations)
         log.info("SSD tier %s: replayed %d rows from %d segments", self.path, len(last), len(found))

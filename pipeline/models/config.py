@@ -2,11 +2,12 @@
 
 A batch is a dict of tensors (the first dimension is rows, B):
 
-- one LongTensor[B] per sparse slot in `FeatureSchema` (ids already hashed into `hash_buckets`);
+- one LongTensor[B] per sparse slot in `FeatureSchema`, ids already hashed per slot into
+  [0, hash_buckets) (the data plane's `pipeline.slots` hashing; 0 means missing);
 - ``dense_user`` FloatTensor[B, n_dense_user] and ``dense_item`` FloatTensor[B, n_dense_item]
   (raw CTRs/counts; the models apply a signed log1p);
 - the behaviour sequence, **most recent first**, 0-padded at the end: ``seq_item_id``
-  LongTensor[B, L] (hashed exactly like the ``item_id`` slot, so they share its embedding rows),
+  LongTensor[B, L] (hashed as the ``item_id`` slot, so they share its embedding rows),
   ``seq_action`` LongTensor[B, L] in [0, n_actions), ``seq_time_gap`` [B, L] seconds before the
   request (int or float), and ``seq_length`` LongTensor[B] (entries at index >= length are padding);
 - ``position`` LongTensor[B] (hashed) for the teacher's position-bias tower, unless it scores at the
@@ -47,8 +48,8 @@ class FeatureSchema(BaseModel):
     item_slots: list[str] = Field(default_factory=lambda: ["item_id", "item_category"])
     item_id_slot: str = "item_id"
     position_slot: str = "position"
-    n_dense_user: int = Field(8, ge=1)
-    n_dense_item: int = Field(4, ge=1)
+    n_dense_user: int = Field(9, ge=1, description="pipeline.slots.dense_names('user')")
+    n_dense_item: int = Field(9, ge=1, description="pipeline.slots.dense_names('item')")
     hash_buckets: int = Field(1 << 14, ge=16)
     n_actions: int = Field(4, ge=1)
 

@@ -136,7 +136,7 @@ class UGSepStudent(nn.Module):
     def _events(self, rows: Inputs) -> tuple[Tensor | None, Tensor | None]:
         if self.sequence is None:
             return None, None
-        items = self.tokenizer.embed_ids(rows[SEQ_ITEM_ID], self.config.features.item_id_slot)
+        items = self.tokenizer.lookup(rows[SEQ_ITEM_ID])
         return self.sequence(items, rows[SEQ_ACTION], rows[SEQ_TIME_GAP], rows[SEQ_LENGTH])
 
     def _user_tokens(self, rows: Inputs, events: Tensor | None, valid: Tensor | None) -> Tensor:
@@ -149,7 +149,7 @@ class UGSepStudent(nn.Module):
         features = self.tokenizer.embed_features(rows, "group")
         if self.target_attention is not None:
             slot = self.config.features.item_id_slot
-            items = features[slot] if slot in features else self.tokenizer.embed_ids(rows[slot], slot)
+            items = features[slot] if slot in features else self.tokenizer.lookup(rows[slot])
             features[TARGET_ATTENTION] = self.target_attention(items, events, valid)
         return self.tokenizer(features, "group")
 

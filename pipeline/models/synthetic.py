@@ -5,6 +5,7 @@ The models are independent of the data plane; tests and the benchmark feed them 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,11 @@ from pipeline.models.config import (
     StudentConfig,
 )
 from pipeline.models.inputs import InputSpec
+
+
+def hash_ids(values: Tensor, slot: str, hash_buckets: int) -> Tensor:
+    """Raw values → ids in [1, hash_buckets), mixed with the slot name like the data plane does (0 = missing)."""
+    return 1 + torch.remainder(values * 2_654_435_761 + zlib.crc32(slot.encode()), hash_buckets - 1)
 
 
 def random_inputs(specs: Sequence[InputSpec], dims: Mapping[str, int], generator: torch.Generator) -> dict[str, Tensor]:
@@ -121,9 +127,10 @@ class PlantedClickWorld:
         lengths = torch.randint(length // 2, length + 1, (users.shape[0],), generator=g)
         valid = torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
         gaps = torch.cumsum(torch.randint(60, 86_400, (users.shape[0], length), generator=g), dim=1)
-        return {SEQ_ITEM_ID: items.view(categories.shape) * valid, SEQ_LENGTH: lengths,
+        item_ids = hash_ids(items.view(categories.shape), self.schema.item_id_slot, self.schema.hash_buckets)
+        return {SEQ_ITEM_ID: item_ids * valid, SEQ_LENGTH: lengths,
                 SEQ_ACTION: torch.randint(0, self.schema.n_actions, categories.shape, generator=g) * valid,
-                SEQ_TIME_GAP: gaps * valid}
+                SEQ_TIME_GAP: (gaps * valid).to(torch.float32)}
 
     def sample(self, n_requests: int, n_candidates: int, sequence_length: int, seed: int) -> PlantedClicks:
         """Requests with uniformly drawn users and candidates; labels ~ Bernoulli(sigmoid(logit))."""
@@ -149,5 +156,6 @@ class PlantedClickWorld:
                  + 0.3 * self.hour_affinity[row_hours, categories])
         probability = torch.sigmoid(logit)
         labels = torch.bernoulli(probability, generator=g)
-        rows = {k: v.to(torch.float32) if k in (DENSE_USER, DENSE_ITEM) else v for k, v in rows.items()}
+        for slot in self.schema.user_slots + self.schema.item_slots:
+            rows[slot] = hash_ids(rows[slot], slot, self.schema.hash_buckets)
         return PlantedClicks(rows, labels, probability, n_candidates, tuple(user_rows))

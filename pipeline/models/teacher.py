@@ -60,9 +60,9 @@ class Teacher(nn.Module):
                      max_dims={"L": config.sequence_length})
         tokenizer = self.tokenizer
         features = tokenizer.embed_features(batch, "features")
-        query = torch.cat([features[s] if s in features else tokenizer.embed_ids(batch[s], s)
+        query = torch.cat([features[s] if s in features else tokenizer.lookup(batch[s])
                            for s in self.query_slots], dim=-1)
-        events, valid = self.sequence(tokenizer.embed_ids(batch[SEQ_ITEM_ID], config.features.item_id_slot),
+        events, valid = self.sequence(tokenizer.lookup(batch[SEQ_ITEM_ID]),
                                       batch[SEQ_ACTION], batch[SEQ_TIME_GAP], batch[SEQ_LENGTH])
         sequence_tokens = self.sequence_tokens(self.long_sequence(events, valid, query))
         pooled = self.mixer(torch.cat([tokenizer(features, "features"), sequence_tokens], dim=1))
@@ -70,7 +70,7 @@ class Teacher(nn.Module):
         if neutral_position:
             return logits
         position = config.features.position_slot
-        bias = self.position_bias(tokenizer.embed_ids(batch[position], position))
+        bias = self.position_bias(tokenizer.lookup(batch[position]))
         return {task: logit + bias[:, i] for i, (task, logit) in enumerate(logits.items())}
 
     def aux_loss(self) -> Tensor:

@@ -2,27 +2,22 @@
 
 Sparse slots are looked up in one embedding provider: any module with
 ``forward(ids: LongTensor[B, S]) -> Tensor[B, S, dim]`` (a plain `nn.Embedding` by default, a
-parameter-server module later). All slots share the provider's id space, so each slot's ids are
-offset by a fixed salt (CRC32 of the slot name, mod `hash_buckets`): equal ids in different slots
-land on different rows. Each token group concatenates its features and one linear layer projects
-them to `n_tokens` tokens; a model may split its groups into named parts (the student's "user" and
-"group" parts) that are tokenized separately.
+parameter-server module later). The ids go to the provider unchanged: the data plane already hashes
+each slot's values with the slot name (`pipeline.slots`), so slots share one id space without
+colliding, and a prefetcher that reads batch ids sees exactly the rows the model will ask for.
+Each token group concatenates its features and one linear layer projects them to `n_tokens`
+tokens; a model may split its groups into named parts (the student's "user" and "group" parts)
+that are tokenized separately.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from pipeline.models.config import DENSE_ITEM, DENSE_USER, FeatureSchema, TokenGroup
-
-
-def slot_salt(slot: str, hash_buckets: int) -> int:
-    """The fixed offset of a slot's ids in the shared table (stable across processes and configs)."""
-    return zlib.crc32(slot.encode()) % hash_buckets
 
 
 def signed_log1p(values: Tensor) -> Tensor:
@@ -54,19 +49,15 @@ class Tokenizer(nn.Module):
     def n_tokens(self, part: str) -> int:
         return sum(g.n_tokens for g in self.parts[part])
 
-    def lookup(self, ids: Tensor, salts: Tensor | int) -> Tensor:
-        """Provider rows for ids [B, S] offset by their slot salts; checks the provider's width."""
-        rows = self.embeddings(torch.remainder(ids + salts, self.schema.hash_buckets))
-        if rows.shape != (*ids.shape, self.embedding_dim):
+    def lookup(self, ids: Tensor) -> Tensor:
+        """Provider rows for ids of any shape [B, ...] (e.g. a sequence [B, L]) → [B, ..., E]."""
+        flat = ids.reshape(ids.shape[0], -1)
+        rows = self.embeddings(flat)
+        if rows.shape != (*flat.shape, self.embedding_dim):
             raise ValueError(f"embedding provider {type(self.embeddings).__name__} returned shape "
-                             f"{tuple(rows.shape)} for ids of shape {tuple(ids.shape)}; expected "
-                             f"{(*ids.shape, self.embedding_dim)} (embedding_dim)")
-        return rows
-
-    def embed_ids(self, ids: Tensor, slot: str) -> Tensor:
-        """Embeddings of ids of one slot, any shape (e.g. a sequence [B, L] hashed like `slot`)."""
-        flat = self.lookup(ids.reshape(ids.shape[0], -1), slot_salt(slot, self.schema.hash_buckets))
-        return flat.view(*ids.shape, self.embedding_dim)
+                             f"{tuple(rows.shape)} for ids of shape {tuple(flat.shape)}; expected "
+                             f"{(*flat.shape, self.embedding_dim)} (embedding_dim {self.embedding_dim})")
+        return rows.view(*ids.shape, self.embedding_dim)
 
     def embed_features(self, batch: Mapping[str, Tensor], part: str) -> dict[str, Tensor]:
         """The sparse slots (one provider call) and dense blocks a part's groups read, [B, dim] each."""
@@ -74,9 +65,7 @@ class Tokenizer(nn.Module):
         slots = [f for f in wanted if f in self.schema.user_slots or f in self.schema.item_slots]
         features: dict[str, Tensor] = {}
         if slots:
-            ids = torch.stack([batch[s] for s in slots], dim=1)
-            salts = torch.tensor([slot_salt(s, self.schema.hash_buckets) for s in slots], device=ids.device)
-            rows = self.lookup(ids, salts)
+            rows = self.lookup(torch.stack([batch[s] for s in slots], dim=1))
             features.update({s: rows[:, i] for i, s in enumerate(slots)})
         for dense in (DENSE_USER, DENSE_ITEM):
             if dense in wanted:

@@ -1,0 +1,304 @@
+"""UG-Sep student, side by side: naive vs request-level reuse vs reuse + W8A16, in one run.
+
+The same trained student weights are scored three ways at N candidates per request:
+  naive   – the user's inputs copied to every candidate row, all T tokens per row;
+  reuse   – UG-Sep: user tokens once per request, only the G group tokens per candidate;
+  w8a16   – reuse with int8 per-channel weights and bf16 activations (`quantize_w8a16`).
+Reported: p50/p99 latency per request, requests/s at a few concurrency levels, FLOPs per request,
+weight bytes; accuracy (AUC on a planted click model) of the student against a RankMixer without
+the mask and against the student without information compensation; W8A16 parity against fp32.
+
+    .venv/bin/python benchmarks/ugsep.py            # full run, about 5-10 minutes on 2 cores
+    .venv/bin/python benchmarks/ugsep.py --quick    # a smoke run of the whole pipeline
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import matplotlib
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.export.parity import parity_report
+from pipeline.models.config import StudentConfig
+from pipeline.models.quantize import fast_activation_dtype, quantize_w8a16
+from pipeline.models.student import UGSepStudent
+from pipeline.models.synthetic import PlantedClicks, PlantedClickWorld
+from pipeline.train.metrics import auc
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+Request = tuple[Mapping[str, Tensor], ...]  # (user, candidates), or (user,) for the user side alone
+Scorer = Callable[..., object]
+CANDIDATE_COUNTS = (16, 64, 256, 1024)
+CONCURRENCY = (1, 2, 4)
+THROUGHPUT_COUNTS = (64, 256)
+
+
+@dataclass
+class Settings:
+    threads: int
+    train_requests: int
+    validation_requests: int
+    epochs: int
+    seconds_per_latency_cell: float
+    seconds_per_throughput_cell: float
+    parity_requests: int
+
+
+FULL = Settings(threads=2, train_requests=6000, validation_requests=2500, epochs=2,
+                seconds_per_latency_cell=4.0, seconds_per_throughput_cell=3.0, parity_requests=1000)
+QUICK = Settings(threads=2, train_requests=300, validation_requests=200, epochs=1,
+                 seconds_per_latency_cell=0.3, seconds_per_throughput_cell=0.3, parity_requests=50)
+
+
+def cpu_pressure() -> str:
+    """Load from other processes on this shared machine: it inflates and spreads latencies."""
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split("\n")[0]
+        return f"loadavg {os.getloadavg()[0]:.2f}, cpu pressure {some.split()[1]}"
+    except OSError:
+        return f"loadavg {os.getloadavg()[0]:.2f}"
+
+
+# ---- accuracy -----------------------------------------------------------------------------
+def train_briefly(config: StudentConfig, train: PlantedClicks, epochs: int, seed: int) -> UGSepStudent:
+    """Adam on click BCE, bf16 autocast (the CPU has native bf16); same init and order per seed."""
+    torch.manual_seed(seed)
+    student = UGSepStudent(config)
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    order = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for rows, labels in train.batches(512, order):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = student(rows)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return student.eval()
+
+
+def validation_auc(student: UGSepStudent, validation: PlantedClicks) -> float:
+    """AUC over all validation rows, fp32, per-row forward (identical for every variant)."""
+    with torch.inference_mode():
+        logits = torch.cat([student({k: v[i:i + 4096] for k, v in validation.rows.items()})
+                            for i in range(0, validation.labels.shape[0], 4096)])
+    return auc(validation.labels.numpy(), logits.numpy())
+
+
+# ---- speed --------------------------------------------------------------------------------
+def latencies(scorers: Mapping[str, Scorer], requests: list[Request], seconds: float) -> dict[str, list[float]]:
+    """Per-request seconds, methods interleaved so that background load hits all of them alike."""
+    with torch.inference_mode():
+        estimate = {}
+        for name, scorer in scorers.items():
+            for request in requests[:2]:
+                scorer(*request)  # warm-up
+            start = time.perf_counter()
+            scorer(*requests[0])
+            estimate[name] = time.perf_counter() - start
+        repeats = {n: int(min(400, max(20, seconds / max(t, 1e-6)))) for n, t in estimate.items()}
+        samples: dict[str, list[float]] = {n: [] for n in scorers}
+        for i in range(max(repeats.values())):
+            request = requests[i % len(requests)]
+            for name, scorer in scorers.items():
+                if i < repeats[name]:
+                    start = time.perf_counter()
+                    scorer(*request)
+                    samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def _serve(scorer: Scorer, requests: list[Request], concurrency: int, seconds: float) -> tuple[int, float]:
+    """(requests done, seconds) with `concurrency` client threads calling `scorer` back to back."""
+    done = [0] * concurrency
+    stop = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        with torch.inference_mode():
+            i = index
+            while time.perf_counter() < stop:
+                scorer(*requests[i % len(requests)])
+                done[index] += 1
+                i += concurrency
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(done), time.perf_counter() - start
+
+
+def throughputs(scorers: Mapping[str, Scorer], requests: list[Request], concurrency: int, seconds: float,
+                threads: int, windows: int = 4) -> dict[str, float]:
+    """Requests/s per scorer, in interleaved windows; intra-op threads split between the clients."""
+    torch.set_num_threads(max(1, threads // concurrency))
+    totals = {name: [0, 0.0] for name in scorers}
+    for _ in range(windows):
+        for name, scorer in scorers.items():
+            done, took = _serve(scorer, requests, concurrency, seconds / windows)
+            totals[name][0] += done
+            totals[name][1] += took
+    torch.set_num_threads(threads)
+    return {name: done / took for name, (done, took) in totals.items()}
+
+
+def flops_per_request(scorer: Scorer, request: Request) -> int:
+    """Matmul FLOPs of one request, including the int8 kernel (2·M·N·K like any matmul)."""
+    def int8_mm(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[0]
+
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten._weight_int8pack_mm: int8_mm})
+    with torch.inference_mode(), counter:
+        scorer(*request)
+    return counter.get_total_flops()
+
+
+def weight_bytes(student: UGSepStudent) -> int:
+    """Dense weights a request reads (embedding tables excluded: they live in the provider)."""
+    tables = {id(t) for m in student.modules() if isinstance(m, torch.nn.Embedding) for t in m.parameters()}
+    tensors = [t for t in list(student.parameters()) + list(student.buffers()) if id(t) not in tables]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# ---- report ---------------------------------------------------------------------------------
+def plot(results: dict[int, dict[str, list[float]]], path: Path, title: str) -> None:
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for name, style in (("naive", "o-"), ("reuse", "s-"), ("w8a16", "^-")):
+        counts = sorted(results)
+        p50 = [1e3 * statistics.median(results[n][name]) for n in counts]
+        p99 = [1e3 * percentile(results[n][name], 0.99) for n in counts]
+        line, = axis.plot(counts, p50, style, label=f"{name} p50")
+        axis.plot(counts, p99, ":", color=line.get_color(), label=f"{name} p99")
+    axis.set(xscale="log", yscale="log", xlabel="candidates per request (N)", ylabel="latency per request (ms)",
+             title=title)
+    axis.set_xticks(CANDIDATE_COUNTS, [str(n) for n in CANDIDATE_COUNTS])
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8, ncols=2)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small smoke run of every step")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (set explicitly)")
+    parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parents[1] / "docs/img/ugsep_latency.png")
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+    settings.threads = args.threads
+    torch.set_num_threads(settings.threads)
+    config = StudentConfig()
+    print(f"# UG-Sep benchmark, {date.today().isoformat()}, torch {torch.__version__}, "
+          f"{settings.threads} threads, {torch.backends.cpu.get_cpu_capability()}, "
+          f"W8A16 activations {fast_activation_dtype()}")
+    print(f"default student: T={config.n_tokens} tokens (user {config.n_user_tokens}, group "
+          f"{config.n_group_tokens}), D={config.token_dim}, {config.n_layers} layers, FFN x{config.ffn_multiplier}, "
+          f"L_student={config.sequence_length}; machine: {cpu_pressure()}\n")
+
+    world = PlantedClickWorld(config.features, seed=0)
+    train = world.sample(settings.train_requests, 16, config.sequence_length, seed=1)
+    validation = world.sample(settings.validation_requests, 16, config.sequence_length, seed=2)
+    variants = {
+        "RankMixer, no mask (reference)": config.model_copy(update={"user_group_mask": False, "compensation": False}),
+        "UG-Sep + compensation (default)": config,
+        "UG-Sep, compensation off": config.model_copy(update={"compensation": False}),
+    }
+    accuracy, students = {}, {}
+    for name, variant in variants.items():
+        start = time.perf_counter()
+        students[name] = train_briefly(variant, train, settings.epochs, seed=3)
+        accuracy[name] = (validation_auc(students[name], validation), time.perf_counter() - start)
+    oracle = auc(validation.labels.numpy(), validation.click_probability.numpy())
+    reference = accuracy["RankMixer, no mask (reference)"][0]
+    print(f"## Accuracy: planted click model, {train.labels.numel():,} training rows x {settings.epochs} epochs, "
+          f"{validation.labels.numel():,} validation rows (true-probability AUC {oracle:.4f})\n")
+    print("| model | val AUC | ΔAUC vs reference | train+eval s |\n| --- | --- | --- | --- |")
+    for name, (value, seconds) in accuracy.items():
+        print(f"| {name} | {value:.4f} | {value - reference:+.4f} | {seconds:.0f} |")
+
+    student = students["UG-Sep + compensation (default)"]
+    quantized = quantize_w8a16(student)
+    scorers: dict[str, Scorer] = {"naive": student.score_naive, "reuse": student.score, "w8a16": quantized.score}
+    parity = parity_report(student.score, quantized.score,
+                           (validation.request(i) for i in range(min(settings.parity_requests,
+                                                                     validation.n_requests))))
+    print(f"\n## W8A16 parity vs fp32 ({parity.n_rows:,} validation rows): max |Δlogit| "
+          f"{parity.max_abs_logit_diff:.4f}, ΔAUC {parity.delta_auc:+.5f}; dense weights "
+          f"{weight_bytes(student) / 2**20:.1f} MiB fp32 → {weight_bytes(quantized) / 2**20:.1f} MiB")
+
+    def request_pool(n: int, seed: int) -> list[Request]:
+        pool = world.sample(8, n, config.sequence_length, seed=seed)
+        return [pool.request(i)[:2] for i in range(pool.n_requests)]
+
+    user_requests = [(user,) for user, _ in request_pool(1, seed=9)]
+    user_side = latencies({"fp32": student.encode_user, "w8a16": quantized.encode_user}, user_requests,
+                          settings.seconds_per_latency_cell)
+    user_p50 = {name: statistics.median(v) for name, v in user_side.items()}
+    results: dict[int, dict[str, list[float]]] = {}
+    rows = []
+    for n in CANDIDATE_COUNTS:
+        requests = request_pool(n, seed=10 + n)
+        results[n] = latencies(scorers, requests, settings.seconds_per_latency_cell)
+        flops = {name: flops_per_request(scorer, requests[0]) for name, scorer in scorers.items()}
+        rows.append((n, {name: statistics.median(v) for name, v in results[n].items()},
+                     {name: percentile(v, 0.99) for name, v in results[n].items()}, flops))
+    print(f"\n## Latency per request (ms), machine: {cpu_pressure()}\n")
+    print("| N | naive p50 | naive p99 | reuse p50 | reuse p99 | w8a16 p50 | w8a16 p99 | reuse vs naive "
+          "| w8a16 vs reuse | GFLOP naive / reuse / w8a16 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n, p50, p99, flops in rows:
+        print(f"| {n} | {1e3 * p50['naive']:.2f} | {1e3 * p99['naive']:.2f} | {1e3 * p50['reuse']:.2f} | "
+              f"{1e3 * p99['reuse']:.2f} | {1e3 * p50['w8a16']:.2f} | {1e3 * p99['w8a16']:.2f} | "
+              f"{p50['naive'] / p50['reuse']:.2f}x | {p50['reuse'] / p50['w8a16']:.2f}x | "
+              f"{flops['naive'] / 1e9:.3f} / {flops['reuse'] / 1e9:.3f} / {flops['w8a16'] / 1e9:.3f} |")
+    print(f"\nUser side alone (`encode_user`, once per request, M = 1): fp32 {1e3 * user_p50['fp32']:.2f} ms, "
+          f"W8A16 {1e3 * user_p50['w8a16']:.2f} ms ({user_p50['fp32'] / user_p50['w8a16']:.2f}x)")
+
+    print(f"\n## Throughput (requests/s; intra-op threads = {settings.threads} / concurrency)\n")
+    print("| N | concurrency | naive | reuse | w8a16 | reuse vs naive | w8a16 vs reuse |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
+    for n in THROUGHPUT_COUNTS:
+        requests = request_pool(n, seed=20 + n)
+        for concurrency in CONCURRENCY:
+            rate = throughputs(scorers, requests, concurrency, settings.seconds_per_throughput_cell,
+                               settings.threads)
+            print(f"| {n} | {concurrency} | {rate['naive']:.1f} | {rate['reuse']:.1f} | {rate['w8a16']:.1f} | "
+                  f"{rate['reuse'] / rate['naive']:.2f}x | {rate['w8a16'] / rate['reuse']:.2f}x |")
+
+    plot(results, args.plot, f"UG-Sep student (U={config.n_user_tokens}, G={config.n_group_tokens}, "
+                             f"D={config.token_dim}), {settings.threads} threads, {date.today().isoformat()}")
+    at_256 = {name: statistics.median(v) for name, v in results[256].items()}
+    gap = accuracy["UG-Sep + compensation (default)"][0] - reference
+    print(f"\n## Goals\n- reuse ≥ 2x naive at N=256: {at_256['naive'] / at_256['reuse']:.2f}x "
+          f"{'met' if at_256['naive'] / at_256['reuse'] >= 2 else 'MISSED'}\n"
+          f"- W8A16 ≥ 1.2x further where memory-bound (user side): {user_p50['fp32'] / user_p50['w8a16']:.2f}x "
+          f"{'met' if user_p50['fp32'] / user_p50['w8a16'] >= 1.2 else 'MISSED'}\n"
+          f"- UG-Sep + compensation within 0.002 AUC of the unmasked RankMixer: {gap:+.4f} "
+          f"{'met' if gap >= -0.002 else 'MISSED'}\n"
+          f"plot: {args.plot}; machine at the end: {cpu_pressure()}")
+
+
+if __name__ == "__main__":
+    main()

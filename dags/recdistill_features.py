@@ -1,0 +1,64 @@
+"""Daily data plane: landing files → events → user/item features → sequences → training samples.
+
+Each task is one spark-submit of a `spark_jobs` module for the run's logical date; every job
+replaces exactly its date's partitions, so any run can be retried or cleared and rerun.
+Features and sequences of a date read earlier dates' events, hence `depends_on_past`: a backfill
+(which ignores `max_active_runs`) still builds the days in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag
+
+from pipeline import assets
+from pipeline.airflow_env import SPARK_CONN_ID, SPARK_POOL
+from pipeline.config import load_settings
+from pipeline.spark import delta_package, job_file, submit_conf
+
+settings = load_settings()
+
+
+def spark_job(task_id: str, job: str, outlets: list[Asset], *extra_args: str) -> SparkSubmitOperator:
+    """One `spark_jobs.<job>` run for the logical date, writing the tables behind `outlets`."""
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        application=job_file(job),
+        application_args=["--date", "{{ ds }}", "--profile", settings.profile, *extra_args],
+        packages=delta_package(),
+        conf=submit_conf(settings),
+        name=f"recdistill-{task_id}-{{{{ ds }}}}",
+        pool=SPARK_POOL,
+        outlets=outlets,
+    )
+
+
+@dag(
+    # The run for day D starts once D has ended, and its logical date (`ds`) is D.
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=datetime.combine(settings.generator.start_date, time(), timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "depends_on_past": True,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(hours=2),
+    },
+    params={"source": Param("synthetic", type="string", description="landing source folder to ingest")},
+    tags=["recdistill", "data"],
+    doc_md=__doc__,
+)
+def recdistill_features() -> None:
+    ingest = spark_job("ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE],
+                       "--source", "{{ params.source }}")
+    features = spark_job("features", "build_features", [assets.USER_FEATURES, assets.ITEM_FEATURES])
+    sequences = spark_job("sequences", "build_sequences", [assets.SEQUENCES])
+    samples = spark_job("samples", "build_samples", [assets.TRAINING_SAMPLES])
+    ingest >> features >> sequences >> samples
+
+
+recdistill_features()

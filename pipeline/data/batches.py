@@ -1,0 +1,122 @@
+"""Delta tables → torch batches through delta-rs and pyarrow: streamed, sharded by rank, no JVM.
+
+A batch is the dict the models take (see `pipeline.models.config`): one LongTensor per sparse
+slot, ``dense_user``/``dense_item``, the chosen behaviour sequence as ``seq_*`` tensors, and
+labels and bookkeeping tensors: ``click``, ``conversion``, ``sample_id``, ``request_user`` (the raw
+user id, for per-user metrics; the ``user_id`` key is the hashed slot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from pipeline.config import Settings
+from pipeline.slots import SPARSE_SLOTS
+from pipeline.tables import TRAINING_SAMPLES, table_exists, table_path
+
+SequenceKind = Literal["teacher", "student"]
+LABELS = ("click", "conversion")
+BOOKKEEPING = ("sample_id", "user_id", "scenario")
+
+
+def sample_columns(sequence: SequenceKind) -> list[str]:
+    """The `training_samples` columns one batch reads."""
+    return [*BOOKKEEPING, *LABELS, *(s.column for s in SPARSE_SLOTS), "user_dense", "item_dense",
+            f"seq_{sequence}_items", f"seq_{sequence}_actions", f"seq_{sequence}_gaps"]
+
+
+def padded(lists: pa.Array, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as a 0-padded [rows, width] array (longer lists cut) plus each row's length."""
+    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+    offsets = lists.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    values = lists.flatten().to_numpy(zero_copy_only=False)
+    out = np.zeros((len(lists), width), dtype=dtype)
+    rows = np.repeat(np.arange(len(lists)), lengths)
+    cols = np.arange(len(values)) - np.repeat(offsets[:-1] - offsets[0], lengths)
+    keep = cols < width
+    out[rows[keep], cols[keep]] = values[keep]
+    return out, np.minimum(lengths, width)
+
+
+def to_tensors(batch: pa.RecordBatch | pa.Table, sequence: SequenceKind, length: int) -> dict[str, torch.Tensor]:
+    """Convert one arrow batch of `training_samples` to the models' tensor dict."""
+    out: dict[str, torch.Tensor] = {}
+    for slot in SPARSE_SLOTS:
+        out[slot.name] = torch.from_numpy(batch.column(slot.column).to_numpy(zero_copy_only=False).astype(np.int64))
+    for side in ("user", "item"):
+        dense, _ = padded(batch.column(f"{side}_dense"), _list_width(batch.column(f"{side}_dense")), np.float32)
+        out[f"dense_{side}"] = torch.from_numpy(dense)
+    items, lengths = padded(batch.column(f"seq_{sequence}_items"), length, np.int64)
+    actions, _ = padded(batch.column(f"seq_{sequence}_actions"), length, np.int64)
+    gaps, _ = padded(batch.column(f"seq_{sequence}_gaps"), length, np.float32)
+    out.update(seq_item_id=torch.from_numpy(items), seq_action=torch.from_numpy(actions),
+               seq_time_gap=torch.from_numpy(gaps), seq_length=torch.from_numpy(lengths.astype(np.int64)))
+    out["click"] = torch.from_numpy(batch.column("click").to_numpy(zero_copy_only=False).astype(np.float32))
+    conversion = batch.column("conversion").fill_null(0)
+    out["conversion"] = torch.from_numpy(conversion.to_numpy(zero_copy_only=False).astype(np.float32))
+    out["sample_id"] = torch.from_numpy(batch.column("sample_id").to_numpy(zero_copy_only=False).astype(np.int64))
+    out["request_user"] = torch.from_numpy(batch.column("user_id").to_numpy(zero_copy_only=False).astype(np.int64))
+    out["random_exposure"] = torch.from_numpy(
+        pc.equal(batch.column("scenario"), "random").fill_null(False).to_numpy(zero_copy_only=False))
+    return out
+
+
+def _list_width(lists: pa.Array) -> int:
+    lengths = pc.list_value_length(lists)
+    return int(pc.max(lengths).as_py() or 0)
+
+
+def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str], batch_size: int,
+                       rank: int = 0, world_size: int = 1, seed: int | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream `training_samples` of `days` in record batches; this rank keeps sample_id % world == rank.
+
+    Sharding by sample_id (not by file) gives every rank a balanced, disjoint and stable share.
+    With `seed`, rows are shuffled within each streamed batch (the order stays reproducible).
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world_size {world_size}")
+    if not table_exists(settings, TRAINING_SAMPLES):
+        raise FileNotFoundError(f"training_samples does not exist under {settings.lakehouse.tables}; "
+                                f"run `recdistill data run` first")
+    from deltalake import DeltaTable
+
+    dataset = DeltaTable(table_path(settings, TRAINING_SAMPLES)).to_pyarrow_dataset(
+        partitions=[("date", "in", [d.isoformat() for d in days])])
+    rng = np.random.default_rng(seed) if seed is not None else None
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+        if world_size > 1:
+            ids = batch.column("sample_id").to_numpy(zero_copy_only=False)
+            batch = batch.filter(pa.array(np.mod(ids, world_size) == rank))
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= batch_size:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            head, rest = table.slice(0, batch_size), table.slice(batch_size)
+            yield _shuffled(head, rng)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield _shuffled(pa.Table.from_batches(pending).combine_chunks(), rng)
+
+
+def _shuffled(table: pa.Table, rng: np.random.Generator | None) -> pa.RecordBatch:
+    if rng is not None:
+        table = table.take(rng.permutation(table.num_rows))
+    return table.combine_chunks().to_batches()[0]
+
+
+def iter_batches(settings: Settings, days: list[date], batch_size: int, sequence: SequenceKind,
+                 rank: int = 0, world_size: int = 1, seed: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Model-ready tensor batches of `training_samples` for `days`, this rank's share only."""
+    length = settings.sequences.teacher_length if sequence == "teacher" else settings.sequences.student_length
+    for batch in iter_arrow_batches(settings, days, sample_columns(sequence), batch_size, rank, world_size, seed):
+        yield to_tensors(batch, sequence, length)

@@ -1,0 +1,161 @@
+"""`recdistill registry …`: register, promote, roll back, list and serve through the MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from mlflow.exceptions import MlflowException
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import Settings, load_settings
+from pipeline.registry.config import RegistryConfig
+from pipeline.registry.evaluate import HeldoutAUC
+from pipeline.registry.lineage import Lineage
+from pipeline.registry.registry import (
+    list_versions,
+    promote,
+    register_student,
+    register_teacher,
+    rollback,
+    serve_command,
+)
+
+registry_app = typer.Typer(help="MLflow registry: register with lineage, gated promotion, rollback, serving.",
+                           no_args_is_help=True)
+console = Console()
+
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config profile: tiny, demo, prod")]
+
+
+def _settings(profile: str | None) -> Settings:
+    try:
+        return load_settings(profile)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--profile") from err
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Registry and input errors end the command with their message, not a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, MlflowException) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+
+
+def _metrics(pairs: list[str]) -> dict[str, float]:
+    metrics = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            if not name:
+                raise ValueError(pair)
+            metrics[name] = float(value)
+        except ValueError as err:
+            raise typer.BadParameter(f"{pair!r} is not NAME=NUMBER", param_hint="--metric") from err
+    return metrics
+
+
+@registry_app.command("register")
+def register(
+    kind: Annotated[str, typer.Argument(help="student | teacher")],
+    source: Annotated[str, typer.Argument(help="student: exported artifact folder; teacher: parameter-server "
+                                               "snapshot (a snapshot or checkpoint folder, or a URI)")],
+    start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first training date")],
+    end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="last training date")],
+    teacher_version: Annotated[Optional[str], typer.Option(help="student: the registered teacher it learnt from")] = None,
+    parity: Annotated[Optional[Path], typer.Option(help="student: JSON of its W8A16 ParityReport.to_dict()")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(help="evaluation metric NAME=NUMBER (repeatable)")] = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Register a student (alias `challenger`) or a teacher snapshot pointer, with lineage tags."""
+    if kind not in ("student", "teacher"):
+        raise typer.BadParameter(f"{kind!r}: expected student or teacher", param_hint="KIND")
+    settings, config = _settings(profile), RegistryConfig()
+    with _reported():
+        lineage = Lineage.collect(settings, [start.date(), end.date()], teacher_version=teacher_version, metrics=_metrics(metric or []),
+                                  parity=json.loads(parity.read_text()) if parity else None)
+        if kind == "student":
+            version = register_student(settings, Path(source), lineage, config)
+            console.print(f"{config.student_model} version {version} registered as @{config.challenger_alias}")
+        else:
+            version = register_teacher(settings, source, lineage, config)
+            console.print(f"{config.teacher_model} version {version} registered → {source}")
+
+
+@registry_app.command("promote")
+def promote_cmd(
+    heldout: Annotated[Path, typer.Option(help="parquet of held-out requests with labels (write_heldout)")],
+    version: Annotated[Optional[str], typer.Option(help="version to promote; default: @challenger")] = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Gate a version against @champion on held-out data; move @champion only if every check passes."""
+    settings, config = _settings(profile), RegistryConfig()
+    with _reported():
+        decision = promote(settings, HeldoutAUC(heldout), version, config)
+    for reason in decision.reasons:
+        console.print(f"  {reason}")
+    if not decision.promoted:
+        console.print(f"[red]refused:[/red] version {decision.version} stays out; @{config.champion_alias} is "
+                      f"still {decision.champion_before or 'unset'}")
+        raise typer.Exit(1)
+    console.print(f"[green]promoted:[/green] @{config.champion_alias} {decision.champion_before or '(none)'} → "
+                  f"{decision.version}")
+
+
+@registry_app.command("rollback")
+def rollback_cmd(
+    to: Annotated[Optional[str], typer.Option("--to", help="version to restore; default: the champion the "
+                                                           "current one replaced")] = None,
+    reason: Annotated[str, typer.Option(help="why, recorded on the demoted version")] = "",
+    profile: ProfileOpt = None,
+) -> None:
+    """Move @champion back to a former champion."""
+    settings, config = _settings(profile), RegistryConfig()
+    with _reported():
+        restored = rollback(settings, to, reason, config)
+    console.print(f"@{config.champion_alias} → version {restored}")
+
+
+@registry_app.command("list")
+def list_cmd(teacher: Annotated[bool, typer.Option("--teacher", help="list teacher versions")] = False,
+             profile: ProfileOpt = None) -> None:
+    """Versions with aliases, lineage and the gate's last decision, newest first."""
+    settings, config = _settings(profile), RegistryConfig()
+    with _reported():
+        versions = list_versions(settings, "teacher" if teacher else "student", config)
+    table = Table(title=config.teacher_model if teacher else config.student_model)
+    for column in ("version", "aliases", "data dates", "teacher", "code", "config", "gate", "AUC"):
+        table.add_column(column)
+    for v in versions:
+        tags = v.tags
+        table.add_row(v.version, ", ".join(f"@{a}" for a in v.aliases), tags.get("lineage.data_dates", ""),
+                      tags.get("lineage.teacher_version", tags.get("teacher.snapshot", "")),
+                      tags.get("lineage.code_version", ""), tags.get("lineage.config_hash", ""),
+                      tags.get("gate.decision", ""), tags.get("gate.challenger_auc", ""))
+    console.print(table)
+
+
+@registry_app.command("serve")
+def serve(
+    version: Annotated[Optional[str], typer.Option(help="serve this version instead of an alias")] = None,
+    alias: Annotated[str, typer.Option(help="alias to serve")] = "champion",
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 5001,
+    profile: ProfileOpt = None,
+) -> None:
+    """Serve the student over HTTP (`mlflow models serve`, this environment) until interrupted."""
+    settings = _settings(profile)
+    command, env = serve_command(settings, version=version, alias=None if version else alias, host=host,
+                                 port=port, config=RegistryConfig())
+    console.print(" ".join(command))
+    raise typer.Exit(subprocess.call(command, env=env))

@@ -1,0 +1,1 @@
+"""Training tasks: teacher, logit dump, distillation, debiasing, evaluation."""

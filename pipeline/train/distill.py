@@ -1,0 +1,181 @@
+"""Student training: the baseline (labels only), plain KD, and the debiased student.
+
+loss = BCE(label) + λ·T²·BCE(σ(s/T), σ(t/T)) on samples that have a teacher logit t; samples
+without one fall back to the label loss. The debiased student moves the KD term to an auxiliary
+head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
+recalibrates the teacher's logits on a fresh labelled slice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import mlflow
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import DebiasConfig, Settings
+from pipeline.data.batches import iter_batches
+from pipeline.models.student import UGSepStudent
+from pipeline.train.builders import student_config
+from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
+from pipeline.train.logit_store import LogitLookup
+from pipeline.train.loop import Batch, score, train_epoch
+from pipeline.train.metrics import auc
+from pipeline.train.tracking import code_version, log_curves, log_params, training_run
+
+log = logging.getLogger(__name__)
+StudentKind = Literal["base", "kd", "debiased"]
+
+
+@dataclass(frozen=True)
+class StaleAdapter:
+    """Platt scaling of teacher logits fitted on fresh labels: t' = a·t + b."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits * self.scale + self.shift
+
+
+def fit_stale_adapter(settings: Settings, day: date, teacher_version: str) -> StaleAdapter:
+    """Fit the adapter on `day`'s labels and the teacher's logits for that day."""
+    from sklearn.linear_model import LogisticRegression
+
+    lookup = LogitLookup(settings, [day], teacher_version)
+    logits, labels = [], []
+    for batch in iter_batches(settings, [day], 4096, "student"):
+        values, found = lookup.lookup(batch["sample_id"])
+        logits.append(values[found].numpy())
+        labels.append(batch["click"][found].numpy())
+    x, y = np.concatenate(logits), np.concatenate(labels)
+    if len(x) == 0 or y.min() == y.max():
+        raise ValueError(f"cannot fit the stale-logit adapter on {day}: it needs teacher logits of "
+                         f"{teacher_version!r} for that day and both click labels")
+    model = LogisticRegression(C=1e6).fit(x.reshape(-1, 1), y)
+    return StaleAdapter(float(model.coef_[0, 0]), float(model.intercept_[0]))
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: torch.Tensor,
+            temperature: float) -> torch.Tensor:
+    """Temperature-scaled BCE on the teacher's soft labels, averaged over samples with a logit."""
+    if not bool(found.any()):
+        return student_logits.sum() * 0.0
+    soft = torch.sigmoid(teacher_logits[found] / temperature)
+    per_sample = F.binary_cross_entropy_with_logits(student_logits[found] / temperature, soft)
+    return per_sample * temperature**2
+
+
+@dataclass
+class StudentRun:
+    """Where a trained student lives and what it was trained from."""
+
+    name: str
+    kind: StudentKind
+    seed: int
+    artifact_dir: Path
+    teacher_version: str | None
+    run_id: str
+
+
+def student_name(kind: StudentKind, seed: int, days: list[date], teacher_version: str | None,
+                 debias: DebiasConfig) -> str:
+    parts = f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}"
+    return f"student-{kind}-s{seed}-{days[-1]}-{hashlib.sha1(parts.encode()).hexdigest()[:8]}"
+
+
+def train_student(settings: Settings, kind: StudentKind, days: list[date], seed: int,
+                  teacher_version: str | None = None, calibration_day: date | None = None,
+                  debias: DebiasConfig | None = None) -> StudentRun:
+    """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts."""
+    if not days:
+        raise ValueError("train_student needs at least one training date (--from/--to)")
+    debias = debias or settings.debias
+    if kind != "base" and teacher_version is None:
+        raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
+    cfg = settings.student
+    name = student_name(kind, seed, days, teacher_version, debias)
+    artifact_dir = settings.lakehouse.artifacts / "students" / name
+    auxiliary = kind == "debiased" and debias.auxiliary_head
+    torch.manual_seed(seed)
+    model = UGSepStudent(student_config(settings, auxiliary_head=auxiliary))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    lookup = LogitLookup(settings, days, teacher_version) if kind != "base" else None
+    adapter = StaleAdapter()
+    if kind == "debiased" and debias.stale_adapter:
+        if calibration_day is None:
+            raise ValueError("the stale adapter needs a calibration date (--calibration-date)")
+        adapter = fit_stale_adapter(settings, calibration_day, teacher_version)  # type: ignore[arg-type]
+
+    def step(batch: Batch) -> torch.Tensor:
+        heads = model.forward_heads(batch)
+        loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
+        if lookup is None:
+            return loss
+        teacher, found = lookup.lookup(batch["sample_id"])
+        kd_logits = heads["auxiliary"] if auxiliary else heads["serving"]
+        return loss + cfg.kd_lambda * kd_loss(kd_logits, adapter(teacher), found, cfg.kd_temperature)
+
+    fingerprint = f"{name}|{settings.config_hash()}"
+    checkpoint_path = artifact_dir / "checkpoint.pt"
+    state = load_checkpoint(checkpoint_path, fingerprint)
+    start_epoch, losses = 1, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, losses = int(state["epoch"]) + 1, list(state["losses"])
+        log.info("resuming %s after epoch %d", name, start_epoch - 1)
+    tags = {"recdistill.kind": kind, "recdistill.teacher_version": str(teacher_version),
+            "recdistill.data_dates": f"{days[0]}..{days[-1]}"}
+    with training_run(settings, name, tags) as run:
+        log_params({"kind": kind, "seed": seed, "kd_lambda": cfg.kd_lambda, "kd_temperature": cfg.kd_temperature,
+                    "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, **debias.model_dump(),
+                    "adapter_scale": adapter.scale, "adapter_shift": adapter.shift,
+                    "logits_available": len(lookup) if lookup else 0})
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            model.train()
+            batches = iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch)
+            losses.append(train_epoch(batches, step, optimizer, f"{kind} epoch {epoch}"))
+            mlflow.log_metric("train_loss", losses[-1], step=epoch)
+            save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
+                                              "model": model.state_dict(), "optimizer": optimizer.state_dict()})
+        log_curves({"train loss": losses}, f"{name}", "curves/train_loss.png")
+        save_student(model, artifact_dir, {
+            "name": name, "kind": kind, "seed": seed, "teacher_version": teacher_version,
+            "data_dates": [str(d) for d in days], "calibration_date": str(calibration_day),
+            "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "debias": debias.model_dump(),
+            "config_hash": settings.config_hash(), "code_version": code_version(), "run_id": run.info.run_id,
+        })
+        mlflow.log_artifact(str(artifact_dir / "manifest.json"))
+    return StudentRun(name, kind, seed, artifact_dir, teacher_version, run.info.run_id)
+
+
+def save_student(model: UGSepStudent, artifact_dir: Path, manifest: dict[str, object]) -> None:
+    """Weights (a plain state dict) plus a JSON manifest with the model config and lineage."""
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), artifact_dir / "student.pt")
+    write_json(artifact_dir / "manifest.json", {**manifest, "model_config": model.config.model_dump(mode="json")})
+
+
+def load_student(artifact_dir: Path) -> UGSepStudent:
+    """The trained student from `save_student`'s files (weights only, nothing unpickled)."""
+    import json
+
+    from pipeline.models.config import StudentConfig
+
+    manifest = json.loads((artifact_dir / "manifest.json").read_text())
+    model = UGSepStudent(StudentConfig.model_validate(manifest["model_config"]))
+    model.load_state_dict(torch.load(artifact_dir / "student.pt", weights_only=True))
+    return model.eval()
+
+
+def student_auc(model: UGSepStudent, settings: Settings, days: list[date]) -> float:
+    scored = score(iter_batches(settings, days, 4096, "student"), model, "scoring")
+    return auc(scored.labels, scored.logits)

@@ -1,0 +1,158 @@
+"""DAG test fixtures: tiny lakehouses, Airflow homes and a real scheduler, all in temporary folders.
+
+Airflow reads AIRFLOW_HOME once, at import, so tests that run Airflow itself do it in child
+processes with an explicit environment; only parsing tests import Airflow here (see test_dagbag.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pipeline import tables
+from pipeline.airflow_env import airflow_env
+from pipeline.config import Settings, load_settings
+from pipeline.data.synthetic import generate
+from pipeline.tables import TableSpec, content_hash, read_arrow
+from spark_jobs import build_features, build_samples, build_sequences, ingest_events
+
+DAG_ID = "recdistill_features"
+N_DAYS = 3
+# Every table the features DAG writes, in the order its tasks write them.
+DAG_TABLES: tuple[TableSpec, ...] = (tables.EVENTS, tables.EVENTS_QUARANTINE, tables.USER_FEATURES,
+                                     tables.ITEM_FEATURES, tables.SEQUENCES, tables.TRAINING_SAMPLES)
+BACKFILL_DEADLINE_S = 1500  # a guard against a hung scheduler, far above a normal run
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    """A tiny-profile lakehouse with generated landing files, and the Airflow environment that uses it."""
+
+    settings: Settings
+    env: dict[str, str]
+
+    @property
+    def days(self) -> list[date]:
+        start = self.settings.generator.start_date
+        return [start + timedelta(days=i) for i in range(N_DAYS)]
+
+    def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `airflow ARGS…` in this environment; fail the test with its output if it fails."""
+        done = subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True)
+        assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
+        return done
+
+    def hashes(self) -> dict[str, str]:
+        """Content hash of every DAG table over the test days; landing paths made root-relative."""
+        return {spec.name: content_hash(self._rows(spec), spec.key) for spec in DAG_TABLES}
+
+    def rows(self, spec: TableSpec, day: date) -> int:
+        return read_arrow(self.settings, spec, [day]).num_rows
+
+    def _rows(self, spec: TableSpec) -> pa.Table:
+        table = read_arrow(self.settings, spec, self.days)
+        if "source_file" not in table.column_names:
+            return table
+        # Two lakehouses hold the same landing files under different roots.
+        relative = pc.replace_substring(table.column("source_file"), str(self.settings.lakehouse.root), "")
+        return table.set_column(table.column_names.index("source_file"), "source_file", relative)
+
+
+def make_lakehouse(root: Path) -> Lakehouse:
+    """Generate tiny landing files under `root`; its Airflow home beside them is made by `init`."""
+    settings = load_settings("tiny", lakehouse={"root": str(root / "lakehouse")})
+    generate(settings.generator, settings.lakehouse.landing, progress=False)
+    env = airflow_env(root / "airflow", {**_base_env(), "RECDISTILL_PROFILE": "tiny",
+                                         "RECDISTILL_LAKEHOUSE_ROOT": str(settings.lakehouse.root)})
+    return Lakehouse(settings, env)
+
+
+def _base_env() -> dict[str, str]:
+    """This process's environment without any Airflow or recdistill settings a developer's shell has."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RECDISTILL_"))}
+
+
+def build_one_by_one(spark, lakehouse: Lakehouse) -> None:
+    """Each day's four jobs in DAG order, one day after another: what single daily runs produce."""
+    for day in lakehouse.days:
+        ingest_events.run(spark, lakehouse.settings, day)
+        for job in (build_features, build_sequences, build_samples):
+            job.run(spark, lakehouse.settings, day)
+
+
+@pytest.fixture(scope="module")
+def reference(spark, tmp_path_factory) -> Lakehouse:
+    """A lakehouse built by the jobs themselves, day by day, in this process."""
+    lakehouse = make_lakehouse(tmp_path_factory.mktemp("reference"))
+    build_one_by_one(spark, lakehouse)
+    return lakehouse
+
+
+def copy_tables(source: Lakehouse, target: Lakehouse) -> None:
+    shutil.copytree(source.settings.lakehouse.tables, target.settings.lakehouse.tables)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_airflow(lakehouse: Lakehouse) -> Iterator[Path]:
+    """A real scheduler (LocalExecutor) and the execution API its task processes report to.
+
+    Yields the folder of their logs. The scheduler creates no interval runs here, so the only
+    runs are the ones a test asks for.
+    """
+    port = _free_port()
+    env = {**lakehouse.env,
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+    logs = Path(env["AIRFLOW_HOME"]) / "services"
+    logs.mkdir()
+    commands = {"api-server": ["airflow", "api-server", "--apps", "execution", "--port", str(port), "--workers", "1"],
+                "scheduler": ["airflow", "scheduler"]}
+    with ExitStack() as stack:
+        for name, command in commands.items():
+            log = stack.enter_context((logs / f"{name}.log").open("w"))
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            stack.callback(_stop, process)
+        yield logs
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for_backfill(lakehouse: Lakehouse, logs: Path, expected_runs: int) -> dict[str, str]:
+    """Poll the metadata DB until the backfill's runs have all finished; their states by logical date."""
+    database = Path(lakehouse.env["AIRFLOW_HOME"]) / "airflow.db"
+    deadline = time.monotonic() + BACKFILL_DEADLINE_S
+    while time.monotonic() < deadline:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            states = dict(db.execute("SELECT logical_date, state FROM dag_run WHERE dag_id = ? AND run_type = 'backfill'",
+                                     (DAG_ID,)).fetchall())
+        if len(states) == expected_runs and set(states.values()) <= {"success", "failed"}:
+            return states
+        time.sleep(5)
+    scheduler_log = (logs / "scheduler.log").read_text()[-6000:]
+    raise AssertionError(f"backfill runs not finished after {BACKFILL_DEADLINE_S}s: {states}\n{scheduler_log}")

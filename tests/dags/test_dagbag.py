@@ -1,0 +1,112 @@
+"""dags/ parses cleanly and recdistill_features is wired as its docstring says."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from pipeline import assets
+from pipeline.airflow_env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL, airflow_env
+from pipeline.config import load_settings
+from pipeline.spark import DELTA_CONF, delta_package, job_file
+from tests.dags.conftest import DAG_ID
+
+TASK_JOBS = {"ingest": "ingest_events", "features": "build_features", "sequences": "build_sequences",
+             "samples": "build_samples"}
+
+
+@pytest.fixture(scope="module")
+def project_env(tmp_path_factory) -> dict[str, str]:
+    """The project's Airflow environment, set in this process for this module only (Airflow reads it at import)."""
+    env = airflow_env(tmp_path_factory.mktemp("airflow"), {**os.environ, "RECDISTILL_PROFILE": "tiny"})
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield env
+
+
+@pytest.fixture(scope="module")
+def dagbag(project_env):
+    from airflow.models import DagBag
+
+    # known_pools makes a task in a pool that `init` does not create an import error.
+    return DagBag(dag_folder=project_env["AIRFLOW__CORE__DAGS_FOLDER"], known_pools={"default_pool", SPARK_POOL})
+
+
+@pytest.fixture(scope="module")
+def features_dag(dagbag):
+    return dagbag.dags[DAG_ID]
+
+
+def test_dags_folder_parses_without_import_errors(dagbag, project_env):
+    assert dagbag.import_errors == {}
+    assert DAG_ID in dagbag.dag_ids
+    assert Path(project_env["AIRFLOW__CORE__DAGS_FOLDER"]) == Path(__file__).resolve().parents[2] / "dags"
+
+
+def test_tasks_run_ingest_then_features_then_sequences_then_samples(features_dag):
+    assert [task.task_id for task in features_dag.topological_sort()] == list(TASK_JOBS)
+    assert {task.task_id: task.downstream_task_ids for task in features_dag.tasks} == {
+        "ingest": {"features"}, "features": {"sequences"}, "sequences": {"samples"}, "samples": set()}
+
+
+def test_each_task_outlets_the_assets_of_the_tables_it_writes(features_dag):
+    outlets = {task.task_id: {asset.uri for asset in task.outlets} for task in features_dag.tasks}
+    assert outlets == {
+        "ingest": {assets.EVENTS.uri, assets.EVENTS_QUARANTINE.uri},
+        "features": {assets.USER_FEATURES.uri, assets.ITEM_FEATURES.uri},
+        "sequences": {assets.SEQUENCES.uri},
+        "samples": {assets.TRAINING_SAMPLES.uri},
+    }
+    assert assets.TRAINING_SAMPLES.uri == "recdistill://training_samples/"
+
+
+def test_the_run_for_a_day_starts_after_that_day_and_builds_that_day(features_dag):
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    first_day = datetime.combine(load_settings("tiny").generator.start_date, time(), timezone.utc)
+    assert features_dag.start_date == first_day
+    first_run = coerce_to_core_timetable(features_dag.timetable).next_dagrun_info(
+        last_automated_data_interval=None, restriction=TimeRestriction(earliest=first_day, latest=None, catchup=True))
+    assert first_run.logical_date == first_day  # so {{ ds }} is the day whose data the run builds
+    assert first_run.run_after == first_day + timedelta(days=1)
+
+
+def test_one_run_at_a_time_and_days_in_order(features_dag):
+    assert features_dag.catchup is False
+    assert features_dag.max_active_runs == 1
+    for task in features_dag.tasks:
+        assert task.depends_on_past, f"{task.task_id}: a backfill must not build a day before the days it reads"
+
+
+def test_every_task_retries_times_out_and_takes_a_spark_pool_slot(features_dag):
+    for task in features_dag.tasks:
+        assert (task.retries, task.retry_delay) == (2, timedelta(minutes=5)), task.task_id
+        assert task.execution_timeout == timedelta(hours=2), task.task_id
+        assert task.pool == SPARK_POOL, task.task_id
+
+
+def test_spark_tasks_submit_the_installed_job_for_the_logical_date_with_delta(features_dag):
+    for task_id, job in TASK_JOBS.items():
+        task = features_dag.get_task(task_id)
+        assert task.application == job_file(job) and Path(task.application).is_file()
+        assert task.application_args[:4] == ["--date", "{{ ds }}", "--profile", "tiny"]
+        assert task.packages == delta_package() == "io.delta:delta-spark_4.2_2.13:4.4.0"
+        assert {key: task.conf[key] for key in DELTA_CONF} == DELTA_CONF
+        assert task.conf["spark.jars.ivy"] == os.environ["RECDISTILL_SPARK__IVY_DIR"]
+    assert features_dag.get_task("ingest").application_args[4:] == ["--source", "{{ params.source }}"]
+    assert features_dag.params["source"] == "synthetic"
+
+
+def test_spark_default_connection_is_local_mode_not_the_yarn_fallback(features_dag, monkeypatch):
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    assert {task._conn_id for task in features_dag.tasks} == {SPARK_CONN_ID}  # the operator keeps it private
+    # _connection is what the hook hands spark-submit as --master.
+    assert SparkSubmitHook(conn_id=SPARK_CONN_ID)._connection["master"] == "local[*]"
+    monkeypatch.delenv(SPARK_CONN_ENV)
+    assert SparkSubmitHook(conn_id=SPARK_CONN_ID)._connection["master"] == "yarn"

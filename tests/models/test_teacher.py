@@ -1,0 +1,88 @@
+"""The teacher: multi-task logits, neutral position, long sequences, optional MoE."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.models.config import TeacherConfig
+from pipeline.models.synthetic import random_inputs
+from pipeline.models.teacher import Teacher
+
+
+def _batch(config: TeacherConfig, rows: int, length: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    return random_inputs(config.inputs(), {"B": rows, "L": length}, rng)
+
+
+def test_one_logit_per_task_and_row(teacher_config, rng):
+    logits = Teacher(teacher_config)(_batch(teacher_config, 5, 32, rng))
+    assert set(logits) == {"click", "conversion"}
+    assert all(v.shape == (5,) and torch.isfinite(v).all() for v in logits.values())
+
+
+def test_neutral_position_ignores_position_and_does_not_need_it(teacher_config, rng):
+    teacher = Teacher(teacher_config).eval()
+    batch = _batch(teacher_config, 5, 32, rng)
+    moved = {**batch, "position": (batch["position"] + 7) % 16384}
+    without_position = {k: v for k, v in batch.items() if k != "position"}
+    with torch.no_grad():
+        observed, observed_moved = teacher(batch)["click"], teacher(moved)["click"]
+        neutral = teacher(without_position, neutral_position=True)["click"]
+    assert not torch.allclose(observed, observed_moved)
+    torch.testing.assert_close(teacher(moved, neutral_position=True)["click"], neutral)
+    torch.testing.assert_close(observed - neutral, teacher.position_bias(teacher.tokenizer.lookup(batch["position"]))[:, 0])
+
+
+def test_sequence_in_the_thousands_is_merged_and_tractable(rng):
+    config = TeacherConfig.preset("tiny", sequence_length=4096, merge_size=32)
+    teacher = Teacher(config)
+    logits = teacher(_batch(config, 4, 4096, rng))
+    assert torch.isfinite(logits["click"]).all()
+    assert teacher.long_sequence.merged_positions.num_embeddings == 4096 // 32
+
+
+def test_sequence_encoder_is_candidate_aware(teacher_config, rng):
+    teacher = Teacher(teacher_config).eval()
+    events = torch.randn(2, 32, teacher_config.embedding_dim)
+    valid = torch.ones(2, 32, dtype=torch.bool)
+    query_dim = teacher.long_sequence.candidate.in_features
+    one, other = torch.randn(2, query_dim), torch.randn(2, query_dim)
+    with torch.no_grad():
+        assert not torch.allclose(teacher.long_sequence(events, valid, one)[:, 0],
+                                  teacher.long_sequence(events, valid, other)[:, 0])
+
+
+def test_empty_history_and_padding_are_harmless(teacher_config, rng):
+    teacher = Teacher(teacher_config).eval()
+    batch = _batch(teacher_config, 4, 32, rng)
+    batch["seq_length"] = torch.tensor([0, 1, 5, 32])
+    padded = {**batch, "seq_item_id": batch["seq_item_id"].clone()}
+    padded["seq_item_id"][0] = 3  # values beyond each row's length must not matter
+    padded["seq_item_id"][2, 8:] = 5
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(batch)["click"], teacher(padded)["click"])
+        assert torch.isfinite(teacher(batch)["click"]).all()
+
+
+def test_moe_teacher_trains_with_sparsity_penalty(rng):
+    config = TeacherConfig.preset("tiny", n_experts=3)
+    teacher = Teacher(config)
+    logits = teacher(_batch(config, 6, 32, rng))
+    loss = sum(torch.nn.functional.binary_cross_entropy_with_logits(v, torch.ones(6)) for v in logits.values())
+    (loss + teacher.aux_loss()).backward()
+    assert teacher.aux_loss() > 0
+    assert teacher.mixer.blocks[0].ffn.router_weight.grad.abs().sum() > 0
+
+
+def test_custom_embedding_provider_receives_the_batch_ids(teacher_config, rng):
+    seen: list[torch.Tensor] = []
+
+    class RecordingTable(torch.nn.Embedding):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            seen.append(ids)
+            return super().forward(ids)
+
+    teacher = Teacher(teacher_config, embeddings=RecordingTable(16384, teacher_config.embedding_dim))
+    batch = _batch(teacher_config, 3, 32, rng)
+    teacher(batch)
+    assert any(torch.equal(ids, batch["seq_item_id"]) for ids in seen)
+    assert any(ids.dim() == 2 and torch.equal(ids[:, 0], batch["user_id"]) for ids in seen)
