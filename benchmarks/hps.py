@@ -398,7 +398,8 @@ def main() -> None:
         plot_hit_rates(curves, args.rows, args.plot)
         report += ["", f"## Memory-tier hit rate (plot: {args.plot})", "",
                    markdown_table(["policy, trace"] + [f"{100 * s:g} %" for s in HIT_RATE_SIZES],
-                                  [[f"{p.upper()}, {t}"] + [f"{h:.3f}" for h in c] for (t, p), c in curves.items()])]
+                                  [[f"{p.upper() if p != 'unbounded' else p}, {t}"] + [f"{h:.3f}" for h in c]
+                                   for (t, p), c in curves.items()])]
         print("\n".join(report[-3:]), flush=True)
 
     report += ["", f"Total benchmark time: {time.perf_counter() - began:.0f} s; "

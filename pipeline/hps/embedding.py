@@ -51,19 +51,23 @@ def _check_ids(ids: torch.Tensor, dims: int, what: str) -> None:
 
 
 class PSEmbedding(nn.Module):
-    """One embedding per named slot: forward(ids [B, S]) -> [B, S, dim], S = len(slots)."""
+    """One embedding per named slot: forward(ids [B, S]) -> [B, S, dim], S = len(slots).
 
-    def __init__(self, server: ParameterServer, slots: Sequence[str]) -> None:
+    With ``slots=None`` the ids share one hashed key space and any width S is accepted (a model
+    whose tokenizer looks up slots and sequences through one provider).
+    """
+
+    def __init__(self, server: ParameterServer, slots: Sequence[str] | None) -> None:
         super().__init__()
-        if not slots:
-            raise ValueError("PSEmbedding needs at least one slot name")
+        if slots is not None and not slots:
+            raise ValueError("PSEmbedding needs at least one slot name (or slots=None for a shared key space)")
         self.server = server
-        self.slots = list(slots)
+        self.slots = list(slots) if slots is not None else None
         self.dim = server.dim
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         _check_ids(ids, 2, "PSEmbedding")
-        if ids.shape[1] != len(self.slots):
+        if self.slots is not None and ids.shape[1] != len(self.slots):
             raise ValueError(f"PSEmbedding: ids have {ids.shape[1]} columns but there are {len(self.slots)} slots "
                              f"{self.slots}")
         working_set = self.server.working_set

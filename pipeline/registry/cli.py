@@ -138,7 +138,7 @@ def list_cmd(teacher: Annotated[bool, typer.Option("--teacher", help="list teach
         table.add_column(column)
     for v in versions:
         tags = v.tags
-        table.add_row(v.version, ", ".join(f"@{a}" for a in v.aliases), tags.get("lineage.data_dates", ""),
+        table.add_row(str(v.version), ", ".join(f"@{a}" for a in v.aliases), tags.get("lineage.data_dates", ""),
                       tags.get("lineage.teacher_version", tags.get("teacher.snapshot", "")),
                       tags.get("lineage.code_version", ""), tags.get("lineage.config_hash", ""),
                       tags.get("gate.decision", ""), tags.get("gate.challenger_auc", ""))

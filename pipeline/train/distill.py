@@ -26,8 +26,7 @@ from pipeline.models.student import UGSepStudent
 from pipeline.train.builders import student_config
 from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
 from pipeline.train.logit_store import LogitLookup
-from pipeline.train.loop import Batch, score, train_epoch
-from pipeline.train.metrics import auc
+from pipeline.train.loop import Batch, train_epoch
 from pipeline.train.tracking import code_version, log_curves, log_params, training_run
 
 log = logging.getLogger(__name__)
@@ -176,6 +175,3 @@ def load_student(artifact_dir: Path) -> UGSepStudent:
     return model.eval()
 
 
-def student_auc(model: UGSepStudent, settings: Settings, days: list[date]) -> float:
-    scored = score(iter_batches(settings, days, 4096, "student"), model, "scoring")
-    return auc(scored.labels, scored.logits)

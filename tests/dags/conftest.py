@@ -49,17 +49,17 @@ class Lakehouse:
         start = self.settings.generator.start_date
         return [start + timedelta(days=i) for i in range(N_DAYS)]
 
-    def airflow(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def airflow(self, *args: str) -> None:
         """Run `airflow ARGS…` in this environment; fail the test with its output if it fails."""
         done = subprocess.run(["airflow", *args], env=self.env, capture_output=True, text=True)
         assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
-        return done
 
     def hashes(self) -> dict[str, str]:
         """Content hash of every DAG table over the test days; landing paths made root-relative."""
         return {spec.name: content_hash(self._rows(spec), spec.key) for spec in DAG_TABLES}
 
     def rows(self, spec: TableSpec, day: date) -> int:
+        """Rows of `spec` on `day`."""
         return read_arrow(self.settings, spec, [day]).num_rows
 
     def _rows(self, spec: TableSpec) -> pa.Table:
@@ -102,6 +102,7 @@ def reference(spark, tmp_path_factory) -> Lakehouse:
 
 
 def copy_tables(source: Lakehouse, target: Lakehouse) -> None:
+    """Give `target` the Delta tables of `source` (their logs hold only table-relative paths)."""
     shutil.copytree(source.settings.lakehouse.tables, target.settings.lakehouse.tables)
 
 

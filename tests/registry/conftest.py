@@ -20,7 +20,7 @@ from torch import Tensor
 from pipeline.config import Settings, load_settings
 from pipeline.export.artifact import export_student
 from pipeline.export.parity import parity_report
-from pipeline.models.config import StudentConfig
+from pipeline.models.config import SEQ_TIME_GAP, StudentConfig
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import PlantedClickWorld
@@ -73,6 +73,12 @@ def registry_config() -> RegistryConfig:
                           parity_max_abs_logit_diff=0.1, parity_max_auc_drop=0.02)
 
 
+def _integer_gaps(request: Request) -> Request:
+    """Time gaps as whole seconds: the exported program takes the int64 it was traced with."""
+    user, candidates, labels = request
+    return {**user, SEQ_TIME_GAP: user[SEQ_TIME_GAP].long()}, candidates, labels
+
+
 @pytest.fixture(scope="session")
 def students(tmp_path_factory: pytest.TempPathFactory) -> Students:
     root = tmp_path_factory.mktemp("students")
@@ -98,7 +104,7 @@ def students(tmp_path_factory: pytest.TempPathFactory) -> Students:
     parity = parity_report(student.score, quantized.score, world.sample(8, 8, config.sequence_length, seed=2).requests())
     good = export_student(quantized, root / "good", max_candidates=64)
     worse = export_student(quantize_w8a16(inverted), root / "worse", max_candidates=64)
-    heldout_requests = list(world.sample(40, 8, config.sequence_length, seed=3).requests())
+    heldout_requests = [_integer_gaps(r) for r in world.sample(40, 8, config.sequence_length, seed=3).requests()]
     heldout = write_heldout(root / "heldout.parquet", RequestContract.of_artifact(good), heldout_requests)
     return Students(good, worse, parity.to_dict(), heldout, heldout_requests[:4])
 

@@ -116,7 +116,7 @@ def test_gate_promotes_an_equal_student_refuses_a_worse_one_and_rollback_restore
         rollback(registry_settings, to_version=worse, config=registry_config)
 
     listed = list_versions(registry_settings, config=registry_config)
-    assert [v.version for v in listed] == [worse, second, first]
+    assert [str(v.version) for v in listed] == [worse, second, first]
     assert listed[0].aliases == [registry_config.challenger_alias]
     assert listed[2].aliases == [registry_config.champion_alias]
 

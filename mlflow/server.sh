@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The MLflow tracking server for recdistill (UI, REST API, registry, artifact proxy).
+#
+# Default: SQLite and artifacts under the lakehouse, the same store recdistill writes without a server.
+# PostgreSQL + an artifact root:
+#   MLFLOW_BACKEND_STORE_URI=postgresql://mlflow:secret@db:5432/mlflow \
+#   MLFLOW_ARTIFACTS_DESTINATION=s3://bucket/recdistill/mlartifacts MLFLOW_HOST=0.0.0.0 mlflow/server.sh
+# Clients then use RECDISTILL_MLFLOW_URI=http://<host>:<port>. See mlflow/README.md.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lakehouse="${RECDISTILL_LAKEHOUSE_ROOT:-$repo/lakehouse}"
+backend="${MLFLOW_BACKEND_STORE_URI:-sqlite:///$(realpath -m "$lakehouse")/mlflow.db}"
+artifacts="${MLFLOW_ARTIFACTS_DESTINATION:-$(realpath -m "$lakehouse")/mlartifacts}"
+host="${MLFLOW_HOST:-127.0.0.1}"
+port="${MLFLOW_PORT:-5000}"
+# Exact Host headers the server answers (host:port too); add the names clients use to reach it.
+allowed_hosts="${MLFLOW_ALLOWED_HOSTS:-localhost,localhost:$port,127.0.0.1,127.0.0.1:$port}"
+bin="${MLFLOW_BIN:-$repo/.venv/bin}"
+
+if [[ "$backend" == sqlite:///* ]]; then
+  mkdir -p "$(dirname "${backend#sqlite:///}")"
+fi
+# Migrate once, before any client connects: concurrent first migrations race ("database is locked").
+"$bin/mlflow" db upgrade "$backend"
+export PATH="$bin:$PATH"
+exec "$bin/mlflow" server \
+  --backend-store-uri "$backend" \
+  --artifacts-destination "$artifacts" --serve-artifacts \
+  --host "$host" --port "$port" \
+  --allowed-hosts "$allowed_hosts"

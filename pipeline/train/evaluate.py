@@ -1,0 +1,146 @@
+"""Held-out evaluation of teacher and students, and Rec-Distill's transferability with uncertainty.
+
+Every model is scored on the same held-out date, overall and on its random-exposure slice (the
+unbiased test where the data has one). Transferability is computed per seed from paired base/KD
+students, reported as mean ± std over seeds plus a bootstrap interval over samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.data.batches import iter_batches
+from pipeline.train.checkpoints import write_json
+from pipeline.train.distill import load_student
+from pipeline.train.loop import Scored, score
+from pipeline.train.metrics import auc, bootstrap_transferability, transferability
+from pipeline.train.teacher import evaluate_scored, open_teacher, score_teacher
+from pipeline.train.tracking import log_params, training_run
+
+log = logging.getLogger(__name__)
+KINDS = ("base", "kd", "debiased")
+
+
+@dataclass
+class EvaluationReport:
+    day: str
+    teacher_version: str
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model → metric → value
+    transferability: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def students_for(settings: Settings, teacher_version: str, before: date) -> dict[str, list[Path]]:
+    """Finished students by kind: KD/debiased ones of this teacher, base ones of any; trained before `before`."""
+    found: dict[str, list[Path]] = {kind: [] for kind in KINDS}
+    for manifest_path in sorted((settings.lakehouse.artifacts / "students").glob("*/manifest.json")):
+        manifest = json.loads(manifest_path.read_text())
+        if max(manifest["data_dates"]) >= str(before):
+            continue
+        if manifest["kind"] == "base" or manifest["teacher_version"] == teacher_version:
+            found[manifest["kind"]].append(manifest_path.parent)
+    return found
+
+
+def _slice_metrics(scored: Scored, name: str) -> dict[str, float]:
+    metrics = evaluate_scored(scored, "")
+    if scored.random_exposure.any():
+        metrics.update(evaluate_scored(scored.subset(scored.random_exposure), "random_"))
+    return metrics
+
+
+def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationReport:
+    """Score the teacher and every matching student on `day`; log metrics and a comparison plot."""
+    students = students_for(settings, teacher_version, before=day)
+    missing = [kind for kind in ("base", "kd") if not students[kind]]
+    if missing:
+        raise ValueError(f"no {' or '.join(missing)} students for teacher {teacher_version!r} trained before {day}; "
+                         f"run `recdistill student distill` first")
+    net = open_teacher(settings, teacher_version)
+    try:
+        teacher = score_teacher(net, settings, [day], neutral_position=True)
+    finally:
+        net.server.close()
+    report = EvaluationReport(str(day), teacher_version)
+    report.metrics["teacher"] = _slice_metrics(teacher, "teacher")
+    per_kind: dict[str, dict[int, Scored]] = {}
+    for kind, dirs in students.items():
+        per_kind[kind] = {}
+        for artifact_dir in dirs:
+            model = load_student(artifact_dir)
+            seed = json.loads((artifact_dir / "manifest.json").read_text())["seed"]
+            scored = score(iter_batches(settings, [day], 4096, "student"), model, f"{kind} seed {seed}")
+            per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
+        if per_kind[kind]:
+            runs = [_slice_metrics(s, kind) for s in per_kind[kind].values()]
+            report.metrics[kind] = {k: float(np.nanmean([r[k] for r in runs])) for k in runs[0]}
+            report.metrics[kind].update({f"{k}_std": float(np.nanstd([r[k] for r in runs])) for k in runs[0]})
+    report.transferability = _transferability(teacher, per_kind, settings.evaluation.bootstrap_rounds)
+    _log(settings, report)
+    return report
+
+
+def _transferability(teacher: Scored, per_kind: dict[str, dict[int, Scored]], rounds: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    teacher_auc = auc(teacher.labels, teacher.logits)
+    for kind in ("kd", "debiased"):
+        seeds = sorted(set(per_kind.get(kind, {})) & set(per_kind["base"]))
+        if not seeds:
+            continue
+        values = [transferability(teacher_auc, auc(teacher.labels, per_kind["base"][s].logits),
+                                  auc(teacher.labels, per_kind[kind][s].logits)) for s in seeds]
+        interval = bootstrap_transferability(teacher.labels, teacher.logits, per_kind["base"][seeds[0]].logits,
+                                             per_kind[kind][seeds[0]].logits, rounds=rounds)
+        out.update({f"{kind}_mean": float(np.mean(values)), f"{kind}_std": float(np.std(values)),
+                    f"{kind}_ci_low": interval.low, f"{kind}_ci_high": interval.high, f"{kind}_seeds": len(seeds)})
+    return out
+
+
+def comparison_plot(report: EvaluationReport, path: Path) -> Path:
+    """Bar chart of AUC (overall and random-exposure slice) for every model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(report.metrics)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    width = 0.38
+    for offset, key, label in ((-width / 2, "auc", "held-out"), (width / 2, "random_auc", "random exposure")):
+        values = [report.metrics[m].get(key, np.nan) for m in models]
+        ax.bar(np.arange(len(models)) + offset, values, width, label=label)
+    ax.set_xticks(range(len(models)), models)
+    finite = [v for m in models for k in ("auc", "random_auc") if np.isfinite(v := report.metrics[m].get(k, np.nan))]
+    ax.set_ylim(min(finite) - 0.02, max(finite) + 0.02)
+    ax.set_ylabel("AUC")
+    ax.set_title(f"{report.day}: teacher vs students")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _log(settings: Settings, report: EvaluationReport) -> None:
+    out = settings.lakehouse.artifacts / "evaluations" / f"{report.day}-{report.teacher_version}"
+    write_json(out / "report.json", report.to_json())
+    plot = comparison_plot(report, out / "comparison.png")
+    with training_run(settings, f"evaluate-{report.day}", {"recdistill.teacher_version": report.teacher_version}):
+        log_params({"day": report.day})
+        mlflow.log_metrics({f"{model}/{k}": v for model, values in report.metrics.items()
+                            for k, v in values.items() if np.isfinite(v)})
+        mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()})
+        mlflow.log_artifact(str(plot))
+        mlflow.log_artifact(str(out / "report.json"))
+    log.info("evaluation %s", json.dumps(report.to_json(), default=str))
