@@ -74,14 +74,15 @@ def cpu_pressure() -> str:
 
 
 # ---- accuracy -----------------------------------------------------------------------------
-def train_briefly(config: StudentConfig, train: PlantedClicks, epochs: int, seed: int) -> UGSepStudent:
+def train_briefly(config: StudentConfig, train: PlantedClicks, epochs: int, seed: int,
+                  batch_size: int = 1024, learning_rate: float = 2e-3) -> UGSepStudent:
     """Adam on click BCE, bf16 autocast (the CPU has native bf16); same init and order per seed."""
     torch.manual_seed(seed)
     student = UGSepStudent(config)
-    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(student.parameters(), lr=learning_rate)
     order = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        for rows, labels in train.batches(512, order):
+        for rows, labels in train.batches(batch_size, order):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = student(rows)
             loss = F.binary_cross_entropy_with_logits(logits.float(), labels)

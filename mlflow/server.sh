@@ -24,8 +24,11 @@ fi
 # Migrate once, before any client connects: concurrent first migrations race ("database is locked").
 "$bin/mlflow" db upgrade "$backend"
 export PATH="$bin:$PATH"
+# recdistill runs no server-side jobs (GenAI evaluation); off spares seven worker processes that
+# would also write to a SQLite store.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 exec "$bin/mlflow" server \
   --backend-store-uri "$backend" \
   --artifacts-destination "$artifacts" --serve-artifacts \
-  --host "$host" --port "$port" \
+  --host "$host" --port "$port" --workers "${MLFLOW_WORKERS:-2}" \
   --allowed-hosts "$allowed_hosts"

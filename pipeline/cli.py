@@ -18,6 +18,12 @@ app = typer.Typer(help="recdistill: distill large recommenders into small, fast 
                   no_args_is_help=True)
 data_app = typer.Typer(help="Data plane: landing files → Delta tables.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+teacher_app = typer.Typer(help="The periodic teacher on the parameter server.", no_args_is_help=True)
+logits_app = typer.Typer(help="Teacher logits → the teacher_logits Delta table.", no_args_is_help=True)
+student_app = typer.Typer(help="Students: baseline, distillation, debiasing.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
+app.add_typer(logits_app, name="logits")
+app.add_typer(student_app, name="student")
 console = Console()
 
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config profile: tiny, demo, prod")]
@@ -160,12 +166,130 @@ def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = No
     print_counts(settings)
 
 
+TeacherOpt = Annotated[Optional[str], typer.Option("--teacher-version", help="default: the newest finished teacher")]
+SeedsOpt = Annotated[Optional[list[int]], typer.Option("--seed", help="repeatable; default: student.seeds")]
+
+
+def _train_days(settings: Settings, start: str | None, end: str | None) -> list[date]:
+    from pipeline.train.windows import default_windows
+
+    if start or end:
+        return resolve_dates(settings, None, start, end)
+    return default_windows(settings).train
+
+
+def _teacher(settings: Settings, version: str | None) -> str:
+    from pipeline.train.teacher import latest_teacher, teacher_manifest
+
+    chosen = version or latest_teacher(settings)
+    if chosen is None:
+        raise typer.BadParameter("no finished teacher yet; run `recdistill teacher train`", param_hint="--teacher-version")
+    try:
+        teacher_manifest(settings, chosen)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--teacher-version") from err
+    return chosen
+
+
+@teacher_app.command("train")
+def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
+                  validation: Annotated[Optional[str], typer.Option("--validation-date")] = None) -> None:
+    """Train (or resume) the teacher on a window of dates; works under torchrun too."""
+    from pipeline.train.teacher import init_distributed_from_env, train_teacher
+    from pipeline.train.windows import default_windows
+
+    settings = _settings(profile)
+    init_distributed_from_env()
+    days = _train_days(settings, start, end)
+    check = [_parse_date(validation, "--validation-date")] if validation else [default_windows(settings).calibration]
+    run = train_teacher(settings, days, check)
+    console.print(f"teacher {run.version}: {run.metrics}")
+
+
+@logits_app.command("dump")
+def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
+                teacher_version: TeacherOpt = None) -> None:
+    """Score samples of each date with a teacher into teacher_logits (idempotent per date and version)."""
+    from pipeline.train.logits import dump_logits
+
+    settings = _settings(profile)
+    version = _teacher(settings, teacher_version)
+    days = resolve_dates(settings, day, start, end)
+    with Progress(console=console) as progress:
+        task = progress.add_task("logits", total=len(days))
+        for one in days:
+            rows = dump_logits(settings, one, version)
+            progress.console.print(f"{one}: {rows:,} logits of {version}")
+            progress.advance(task)
+    print_counts(settings)
+
+
+def _students(kinds: list[str], profile: str | None, start: str | None, end: str | None,
+              teacher_version: str | None, seeds: list[int] | None) -> None:
+    from pipeline.train.distill import train_student
+    from pipeline.train.windows import default_windows
+
+    settings = _settings(profile)
+    days = _train_days(settings, start, end)
+    version = _teacher(settings, teacher_version) if kinds != ["base"] else None
+    for seed in seeds or settings.student.seeds:
+        for kind in kinds:
+            run = train_student(settings, kind, days, seed, version, default_windows(settings).calibration)  # type: ignore[arg-type]
+            console.print(f"{run.kind} student seed {seed}: {run.artifact_dir}")
+
+
+@student_app.command("distill")
+def student_distill(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
+                    teacher_version: TeacherOpt = None, seed: SeedsOpt = None) -> None:
+    """Train the baseline student (labels only) and the KD student (labels + teacher logits)."""
+    _students(["base", "kd"], profile, start, end, teacher_version, seed)
+
+
+@student_app.command("debias")
+def student_debias(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
+                   teacher_version: TeacherOpt = None, seed: SeedsOpt = None) -> None:
+    """Train the debiased student (auxiliary KD head, stale-logit adapter, neutral-position logits)."""
+    _students(["debiased"], profile, start, end, teacher_version, seed)
+
+
+@app.command("evaluate")
+def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_version: TeacherOpt = None) -> None:
+    """Teacher vs students on a held-out date (and its random-exposure slice), with transferability."""
+    from pipeline.train.evaluate import evaluate
+    from pipeline.train.windows import default_windows
+
+    settings = _settings(profile)
+    holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
+    report = evaluate(settings, holdout, _teacher(settings, teacher_version))
+    print_report(report)
+
+
+def print_report(report: object) -> None:
+    table = Table(title=f"held-out {report.day}, teacher {report.teacher_version}")  # type: ignore[attr-defined]
+    for column in ("model", "AUC", "GAUC", "LogLoss", "random-exposure AUC"):
+        table.add_column(column, justify="right")
+    for model, m in report.metrics.items():  # type: ignore[attr-defined]
+        table.add_row(model, f"{m['auc']:.4f}", f"{m['gauc']:.4f}", f"{m['logloss']:.4f}",
+                      f"{m.get('random_auc', float('nan')):.4f}")
+    console.print(table)
+    t = report.transferability  # type: ignore[attr-defined]
+    for kind in ("kd", "debiased"):
+        if f"{kind}_mean" in t:
+            console.print(f"transferability {kind}: {t[f'{kind}_mean']:.3f} ± {t[f'{kind}_std']:.3f} over "
+                          f"{t[f'{kind}_seeds']} seeds (bootstrap 90% CI {t[f'{kind}_ci_low']:.3f}…{t[f'{kind}_ci_high']:.3f})")
+
+
 @app.command("demo")
 def demo(profile: ProfileOpt = None) -> None:
-    """The main job on embedded defaults: generate logs, then build every table for every day."""
+    """The main job on embedded defaults: logs → tables → teacher → logits → students → evaluation."""
     settings = _settings(profile)
     generate(profile=settings.profile)
     run_all(profile=settings.profile)
+    teacher_train(profile=settings.profile)
+    logits_dump(profile=settings.profile)
+    student_distill(profile=settings.profile)
+    student_debias(profile=settings.profile)
+    evaluate_cmd(profile=settings.profile)
 
 
 @app.command("tables")

@@ -229,7 +229,7 @@ def read_arrow(settings: Settings, spec: TableSpec, days: Iterable[date] | None 
     filters = None
     if days is not None:
         filters = [("date", "in", [d.isoformat() for d in days])]
-    return table.to_pyarrow_table(columns=columns, partitions=filters)
+    return table.to_pyarrow_table(columns=columns, filters=filters)
 
 
 def content_hash(table: pa.Table, key: Iterable[str]) -> str:

@@ -89,7 +89,7 @@ def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str],
     from deltalake import DeltaTable
 
     dataset = DeltaTable(table_path(settings, TRAINING_SAMPLES)).to_pyarrow_dataset(
-        partitions=[("date", "in", [d.isoformat() for d in days])])
+        file_pruning_predicate=[("date", "in", [d.isoformat() for d in days])])
     rng = np.random.default_rng(seed) if seed is not None else None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0

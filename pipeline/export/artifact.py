@@ -1,7 +1,8 @@
 """Export the student's request-level scorer: a torch.export program plus a JSON manifest.
 
 The program is `UGSepStudent.score` traced with dynamic N (candidates) and L (sequence length), so
-the artifact keeps the reuse: user side once, group tokens per candidate. The manifest names every
+the artifact keeps the reuse: user side once, group tokens per candidate. It takes each input in
+its canonical dtype (the spec's first); the loader casts the other accepted dtypes to it. The manifest names every
 input (slot, dtype, shape, id range), the limits, the quantization and the versions; the loader
 checks requests against it. Sample inputs are dropped before saving, so the archive holds only
 JSON and raw tensor bytes.
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.export.loader import ARTIFACT_FORMAT, MANIFEST_FILE
+from pipeline.models.inputs import canonical
 from pipeline.models.quantize import Int8PerTokenFFN
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import random_request
@@ -44,10 +46,11 @@ def export_student(student: UGSepStudent, directory: str | Path, *, max_candidat
     directory.mkdir(parents=True, exist_ok=True)
     config = student.config
     student = student.eval()
+    user_specs, candidate_specs = student.user_inputs(), student.candidate_inputs()
     user, candidates = random_request(config, 8, torch.Generator().manual_seed(0))
+    user, candidates = canonical(user, user_specs), canonical(candidates, candidate_specs)
     n_candidates = torch.export.Dim("n_candidates", min=1, max=max_candidates)
     length = torch.export.Dim("sequence_length", min=1, max=config.sequence_length)
-    user_specs, candidate_specs = student.user_inputs(), student.candidate_inputs()
     dynamic_shapes = (
         {s.name: {axis: length for axis, d in enumerate(s.shape) if d == "L"} or None for s in user_specs},
         {s.name: {0: n_candidates} for s in candidate_specs},

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pipeline.models.inputs import InputSpec, check_inputs
+from pipeline.models.inputs import InputSpec, canonical, check_inputs
 
 ARTIFACT_FORMAT = "recdistill.student-scorer/1"
 MANIFEST_FILE = "manifest.json"
@@ -78,11 +78,10 @@ class StudentArtifact:
                      max_dims={"L": self.manifest["max_sequence_length"]})
         check_inputs(candidate_inputs, self.candidate_specs, what="candidate inputs",
                      max_dims={"B": self.manifest["max_candidates"]})
-        # The program's input tree has exactly these keys, in manifest order.
-        user = {s.name: user_inputs[s.name] for s in self.user_specs}
-        candidates = {s.name: candidate_inputs[s.name] for s in self.candidate_specs}
+        # The program takes exactly these keys, in manifest order, in their canonical dtypes.
         with torch.inference_mode():
-            return self.program(user, candidates)
+            return self.program(canonical(user_inputs, self.user_specs),
+                                canonical(candidate_inputs, self.candidate_specs))
 
     __call__ = score
 

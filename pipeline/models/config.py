@@ -95,7 +95,7 @@ class FeatureSchema(BaseModel):
             InputSpec(SEQ_ITEM_ID, ("B", "L"), ("int64",), self.hash_buckets - 1,
                       f"sequence item ids, hashed like {self.item_id_slot!r}, most recent first"),
             InputSpec(SEQ_ACTION, ("B", "L"), ("int64",), self.n_actions - 1, "sequence action ids"),
-            InputSpec(SEQ_TIME_GAP, ("B", "L"), ("int64", "int32", "float32"), None,
+            InputSpec(SEQ_TIME_GAP, ("B", "L"), ("float32", "int64", "int32"), None,
                       "seconds between each event and the request"),
             InputSpec(SEQ_LENGTH, ("B",), ("int64",), "L", "valid events per row; the rest is padding"),
         ]

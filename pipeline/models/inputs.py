@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 
 class InputError(ValueError):
@@ -19,7 +20,10 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input tensor: its shape in symbols ("B" rows, "L" sequence length) and allowed values."""
+    """One input tensor: its shape in symbols ("B" rows, "L" sequence length) and allowed values.
+
+    `dtypes` lists the accepted dtypes; the first is canonical: what an exported program takes.
+    """
 
     name: str
     shape: tuple[str | int, ...]
@@ -39,6 +43,11 @@ class InputSpec:
         dims = ", ".join(str(d) for d in self.shape)
         return f"{'/'.join(self.dtypes)}[{dims}] ({self.description})" if self.description else \
             f"{'/'.join(self.dtypes)}[{dims}]"
+
+
+def canonical(inputs: Mapping[str, Tensor], specs: Sequence[InputSpec]) -> dict[str, Tensor]:
+    """Exactly the spec'd inputs, in spec order, each cast to its canonical dtype."""
+    return {s.name: inputs[s.name].to(getattr(torch, s.dtypes[0])) for s in specs}
 
 
 def check_inputs(inputs: Mapping[str, Any], specs: Sequence[InputSpec], *, what: str,

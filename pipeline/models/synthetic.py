@@ -35,10 +35,10 @@ def random_inputs(specs: Sequence[InputSpec], dims: Mapping[str, int], generator
     inputs: dict[str, Tensor] = {}
     for spec in specs:
         shape = tuple(dims[d] if isinstance(d, str) else d for d in spec.shape)
-        if spec.dtypes[0] == "float32":
+        if spec.name == SEQ_TIME_GAP:  # seconds, up to ~4 months
+            inputs[spec.name] = torch.randint(0, 10_000_000, shape, generator=generator).to(torch.float32)
+        elif spec.dtypes[0] == "float32":
             inputs[spec.name] = torch.rand(shape, generator=generator) * 5
-        elif spec.max_value is None:  # time gaps: seconds, up to ~4 months
-            inputs[spec.name] = torch.randint(0, 10_000_000, shape, generator=generator)
         else:
             upper = dims[spec.max_value] if isinstance(spec.max_value, str) else spec.max_value
             inputs[spec.name] = torch.randint(0, upper + 1, shape, generator=generator)

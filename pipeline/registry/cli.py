@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,11 @@ from pipeline.registry.registry import (
 registry_app = typer.Typer(help="MLflow registry: register with lineage, gated promotion, rollback, serving.",
                            no_args_is_help=True)
 console = Console()
+
+class Kind(str, Enum):
+    student = "student"
+    teacher = "teacher"
+
 
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config profile: tiny, demo, prod")]
 
@@ -67,24 +73,23 @@ def _metrics(pairs: list[str]) -> dict[str, float]:
 
 @registry_app.command("register")
 def register(
-    kind: Annotated[str, typer.Argument(help="student | teacher")],
+    kind: Annotated[Kind, typer.Argument(help="what SOURCE is")],
     source: Annotated[str, typer.Argument(help="student: exported artifact folder; teacher: parameter-server "
                                                "snapshot (a snapshot or checkpoint folder, or a URI)")],
     start: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="first training date")],
     end: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="last training date")],
-    teacher_version: Annotated[Optional[str], typer.Option(help="student: the registered teacher it learnt from")] = None,
+    teacher_version: Annotated[Optional[str], typer.Option(help="student: its teacher's registered version")] = None,
     parity: Annotated[Optional[Path], typer.Option(help="student: JSON of its W8A16 ParityReport.to_dict()")] = None,
     metric: Annotated[Optional[list[str]], typer.Option(help="evaluation metric NAME=NUMBER (repeatable)")] = None,
     profile: ProfileOpt = None,
 ) -> None:
     """Register a student (alias `challenger`) or a teacher snapshot pointer, with lineage tags."""
-    if kind not in ("student", "teacher"):
-        raise typer.BadParameter(f"{kind!r}: expected student or teacher", param_hint="KIND")
     settings, config = _settings(profile), RegistryConfig()
     with _reported():
-        lineage = Lineage.collect(settings, [start.date(), end.date()], teacher_version=teacher_version, metrics=_metrics(metric or []),
+        lineage = Lineage.collect(settings, [start.date(), end.date()], teacher_version=teacher_version,
+                                  metrics=_metrics(metric or []),
                                   parity=json.loads(parity.read_text()) if parity else None)
-        if kind == "student":
+        if kind is Kind.student:
             version = register_student(settings, Path(source), lineage, config)
             console.print(f"{config.student_model} version {version} registered as @{config.challenger_alias}")
         else:

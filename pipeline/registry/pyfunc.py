@@ -19,12 +19,12 @@ from pipeline.registry.request import SCORES, RequestContract, RequestError
 
 ARTIFACT_KEY = "student"
 
-# Every recdistill module the served model imports (this file's imports, transitively).
+# Every recdistill module the served model imports: this file and its imports, transitively.
 SERVING_MODULES = (
     "__init__.py",
     "export/__init__.py", "export/loader.py",
     "models/__init__.py", "models/inputs.py",
-    "registry/__init__.py", "registry/pyfunc.py", "registry/request.py", "registry/serving_model.py",
+    "registry/__init__.py", "registry/pyfunc.py", "registry/request.py",
 )
 
 

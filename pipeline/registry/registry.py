@@ -32,6 +32,7 @@ from pipeline.config import Settings
 from pipeline.export.loader import load_student_artifact
 from pipeline.hps.checkpoint import LATEST, latest_snapshot
 from pipeline.registry.config import RegistryConfig
+from pipeline.registry.gate import PREFIX as GATE
 from pipeline.registry.gate import Check, Decision, auc_check, parity_check, signature_check
 from pipeline.registry.lineage import PREFIX as LINEAGE
 from pipeline.registry.lineage import Lineage
@@ -60,6 +61,17 @@ def model_uri(name: str, *, version: str | None = None, alias: str | None = None
     if (version is None) == (alias is None):
         raise ValueError("give exactly one of version and alias")
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
+
+
+def experiment_id(settings: Settings, config: RegistryConfig | None = None) -> str:
+    """The id of `settings.mlflow.experiment`, created on first use with its artifacts beside a local
+    SQLite store (MLflow's default would be `./mlruns` of whichever process came first)."""
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(settings.mlflow.experiment,
+                                    artifact_location=_artifact_location(settings, config or RegistryConfig()))
 
 
 def register_student(settings: Settings, artifact_dir: str | Path, lineage: Lineage,
@@ -162,13 +174,13 @@ def rollback(settings: Settings, to_version: str | None = None, reason: str = ""
     current = _aliases(client, name).get(config.champion_alias)
     if current is None:
         raise ValueError(f"{name} has no {config.champion_alias}: nothing to roll back")
-    target = to_version or client.get_model_version(name, current).tags.get("gate.champion_before", "none")
+    target = to_version or client.get_model_version(name, current).tags.get(f"{GATE}champion_before", "none")
     if target == "none":
         raise ValueError(f"version {current} of {name} was the first {config.champion_alias}; "
                          f"give the version to roll back to")
     if target == current:
         raise ValueError(f"version {target} of {name} is already {config.champion_alias}")
-    if client.get_model_version(name, target).tags.get("gate.decision") != "promoted":
+    if client.get_model_version(name, target).tags.get(f"{GATE}decision") != "promoted":
         raise ValueError(f"version {target} of {name} never passed the promotion gate; "
                          f"roll back only to a former {config.champion_alias}")
     for key, value in {"rollback.replaced_by": target, "rollback.reason": reason or "unspecified",
@@ -229,11 +241,8 @@ def _contract(uri: str) -> RequestContract:
 @contextmanager
 def _run(settings: Settings, config: RegistryConfig, kind: str, lineage: Lineage) -> Iterator[Run]:
     """An MLflow run in the configured experiment holding the lineage as tags and metrics."""
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        settings.mlflow.experiment, artifact_location=_artifact_location(settings, config))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{kind} {lineage.data_start}..{lineage.data_end}",
+    with mlflow.start_run(experiment_id=experiment_id(settings, config),
+                          run_name=f"{kind} {lineage.data_start}..{lineage.data_end}",
                           nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags({**lineage.tags(), "kind": kind})
         mlflow.log_metrics(lineage.metrics)

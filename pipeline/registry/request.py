@@ -162,6 +162,6 @@ def _tensor(value: Any, spec: InputSpec, where: str, *, per_request: bool) -> Te
         raise RequestError(f"{where} has {array.ndim} level(s) of lists; expected {expected}")
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise RequestError(f"{where} holds NaN or infinity; expected finite {_number_kind(spec)}")
-    # The exported program accepts only the dtype it was traced with: the spec's first.
+    # The spec's first dtype is the canonical one, what the exported program takes.
     tensor = torch.from_numpy(array.astype(np.dtype(spec.dtypes[0])))
     return tensor.unsqueeze(0) if per_request else tensor

@@ -84,9 +84,9 @@ class StudentRun:
     run_id: str
 
 
-def student_name(kind: StudentKind, seed: int, days: list[date], teacher_version: str | None,
+def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[date], teacher_version: str | None,
                  debias: DebiasConfig) -> str:
-    parts = f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}"
+    parts = f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}|{settings.config_hash()}"
     return f"student-{kind}-s{seed}-{days[-1]}-{hashlib.sha1(parts.encode()).hexdigest()[:8]}"
 
 
@@ -100,7 +100,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
     cfg = settings.student
-    name = student_name(kind, seed, days, teacher_version, debias)
+    name = student_name(settings, kind, seed, days, teacher_version, debias)
     artifact_dir = settings.lakehouse.artifacts / "students" / name
     auxiliary = kind == "debiased" and debias.auxiliary_head
     torch.manual_seed(seed)

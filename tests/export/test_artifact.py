@@ -61,6 +61,16 @@ def test_w8a16_artifact_scores_equal_the_quantized_module(quantized_artifact):
     assert artifact.manifest["quantization"].startswith("w8a16")
 
 
+def test_artifact_takes_time_gaps_as_float_or_int_seconds(student, artifact_dir):
+    user, candidates = random_request(CONFIG, 6, torch.Generator().manual_seed(4))
+    artifact = load_student_artifact(artifact_dir)
+    as_int = {**user, "seq_time_gap": user["seq_time_gap"].long()}
+    with torch.no_grad():
+        expected = student.score(user, candidates)
+    torch.testing.assert_close(artifact(user, candidates), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(artifact(as_int, candidates), expected, rtol=0, atol=1e-6)
+
+
 def test_manifest_names_slots_shapes_and_versions(artifact_dir):
     manifest = json.loads((artifact_dir / MANIFEST_FILE).read_text())
     assert [s["name"] for s in manifest["candidate_inputs"]] == ["item_id", "item_category", "dense_item"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from pipeline.export.parity import parity_report
 from pipeline.models.config import StudentConfig

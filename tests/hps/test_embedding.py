@@ -34,6 +34,13 @@ def test_embedding_returns_one_row_per_slot(server: ParameterServer) -> None:
     torch.testing.assert_close(out.detach().reshape(-1, DIM), weights_of(server, [1, 2, 3, 1]))
 
 
+def test_unnamed_slots_accept_any_width(server: ParameterServer) -> None:
+    embed = PSEmbedding(server, slots=None)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    server.begin_step(ids)
+    torch.testing.assert_close(embed(ids).detach()[0], weights_of(server, [1, 2, 3, 4]))
+
+
 def test_bag_pools_only_the_valid_positions(server: ParameterServer) -> None:
     bag_mean = PSEmbeddingBag(server, "history", mode="mean")
     bag_sum = PSEmbeddingBag(server, "history", mode="sum")

@@ -11,7 +11,8 @@ from pipeline.models.synthetic import random_inputs, random_request
 
 
 def _batch(config, rows, rng):
-    return random_inputs(config.user_inputs() + config.candidate_inputs(), {"B": rows, "L": config.sequence_length}, rng)
+    specs = config.user_inputs() + config.candidate_inputs()
+    return random_inputs(specs, {"B": rows, "L": config.sequence_length}, rng)
 
 
 def _perturbed(batch, key, rng):

@@ -29,7 +29,8 @@ def test_neutral_position_ignores_position_and_does_not_need_it(teacher_config, 
         neutral = teacher(without_position, neutral_position=True)["click"]
     assert not torch.allclose(observed, observed_moved)
     torch.testing.assert_close(teacher(moved, neutral_position=True)["click"], neutral)
-    torch.testing.assert_close(observed - neutral, teacher.position_bias(teacher.tokenizer.lookup(batch["position"]))[:, 0])
+    bias = teacher.position_bias(teacher.tokenizer.lookup(batch["position"]))
+    torch.testing.assert_close(observed - neutral, bias[:, 0])
 
 
 def test_sequence_in_the_thousands_is_merged_and_tractable(rng):

@@ -20,7 +20,7 @@ from torch import Tensor
 from pipeline.config import Settings, load_settings
 from pipeline.export.artifact import export_student
 from pipeline.export.parity import parity_report
-from pipeline.models.config import SEQ_TIME_GAP, StudentConfig
+from pipeline.models.config import StudentConfig
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import PlantedClickWorld
@@ -51,6 +51,8 @@ def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lakehouse whose SQLite MLflow store is migrated once, before any test writes to it."""
     root = tmp_path_factory.mktemp("registry_lakehouse")
     settings = load_settings("tiny", lakehouse={"root": str(root)})
+    assert settings.tracking_uri == f"sqlite:///{root.resolve()}/mlflow.db", \
+        f"the tests would write to {settings.tracking_uri}: unset RECDISTILL_MLFLOW_URI"
     connect(settings).search_experiments()  # also keeps any stray default client off ./mlflow.db
     return root
 
@@ -69,14 +71,7 @@ def client(registry_settings: Settings) -> MlflowClient:
 def registry_config() -> RegistryConfig:
     """Model names of this test alone, so tests share the store but not each other's versions."""
     suffix = uuid.uuid4().hex[:8]
-    return RegistryConfig(student_model=f"student-{suffix}", teacher_model=f"teacher-{suffix}",
-                          parity_max_abs_logit_diff=0.1, parity_max_auc_drop=0.02)
-
-
-def _integer_gaps(request: Request) -> Request:
-    """Time gaps as whole seconds: the exported program takes the int64 it was traced with."""
-    user, candidates, labels = request
-    return {**user, SEQ_TIME_GAP: user[SEQ_TIME_GAP].long()}, candidates, labels
+    return RegistryConfig(student_model=f"student-{suffix}", teacher_model=f"teacher-{suffix}")
 
 
 @pytest.fixture(scope="session")
@@ -101,19 +96,21 @@ def students(tmp_path_factory: pytest.TempPathFactory) -> Students:
         head.weight.neg_()
         head.bias.neg_()
     quantized = quantize_w8a16(student)
-    parity = parity_report(student.score, quantized.score, world.sample(8, 8, config.sequence_length, seed=2).requests())
+    parity_requests = world.sample(8, 8, config.sequence_length, seed=2).requests()
+    parity = parity_report(student.score, quantized.score, parity_requests)
     good = export_student(quantized, root / "good", max_candidates=64)
     worse = export_student(quantize_w8a16(inverted), root / "worse", max_candidates=64)
-    heldout_requests = [_integer_gaps(r) for r in world.sample(40, 8, config.sequence_length, seed=3).requests()]
+    heldout_requests = list(world.sample(40, 8, config.sequence_length, seed=3).requests())
     heldout = write_heldout(root / "heldout.parquet", RequestContract.of_artifact(good), heldout_requests)
     return Students(good, worse, parity.to_dict(), heldout, heldout_requests[:4])
 
 
-def lineage_for(settings: Settings, students: Students, **overrides: object) -> Lineage:
-    """Lineage of a student trained on the tiny profile's dates, with the good student's parity report."""
+def lineage_for(settings: Settings, students: Students, *, teacher_version: str | None = None,
+                parity: dict[str, float | int] | None = None) -> Lineage:
+    """Lineage of a student trained on the tiny profile's first four days (default: the good one's parity)."""
     days = [settings.generator.start_date, settings.generator.start_date + timedelta(days=3)]
-    values = {"parity": students.parity, "metrics": {"auc": 0.63}, **overrides}
-    return Lineage.collect(settings, days, **values)  # type: ignore[arg-type]
+    return Lineage.collect(settings, days, teacher_version=teacher_version, parity=parity or students.parity,
+                           metrics={"auc": 0.63})
 
 
 @dataclass(frozen=True)
@@ -127,8 +124,7 @@ class Served:
 def served(registry_root: Path, students: Students) -> Served:
     """The good student registered and promoted to champion under names of its own."""
     settings = load_settings("tiny", lakehouse={"root": str(registry_root)})
-    config = RegistryConfig(student_model="served-student", teacher_model="served-teacher",
-                            parity_max_abs_logit_diff=0.1, parity_max_auc_drop=0.02)
+    config = RegistryConfig(student_model="served-student", teacher_model="served-teacher")
     version = register_student(settings, students.good, lineage_for(settings, students), config)
     decision = promote(settings, HeldoutAUC(students.heldout), version, config)
     assert decision.promoted, decision.reasons

@@ -15,7 +15,8 @@ DATES = ["--from", "2026-01-01", "--to", "2026-01-04", "--profile", "tiny"]
 
 def test_registry_commands_register_promote_list_and_refuse_a_rollback_with_no_history(
         registry_root: Path, students: Students, tmp_path: Path) -> None:
-    runner = CliRunner(env={"RECDISTILL_LAKEHOUSE_ROOT": str(registry_root), "COLUMNS": "200"})
+    runner = CliRunner(env={"RECDISTILL_LAKEHOUSE_ROOT": str(registry_root), "RECDISTILL_MLFLOW_URI": None,
+                            "COLUMNS": "200"})
     snapshot = tmp_path / "snapshot-000000042"
     snapshot.mkdir()
     (snapshot / "meta.json").write_text(json.dumps({"step": 42}))

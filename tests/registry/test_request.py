@@ -47,10 +47,12 @@ def test_signature_names_every_field_and_returns_scores() -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"item_id": ["a", 2, 3]}, "candidate field 'item_id' holds 'a' (str); expected a list of N (one per candidate) integers"),
+    ({"item_id": ["a", 2, 3]},
+     "candidate field 'item_id' holds 'a' (str); expected a list of N (one per candidate) integers"),
     ({"user_id": "abc"}, "user field 'user_id' holds 'abc' (str); expected a single integer"),
     ({"item_id": [1.5, 2, 3]}, "candidate field 'item_id' holds 1.5 (float)"),
-    ({"item_id": [], "item_category": [], "dense_item": []}, "'item_id' is empty: a request needs at least one candidate"),
+    ({"item_id": [], "item_category": [], "dense_item": []},
+     "'item_id' is empty: a request needs at least one candidate"),
     ({"item_id": 7}, "candidate field 'item_id' has 0 level(s) of lists"),
     ({"dense_item": [[1.0] * 9, [1.0] * 9, [1.0]]}, "candidate field 'dense_item' has lists of different lengths"),
     ({"dense_user": [float("nan")] * 9}, "user field 'dense_user' holds NaN or infinity"),

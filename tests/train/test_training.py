@@ -1,0 +1,138 @@
+"""Teacher, logit dump, students and evaluation on generated tiny data with a planted click model."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from deltalake import DeltaTable
+
+from pipeline.config import DebiasConfig
+from pipeline.data.batches import iter_batches
+from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
+from pipeline.train import distill
+from pipeline.train.distill import load_student, train_student
+from pipeline.train.evaluate import evaluate
+from pipeline.train.logits import dump_logits
+from pipeline.train.loop import score
+from pipeline.train.teacher import teacher_manifest, train_teacher
+from pipeline.train.windows import default_windows
+
+
+@pytest.fixture(scope="module")
+def teacher(trained_lakehouse):
+    settings = trained_lakehouse
+    windows = default_windows(settings)
+    run = train_teacher(settings, windows.train, [windows.calibration])
+    for day in [*windows.train, windows.calibration, windows.holdout]:
+        dump_logits(settings, day, run.version)
+    return settings, windows, run
+
+
+def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
+    settings, windows, run = teacher
+    manifest = teacher_manifest(settings, run.version)
+    assert manifest["data_dates"] == [str(d) for d in windows.train]
+    assert manifest["config_hash"] == settings.config_hash() and manifest["code_version"]
+    assert (run.directory / "ps" / "LATEST").exists()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    history = mlflow.MlflowClient().get_metric_history(run.run_id, "val_auc")
+    assert [m.step for m in history] == [1, 2]
+    assert "hps/memory_hits" in mlflow.get_run(run.run_id).data.metrics or any(
+        k.startswith("hps/") for k in mlflow.get_run(run.run_id).data.metrics)
+
+
+def test_logit_dump_is_idempotent_and_rejects_bad_input(teacher):
+    settings, windows, run = teacher
+    day = windows.holdout
+    before = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas().sort_values("sample_id")
+    dump_logits(settings, day, run.version)
+    after = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas().sort_values("sample_id")
+    assert len(after) == len(before) == after.sample_id.nunique() > 0
+    assert np.allclose(after.logit_click.to_numpy(), before.logit_click.to_numpy())
+    version = DeltaTable(table_path(settings, TEACHER_LOGITS)).version()
+    with pytest.raises(ValueError, match="unknown teacher version 'teacher-nope'"):
+        dump_logits(settings, day, "teacher-nope")
+    with pytest.raises(ValueError, match="no training_samples on 2030-01-01"):
+        dump_logits(settings, __import__("datetime").date(2030, 1, 1), run.version)
+    assert DeltaTable(table_path(settings, TEACHER_LOGITS)).version() == version
+
+
+def _logits(settings, artifact_dir, day):
+    return score(iter_batches(settings, [day], 4096, "student"), load_student(artifact_dir), "score").logits
+
+
+def test_kd_moves_the_student_toward_the_teacher(teacher):
+    settings, windows, run = teacher
+    settings = settings.model_copy(update={"student": settings.student.model_copy(update={"kd_lambda": 5.0})})
+    base = train_student(settings, "base", windows.train, seed=0)
+    kd = train_student(settings, "kd", windows.train, seed=0, teacher_version=run.version)
+    day = windows.train[0]
+    teacher_logits = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas().set_index("sample_id")
+    ids = score(iter_batches(settings, [day], 4096, "student"), load_student(base.artifact_dir), "ids").sample_id
+    target = teacher_logits.loc[ids, "logit_click"].to_numpy()
+    base_gap = np.mean((_logits(settings, base.artifact_dir, day) - target) ** 2)
+    kd_gap = np.mean((_logits(settings, kd.artifact_dir, day) - target) ** 2)
+    assert kd_gap < base_gap
+
+
+def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
+    settings, windows, run = teacher
+    kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
+    full = train_student(settings, "debiased", debias=DebiasConfig(), **kwargs)
+    no_aux = train_student(settings, "debiased", debias=DebiasConfig(auxiliary_head=False), **kwargs)
+    no_adapter = train_student(settings, "debiased", debias=DebiasConfig(stale_adapter=False), **kwargs)
+    manifests = {r.name: json.loads((r.artifact_dir / "manifest.json").read_text()) for r in (full, no_aux, no_adapter)}
+    assert len(manifests) == 3
+    assert load_student(full.artifact_dir).heads.auxiliary is not None
+    assert load_student(no_aux.artifact_dir).heads.auxiliary is None
+    assert manifests[full.name]["adapter"]["scale"] != 1.0
+    assert manifests[no_adapter.name]["adapter"] == {"scale": 1.0, "shift": 0.0}
+    day = windows.holdout
+    outputs = [_logits(settings, r.artifact_dir, day) for r in (full, no_aux, no_adapter)]
+    assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[0], outputs[2])
+
+
+def test_a_killed_student_run_resumes_to_the_same_weights(teacher, monkeypatch):
+    settings, windows, run = teacher
+    kwargs = dict(days=windows.train, seed=1, teacher_version=run.version)
+    calls = {"n": 0}
+    original = distill.train_epoch
+
+    def dies_in_second_epoch(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kw)
+
+    monkeypatch.setattr(distill, "train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(settings, "kd", **kwargs)
+    monkeypatch.setattr(distill, "train_epoch", original)
+    resumed = load_student(train_student(settings, "kd", **kwargs).artifact_dir).state_dict()
+
+    other = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
+        update={"root": settings.lakehouse.root.parent / "uninterrupted"})})
+    import shutil
+
+    shutil.copytree(settings.lakehouse.tables, other.lakehouse.tables)
+    shutil.copytree(settings.lakehouse.artifacts / "teachers", other.lakehouse.artifacts / "teachers")
+    straight = load_student(train_student(other, "kd", **kwargs).artifact_dir).state_dict()
+    assert all(np.allclose(resumed[k].numpy(), straight[k].numpy(), atol=1e-6) for k in straight)
+
+
+def test_evaluation_reports_every_model_and_transferability(teacher):
+    settings, windows, run = teacher
+    for kind in ("base", "kd", "debiased"):
+        train_student(settings, kind, windows.train, seed=0, teacher_version=None if kind == "base" else run.version,
+                      calibration_day=windows.calibration)
+    report = evaluate(settings, windows.holdout, run.version)
+    assert set(report.metrics) == {"teacher", "base", "kd", "debiased"}
+    assert all(0 <= m["auc"] <= 1 for m in report.metrics.values())
+    assert "random_auc" in report.metrics["teacher"]
+    assert {"kd_mean", "kd_ci_low", "kd_ci_high", "debiased_mean"} <= set(report.transferability)
+    out = settings.lakehouse.artifacts / "evaluations" / f"{windows.holdout}-{run.version}"
+    assert (out / "comparison.png").stat().st_size > 0
+    assert json.loads((out / "report.json").read_text())["teacher_version"] == run.version
