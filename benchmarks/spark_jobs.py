@@ -35,7 +35,7 @@ def settings_for(events: int, teacher_length: int, root: Path) -> Settings:
     return load_settings(
         "demo",
         lakehouse={"root": str(root)},
-        spark={"driver_memory": "10g", "shuffle_partitions": 8},
+        spark={"driver_memory": "8g", "shuffle_partitions": 8},
         generator={"n_users": users, "n_items": max(1000, users), "n_days": N_DAYS,
                    "requests_per_user_per_day": 1.0, "slate_size": EVENTS_PER_USER_PER_DAY},
         sequences={"teacher_length": teacher_length, "student_length": 50},

@@ -3,7 +3,9 @@
 Each task is one spark-submit of a `spark_jobs` module for the run's logical date; every job
 replaces exactly its date's partitions, so any run can be retried or cleared and rerun.
 Features and sequences of a date read earlier dates' events, hence `depends_on_past`: a backfill
-(which ignores `max_active_runs`) still builds the days in order.
+(which ignores `max_active_runs`) still builds the days in order. Airflow then asks backfills to
+say what to rerun: `airflow backfill create --dag-id recdistill_features --from-date A --to-date B
+--reprocess-behavior failed` (or `completed` to rebuild days that succeeded).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
+from pipeline.registry.cli import registry_app
 
 app = typer.Typer(help="recdistill: distill large recommenders into small, fast serving models.",
                   no_args_is_help=True)
@@ -24,6 +25,7 @@ student_app = typer.Typer(help="Students: baseline, distillation, debiasing.", n
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(logits_app, name="logits")
 app.add_typer(student_app, name="student")
+app.add_typer(registry_app, name="registry")
 console = Console()
 
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config profile: tiny, demo, prod")]

@@ -1,3 +1,9 @@
-"""MLflow registry of the student and teacher: registration with lineage, the gated promotion with
-aliases, rollback and serving. `registry` holds the calls training and the DAG make; `pyfunc` and
-`request` are what the served model runs."""
+"""The MLflow registry of the student and the teacher (see docs/registry.md).
+
+- `registry`: `register_student`, `register_teacher`, `promote`, `rollback`, `list_versions`,
+  `serve_command`, `experiment_id`: the calls training, the DAG and the CLI make
+- `lineage`: `Lineage`, the tags every version carries; `gate`: the promotion rules, `Decision`
+- `evaluate`: `write_heldout` and `HeldoutAUC`, the gate's held-out evaluator
+- `request`: `RequestContract`, the request format; `pyfunc` + `serving_model`: the served model
+- `config`: `RegistryConfig`; `cli`: `registry_app` (`recdistill registry …`)
+"""

@@ -153,14 +153,14 @@ def list_cmd(teacher: Annotated[bool, typer.Option("--teacher", help="list teach
 @registry_app.command("serve")
 def serve(
     version: Annotated[Optional[str], typer.Option(help="serve this version instead of an alias")] = None,
-    alias: Annotated[str, typer.Option(help="alias to serve")] = "champion",
+    alias: Annotated[Optional[str], typer.Option(help="alias to serve; default: champion")] = None,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 5001,
     profile: ProfileOpt = None,
 ) -> None:
     """Serve the student over HTTP (`mlflow models serve`, this environment) until interrupted."""
-    settings = _settings(profile)
-    command, env = serve_command(settings, version=version, alias=None if version else alias, host=host,
-                                 port=port, config=RegistryConfig())
+    settings, config = _settings(profile), RegistryConfig()
+    alias = None if version else alias or config.champion_alias
+    command, env = serve_command(settings, version=version, alias=alias, host=host, port=port, config=config)
     console.print(" ".join(command))
     raise typer.Exit(subprocess.call(command, env=env))

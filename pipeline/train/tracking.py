@@ -27,9 +27,11 @@ def code_version() -> str:
 @contextmanager
 def training_run(settings: Settings, name: str, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run in the configured store, tagged with code and config versions."""
+    from pipeline.registry.registry import experiment_id
+
     settings.lakehouse.root.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_experiment(settings.mlflow.experiment)
+    # One experiment for training and registry, its artifacts beside the store (not ./mlruns).
+    mlflow.set_experiment(experiment_id=experiment_id(settings))
     base_tags = {"recdistill.code_version": code_version(), "recdistill.config_hash": settings.config_hash(),
                  "recdistill.profile": settings.profile}
     with mlflow.start_run(run_name=name, tags={**base_tags, **(tags or {})}) as run:
