@@ -208,6 +208,16 @@ def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt 
     console.print(f"teacher {run.version}: {run.metrics}")
 
 
+@teacher_app.command("register")
+def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = None) -> None:
+    """Register a finished teacher in MLflow as `recdistill-teacher` (a pointer to its PS snapshot)."""
+    from pipeline.train.teacher import register_teacher_version
+
+    settings = _settings(profile)
+    version = _teacher(settings, teacher_version)
+    console.print(f"teacher {version} → recdistill-teacher version {register_teacher_version(settings, version)}")
+
+
 @logits_app.command("dump")
 def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
                 teacher_version: TeacherOpt = None) -> None:
@@ -254,6 +264,33 @@ def student_debias(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt
     _students(["debiased"], profile, start, end, teacher_version, seed)
 
 
+@student_app.command("release")
+def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = None,
+                    kind: Annotated[str, typer.Option(help="base | kd | debiased")] = "debiased",
+                    seed: Annotated[Optional[int], typer.Option(help="default: the first of student.seeds")] = None,
+                    day: DateOpt = None) -> None:
+    """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
+    from pipeline.train.evaluate import students_for
+    from pipeline.train.release import release_student
+    from pipeline.train.windows import default_windows
+
+    settings = _settings(profile)
+    holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
+    version = _teacher(settings, teacher_version)
+    wanted = settings.student.seeds[0] if seed is None else seed
+    import json
+
+    matches = [d for d in students_for(settings, version, before=holdout).get(kind, [])
+               if json.loads((d / "manifest.json").read_text())["seed"] == wanted]
+    if not matches:
+        raise typer.BadParameter(f"no {kind} student with seed {wanted} for teacher {version}", param_hint="--kind")
+    release = release_student(settings, matches[-1], holdout)
+    verdict = "promoted to @champion" if release.decision.promoted else "NOT promoted (champion unchanged)"
+    console.print(f"recdistill-student version {release.version}: {verdict}")
+    for reason in release.decision.reasons:
+        console.print(f"  {reason}")
+
+
 @app.command("evaluate")
 def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_version: TeacherOpt = None) -> None:
     """Teacher vs students on a held-out date (and its random-exposure slice), with transferability."""
@@ -288,10 +325,12 @@ def demo(profile: ProfileOpt = None) -> None:
     generate(profile=settings.profile)
     run_all(profile=settings.profile)
     teacher_train(profile=settings.profile)
+    teacher_register(profile=settings.profile)
     logits_dump(profile=settings.profile)
     student_distill(profile=settings.profile)
     student_debias(profile=settings.profile)
     evaluate_cmd(profile=settings.profile)
+    student_release(profile=settings.profile)
 
 
 @app.command("tables")

@@ -228,3 +228,21 @@ def init_distributed_from_env() -> None:
     """Join the process group when launched by torchrun (gloo on CPU, nccl on GPU)."""
     if "RANK" in os.environ and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def register_teacher_version(settings: Settings, version: str) -> str:
+    """Register a finished teacher in MLflow (a pointer to its snapshot); returns the registry version.
+
+    Idempotent: a teacher registered before keeps its registry version.
+    """
+    from pipeline.registry.lineage import Lineage
+    from pipeline.registry.registry import register_teacher
+
+    manifest = teacher_manifest(settings, version)
+    if manifest.get("registry_version"):
+        return str(manifest["registry_version"])
+    days = [date.fromisoformat(d) for d in manifest["data_dates"]]  # type: ignore[union-attr]
+    lineage = Lineage.collect(settings, days, metrics=manifest["metrics"])  # type: ignore[arg-type]
+    registry_version = register_teacher(settings, teacher_root(settings) / version / SNAPSHOTS, lineage)
+    write_json(teacher_root(settings) / version / MANIFEST, {**manifest, "registry_version": registry_version})
+    return registry_version

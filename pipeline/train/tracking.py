@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,18 +9,8 @@ from typing import Any
 
 import mlflow
 
-from pipeline import __version__
 from pipeline.config import Settings
-
-
-def code_version() -> str:
-    """The git commit when run from a checkout, else the package version."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=True, timeout=10).stdout.strip()
-        return f"{__version__}+{sha}"
-    except (OSError, subprocess.SubprocessError):
-        return __version__
+from pipeline.registry.lineage import code_version
 
 
 @contextmanager

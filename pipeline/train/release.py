@@ -1,0 +1,79 @@
+"""From a trained student to a served one: W8A16, parity, export, registration, gated promotion.
+
+The gate and the parity report see the held-out date as real requests: samples whose user-side
+inputs are identical (same user, context and sequence) form one request with N candidates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.config import Settings
+from pipeline.data.batches import iter_batches
+from pipeline.export.artifact import export_student
+from pipeline.export.parity import ParityReport, parity_report
+from pipeline.models.quantize import quantize_w8a16
+from pipeline.models.student import UGSepStudent
+from pipeline.registry.evaluate import HeldoutAUC, write_heldout
+from pipeline.registry.gate import Decision
+from pipeline.registry.lineage import Lineage
+from pipeline.registry.registry import promote, register_student
+from pipeline.registry.request import RequestContract
+from pipeline.train.distill import load_student
+from pipeline.train.teacher import register_teacher_version
+
+Request = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]
+
+
+def requests_of(settings: Settings, day: date, model: UGSepStudent, limit: int | None = None) -> Iterator[Request]:
+    """The held-out samples of `day` regrouped into (user inputs, candidate inputs, labels) requests."""
+    user_names = [s.name for s in model.user_inputs()]
+    candidate_names = [s.name for s in model.candidate_inputs()]
+    emitted = 0
+    for batch in iter_batches(settings, [day], 4096, "student"):
+        flat = np.concatenate([batch[n].reshape(len(batch["click"]), -1).double().numpy() for n in user_names], 1)
+        _, first, group = np.unique(flat, axis=0, return_index=True, return_inverse=True)
+        for g, row in enumerate(first):
+            members = torch.from_numpy(np.flatnonzero(group == g))
+            user = {n: batch[n][row:row + 1] for n in user_names}
+            candidates = {n: batch[n][members] for n in candidate_names}
+            yield user, candidates, batch["click"][members]
+            emitted += 1
+            if limit is not None and emitted >= limit:
+                return
+
+
+@dataclass(frozen=True)
+class Release:
+    export_dir: Path
+    version: str
+    parity: ParityReport
+    decision: Decision
+
+
+def release_student(settings: Settings, student_dir: Path, holdout: date) -> Release:
+    """Quantize, check parity, export, register as `challenger` and run the promotion gate."""
+    manifest = json.loads((student_dir / "manifest.json").read_text())
+    model = load_student(student_dir)
+    quantized = quantize_w8a16(model)
+    parity = parity_report(model.score, quantized.score, requests_of(settings, holdout, model, limit=200))
+    export_dir = settings.lakehouse.artifacts / "exports" / manifest["name"]
+    export_student(quantized, export_dir)
+    (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
+    heldout = write_heldout(settings.lakehouse.artifacts / "heldout" / f"{holdout}.parquet",
+                            RequestContract.of_artifact(export_dir), requests_of(settings, holdout, model))
+    teacher = manifest["teacher_version"] and register_teacher_version(settings, manifest["teacher_version"])
+    lineage = Lineage.collect(settings, [date.fromisoformat(d) for d in manifest["data_dates"]],
+                              teacher_version=teacher or None, parity=parity.to_dict(),
+                              metrics={"heldout_auc_fp32": parity.auc_reference,
+                                       "heldout_auc_w8a16": parity.auc_candidate})
+    version = register_student(settings, export_dir, lineage)
+    decision = promote(settings, HeldoutAUC(heldout), version)
+    return Release(export_dir, version, parity, decision)
