@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 JARS := .cache/ivy/.resolved
 
-.PHONY: setup demo test airflow clean
+.PHONY: setup demo test airflow mlflow-server clean
 
 setup: $(STAMP) $(JARS)
 
@@ -24,8 +24,23 @@ $(JARS): $(STAMP)
 demo: setup
 	$(BIN)/recdistill demo
 
-test: setup
+# Debian's docker-compose validates docker/compose.yaml in tests/docker (no Docker engine needed).
+COMPOSE := /usr/bin/docker-compose
+$(COMPOSE):
+	apt-get update && apt-get install -y docker-compose
+
+test: setup $(COMPOSE)
 	$(BIN)/pytest
 
+# Airflow standalone: SQLite in .cache/airflow, DAGs from dags/, spark_default = local[*]; UI on :8080,
+# admin password in .cache/airflow/simple_auth_manager_passwords.json.generated
+airflow: setup
+	$(BIN)/python -m pipeline.airflow_env init
+	$(BIN)/python -m pipeline.airflow_env exec airflow standalone
+
+# An MLflow tracking server over the lakehouse's SQLite store (see mlflow/README.md).
+mlflow-server: setup
+	mlflow/server.sh
+
 clean:
-	rm -rf lakehouse .cache/ivy .pytest_cache
+	rm -rf lakehouse .cache/ivy .cache/airflow .pytest_cache

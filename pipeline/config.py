@@ -202,7 +202,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "student": {"token_dim": 32, "epochs": 2, "batch_size": 128, "seeds": [0, 1]},
         "evaluation": {"bootstrap_rounds": 50},
     },
-    "demo": {},
+    # Sized so `make demo` runs end to end in minutes on 2 cores; the teacher keeps the long sequence.
+    "demo": {
+        "generator": {"n_users": 1000},
+        "features": {"hash_buckets": 1 << 16},
+        "sequences": {"teacher_length": 64, "student_length": 16},
+        "teacher": {"preset": "tiny", "epochs": 1, "embedding_dim": 16},
+        "student": {"token_dim": 32, "epochs": 1, "seeds": [0, 1]},
+    },
     "prod": {
         "spark": {"master": "spark://spark-master:7077", "shuffle_partitions": 400, "driver_memory": "16g"},
         "generator": {"n_days": 30, "n_users": 1_000_000, "n_items": 2_000_000, "n_categories": 200},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from pipeline.config import Settings
@@ -37,9 +38,12 @@ def get_spark(settings: Settings) -> SparkSession:
     if active is not None:
         return active
     cfg = settings.spark
+    builder = SparkSession.builder
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # Not under spark-submit: our config picks the master. Under spark-submit, --master rules.
+        builder = builder.master(cfg.master)
     builder = (
-        SparkSession.builder.master(cfg.master)
-        .appName(cfg.app_name)
+        builder.appName(cfg.app_name)
         .config("spark.driver.memory", cfg.driver_memory)
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.jars.ivy", str(cfg.ivy_dir.resolve()))

@@ -10,7 +10,8 @@ Kernels, chosen per call site because the two sides of a request differ:
   ``torch.ops.aten._weight_int8pack_mm(x_bf16, w_int8, scales_bf16)``, which dequantizes inside
   the kernel, so the weights cross memory as int8. This part is memory-bound.
 - per-candidate work (N rows): dequantize to the activation dtype, then one dense batched GEMM;
-  at large M the int8 kernel is slower than a dense 16-bit GEMM (see docs/models.md).
+  at large M the int8 kernel is slower than a dense 16-bit GEMM (see docs/models.md). The choice is
+  static (by module and token slice), so the exported program with dynamic N keeps it.
 
 Activations are bf16 where the CPU has native bf16 (AVX512-BF16 or AMX); elsewhere fp32, since the
 int8 kernel's only vectorised path takes bf16 and emulated bf16 is slower than fp32.
@@ -30,7 +31,6 @@ from torch import Tensor, nn
 
 from pipeline.models.rankmixer import PerTokenFFN
 from pipeline.models.student import UGSepStudent
-
 
 INT8_KERNEL_K_MULTIPLE = 16
 

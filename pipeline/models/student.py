@@ -188,7 +188,8 @@ class UGSepStudent(nn.Module):
         """Serving logits [B], one row per (user, candidate) pair."""
         return self.forward_heads(batch)["serving"]
 
-    # ---- request level ---------------------------------------------------------------------
+    # ---- request level (inference: no autograd graph) ----------------------------------------
+    @torch.no_grad()
     def encode_user(self, user: Inputs) -> UserState:
         """The user side of one request (rows = 1), computed once for all its candidates."""
         if self.blocks[0].n_user_tokens == 0:
@@ -203,6 +204,7 @@ class UGSepStudent(nn.Module):
         compensation = self.compensation.user_side(tokens) if self.compensation is not None else None
         return UserState(layers, events, valid, compensation)
 
+    @torch.no_grad()
     def score_candidates(self, user_state: UserState, candidates: Inputs) -> Tensor:
         """Serving logits [N]: only the G group tokens run per candidate."""
         self._check(candidates, self.candidate_inputs(), "candidate inputs")
@@ -211,6 +213,7 @@ class UGSepStudent(nn.Module):
             tokens = block.forward_group(tokens, user_tokens)
         return self.heads(self._trunk(user_state.layers[-1], tokens, user_state.compensation))["serving"]
 
+    @torch.no_grad()
     def score(self, user: Inputs, candidates: Inputs) -> Tensor:
         """Logits [N] for one request: user side once, reused by all N candidates.
 
@@ -220,6 +223,7 @@ class UGSepStudent(nn.Module):
             return self.score_naive(user, candidates)
         return self.score_candidates(self.encode_user(user), candidates)
 
+    @torch.no_grad()
     def score_naive(self, user: Inputs, candidates: Inputs) -> Tensor:
         """The baseline: the user's inputs copied to every candidate row, all T tokens per row."""
         self._check(user, self.user_inputs(), "user inputs", rows=1)

@@ -35,7 +35,7 @@ from pipeline.models.teacher import Teacher
 from pipeline.slots import SPARSE_SLOTS
 from pipeline.train.builders import teacher_config
 from pipeline.train.checkpoints import write_json
-from pipeline.train.loop import Batch, Scored
+from pipeline.train.loop import Batch, Scored, score
 from pipeline.train.metrics import auc, gauc, logloss
 from pipeline.train.tracking import code_version, log_curves, log_params, training_run
 
@@ -126,22 +126,14 @@ def teacher_loss(logits: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
     return loss
 
 
-@torch.no_grad()
 def score_teacher(net: TeacherWithPS, settings: Settings, days: list[date], neutral_position: bool) -> Scored:
     """Click logits for `days` through the parameter server (no admission, no updates)."""
     net.eval()
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("sample_id", "labels", "logits", "users", "random")}
-    for batch in net.server.pipeline(_batches(settings, days, None), net.ids_of, train=False):
-        logits = net.model(batch, neutral_position=neutral_position)["click"]
-        parts["logits"].append(logits.numpy())
-        parts["sample_id"].append(batch["sample_id"].numpy())
-        parts["labels"].append(batch["click"].numpy())
-        parts["users"].append(batch["request_user"].numpy())
-        parts["random"].append(batch["random_exposure"].numpy())
-    if not parts["logits"]:
-        raise ValueError(f"no training_samples on {[str(d) for d in days]}")
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
-    return Scored(cat["sample_id"], cat["labels"], cat["logits"], cat["users"], cat["random"])
+    batches = net.server.pipeline(_batches(settings, days, None), net.ids_of, train=False)
+    try:
+        return score(batches, lambda b: net.model(b, neutral_position=neutral_position)["click"], "teacher scoring")
+    except ValueError as err:
+        raise ValueError(f"no training_samples on {[str(d) for d in days]}") from err
 
 
 def evaluate_scored(scored: Scored, prefix: str) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """DAG test fixtures: tiny lakehouses, Airflow homes and a real scheduler, all in temporary folders.
 
 Airflow reads AIRFLOW_HOME once, at import, so tests that run Airflow itself do it in child
-processes with an explicit environment; only parsing tests import Airflow here (see test_dagbag.py).
+processes with an explicit environment. Tests that import Airflow in this process (parsing DAGs)
+use `airflow_in_process` and import `airflow` or `pipeline.assets` only inside fixtures and tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -37,6 +39,17 @@ DAG_TABLES: tuple[TableSpec, ...] = (tables.EVENTS, tables.EVENTS_QUARANTINE, ta
 BACKFILL_DEADLINE_S = 1500  # a guard against a hung scheduler, far above a normal run
 
 
+@pytest.fixture(scope="session")
+def airflow_in_process(tmp_path_factory) -> dict[str, str]:
+    """Point this process's Airflow at a temporary home, once, before anything imports Airflow."""
+    assert "airflow" not in sys.modules, ("Airflow was imported before the DAG tests set AIRFLOW_HOME: import "
+                                          "airflow and pipeline.assets inside fixtures and tests, not at module level")
+    env = airflow_env(tmp_path_factory.mktemp("airflow"))
+    # Only Airflow's own settings: the recdistill ones would change every later test's load_settings().
+    os.environ.update({key: value for key, value in env.items() if key.startswith("AIRFLOW")})
+    return env
+
+
 @dataclass(frozen=True)
 class Lakehouse:
     """A tiny-profile lakehouse with generated landing files, and the Airflow environment that uses it."""
@@ -55,7 +68,7 @@ class Lakehouse:
         assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}"
 
     def hashes(self) -> dict[str, str]:
-        """Content hash of every DAG table over the test days; landing paths made root-relative."""
+        """Content hash of every DAG table over the test days; source files relative to the landing folder."""
         return {spec.name: content_hash(self._rows(spec), spec.key) for spec in DAG_TABLES}
 
     def rows(self, spec: TableSpec, day: date) -> int:
@@ -66,8 +79,8 @@ class Lakehouse:
         table = read_arrow(self.settings, spec, self.days)
         if "source_file" not in table.column_names:
             return table
-        # Two lakehouses hold the same landing files under different roots.
-        relative = pc.replace_substring(table.column("source_file"), str(self.settings.lakehouse.root), "")
+        # Lakehouses compared here hold the same landing files under different roots.
+        relative = pc.replace_substring_regex(table.column("source_file"), "^.*/landing/", "")
         return table.set_column(table.column_names.index("source_file"), "source_file", relative)
 
 

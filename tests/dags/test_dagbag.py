@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from pipeline import assets
-from pipeline.airflow_env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL, airflow_env
+from pipeline.airflow_env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL
 from pipeline.config import load_settings
-from pipeline.spark import DELTA_CONF, delta_package, job_file
+from pipeline.spark import DELTA_CONF, delta_package, job_file, submit_conf
 from tests.dags.conftest import DAG_ID
 
 TASK_JOBS = {"ingest": "ingest_events", "features": "build_features", "sequences": "build_sequences",
@@ -19,21 +17,15 @@ TASK_JOBS = {"ingest": "ingest_events", "features": "build_features", "sequences
 
 
 @pytest.fixture(scope="module")
-def project_env(tmp_path_factory) -> dict[str, str]:
-    """The project's Airflow environment, set in this process for this module only (Airflow reads it at import)."""
-    env = airflow_env(tmp_path_factory.mktemp("airflow"), {**os.environ, "RECDISTILL_PROFILE": "tiny"})
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        yield env
-
-
-@pytest.fixture(scope="module")
-def dagbag(project_env):
+def dagbag(airflow_in_process):
+    """dags/ parsed in this process for the tiny profile."""
     from airflow.models import DagBag
 
-    # known_pools makes a task in a pool that `init` does not create an import error.
-    return DagBag(dag_folder=project_env["AIRFLOW__CORE__DAGS_FOLDER"], known_pools={"default_pool", SPARK_POOL})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECDISTILL_PROFILE", "tiny")
+        # known_pools makes a task in a pool that `init` does not create an import error.
+        return DagBag(dag_folder=airflow_in_process["AIRFLOW__CORE__DAGS_FOLDER"],
+                      known_pools={"default_pool", SPARK_POOL})
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +33,10 @@ def features_dag(dagbag):
     return dagbag.dags[DAG_ID]
 
 
-def test_dags_folder_parses_without_import_errors(dagbag, project_env):
+def test_dags_folder_parses_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
     assert DAG_ID in dagbag.dag_ids
-    assert Path(project_env["AIRFLOW__CORE__DAGS_FOLDER"]) == Path(__file__).resolve().parents[2] / "dags"
+    assert Path(dagbag.dag_folder) == Path(__file__).resolve().parents[2] / "dags"
 
 
 def test_tasks_run_ingest_then_features_then_sequences_then_samples(features_dag):
@@ -54,6 +46,8 @@ def test_tasks_run_ingest_then_features_then_sequences_then_samples(features_dag
 
 
 def test_each_task_outlets_the_assets_of_the_tables_it_writes(features_dag):
+    from pipeline import assets
+
     outlets = {task.task_id: {asset.uri for asset in task.outlets} for task in features_dag.tasks}
     assert outlets == {
         "ingest": {assets.EVENTS.uri, assets.EVENTS_QUARANTINE.uri},
@@ -96,8 +90,8 @@ def test_spark_tasks_submit_the_installed_job_for_the_logical_date_with_delta(fe
         assert task.application == job_file(job) and Path(task.application).is_file()
         assert task.application_args[:4] == ["--date", "{{ ds }}", "--profile", "tiny"]
         assert task.packages == delta_package() == "io.delta:delta-spark_4.2_2.13:4.4.0"
-        assert {key: task.conf[key] for key in DELTA_CONF} == DELTA_CONF
-        assert task.conf["spark.jars.ivy"] == os.environ["RECDISTILL_SPARK__IVY_DIR"]
+        assert task.conf == submit_conf(load_settings("tiny"))
+        assert DELTA_CONF.items() <= task.conf.items()
     assert features_dag.get_task("ingest").application_args[4:] == ["--source", "{{ params.source }}"]
     assert features_dag.params["source"] == "synthetic"
 
