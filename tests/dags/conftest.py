@@ -32,7 +32,7 @@ from pipeline.tables import TableSpec, content_hash, read_arrow
 from spark_jobs import build_features, build_samples, build_sequences, ingest_events
 
 DAG_ID = "recdistill_features"
-N_DAYS = 3
+N_DAYS = 2
 # Every table the features DAG writes, in the order its tasks write them.
 DAG_TABLES: tuple[TableSpec, ...] = (tables.EVENTS, tables.EVENTS_QUARANTINE, tables.USER_FEATURES,
                                      tables.ITEM_FEATURES, tables.SEQUENCES, tables.TRAINING_SAMPLES)

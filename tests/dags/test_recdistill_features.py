@@ -31,7 +31,7 @@ def test_dag_test_rebuilds_a_day_in_place_with_identical_content(reference, tmp_
     assert lakehouse.hashes() == reference.hashes()
 
 
-def test_backfill_of_three_days_equals_running_them_one_by_one(reference, tmp_path):
+def test_backfill_of_several_days_equals_running_them_one_by_one(reference, tmp_path):
     lakehouse = make_lakehouse(tmp_path)
     init(lakehouse.env)
     first, last = lakehouse.days[0], lakehouse.days[-1]

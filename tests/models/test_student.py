@@ -136,3 +136,10 @@ def test_one_training_step_reaches_every_parameter(student_config, rng):
     loss.backward()
     untouched = [n for n, p in student.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert untouched == []
+
+
+def test_request_level_scoring_builds_no_autograd_graph(student_config, rng):
+    student = UGSepStudent(student_config).eval()
+    user, candidates = random_request(student_config, 3, rng)
+    assert not student.score(user, candidates).requires_grad
+    assert not student.score_naive(user, candidates).requires_grad
