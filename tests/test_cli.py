@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -10,25 +10,34 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.data.landing import read_landing
-from pipeline.tables import EVENTS, TRAINING_SAMPLES, USER_FEATURES, read_arrow
+from pipeline.tables import EVENTS, TEACHER_LOGITS, TRAINING_SAMPLES, USER_FEATURES, read_arrow
+from pipeline.train.teacher import latest_teacher, teacher_manifest
 from spark_jobs import build_features
 
 
 @pytest.fixture
 def tiny_env(tmp_path, monkeypatch):
     monkeypatch.setenv("RECDISTILL_LAKEHOUSE_ROOT", str(tmp_path / "lh"))
-    monkeypatch.setenv("RECDISTILL_GENERATOR__N_DAYS", "2")
     return load_settings("tiny")
 
 
-def test_demo_turns_generated_logs_into_samples(spark, tiny_env):
+def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     result = CliRunner().invoke(app, ["demo", "--profile", "tiny"])
     assert result.exit_code == 0, result.output
-    generated = sum(len(read_landing(tiny_env.lakehouse.landing, "synthetic", day))
-                    for day in (date(2026, 1, 1), date(2026, 1, 2)))
-    assert read_arrow(tiny_env, EVENTS).num_rows == generated > 0
-    assert read_arrow(tiny_env, TRAINING_SAMPLES).num_rows == generated
-    assert "training_samples" in result.output and f"{generated:,}" in result.output
+    gen = tiny_env.generator
+    days = [gen.start_date + timedelta(days=i) for i in range(gen.n_days)]
+    generated = sum(len(read_landing(tiny_env.lakehouse.landing, "synthetic", day)) for day in days)
+    assert read_arrow(tiny_env, EVENTS).num_rows == read_arrow(tiny_env, TRAINING_SAMPLES).num_rows == generated > 0
+    assert f"{generated:,}" in result.output
+    teacher = latest_teacher(tiny_env)
+    assert teacher is not None and teacher_manifest(tiny_env, teacher)["registry_version"] == "1"
+    logits = read_arrow(tiny_env, TEACHER_LOGITS).to_pandas()
+    assert set(logits.teacher_version) == {teacher} and len(logits) == generated
+    students = list((tiny_env.lakehouse.artifacts / "students").glob("*/manifest.json"))
+    assert len(students) == 3 * len(tiny_env.student.seeds)
+    assert (tiny_env.lakehouse.artifacts / "evaluations" / f"{days[-1]}-{teacher}" / "report.json").exists()
+    assert "transferability kd" in result.output
+    assert "recdistill-student version 1:" in result.output
 
 
 def test_bad_flags_get_clear_errors(tiny_env):
