@@ -52,7 +52,7 @@ def students_for(settings: Settings, teacher_version: str, before: date) -> dict
     return found
 
 
-def _slice_metrics(scored: Scored, name: str) -> dict[str, float]:
+def _slice_metrics(scored: Scored) -> dict[str, float]:
     metrics = evaluate_scored(scored, "")
     if scored.random_exposure.any():
         metrics.update(evaluate_scored(scored.subset(scored.random_exposure), "random_"))
@@ -68,11 +68,15 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
                          f"run `recdistill student distill` first")
     net = open_teacher(settings, teacher_version)
     try:
+        # "teacher" is what students learn from (neutral position); "teacher_observed" adds the
+        # position tower back, as the teacher was trained — the gap is how much position explains.
         teacher = score_teacher(net, settings, [day], neutral_position=True)
+        observed = score_teacher(net, settings, [day], neutral_position=False)
     finally:
         net.server.close()
     report = EvaluationReport(str(day), teacher_version)
-    report.metrics["teacher"] = _slice_metrics(teacher, "teacher")
+    report.metrics["teacher"] = _slice_metrics(teacher)
+    report.metrics["teacher_observed"] = _slice_metrics(observed)
     per_kind: dict[str, dict[int, Scored]] = {}
     for kind, dirs in students.items():
         per_kind[kind] = {}
@@ -82,7 +86,7 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
             scored = score(iter_batches(settings, [day], 4096, "student"), model, f"{kind} seed {seed}")
             per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
         if per_kind[kind]:
-            runs = [_slice_metrics(s, kind) for s in per_kind[kind].values()]
+            runs = [_slice_metrics(s) for s in per_kind[kind].values()]
             report.metrics[kind] = {k: float(np.nanmean([r[k] for r in runs])) for k in runs[0]}
             report.metrics[kind].update({f"{k}_std": float(np.nanstd([r[k] for r in runs])) for k in runs[0]})
     report.transferability = _transferability(teacher, per_kind, settings.evaluation.bootstrap_rounds)

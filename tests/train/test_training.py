@@ -128,7 +128,8 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
         train_student(settings, kind, windows.train, seed=0, teacher_version=None if kind == "base" else run.version,
                       calibration_day=windows.calibration)
     report = evaluate(settings, windows.holdout, run.version)
-    assert set(report.metrics) == {"teacher", "base", "kd", "debiased"}
+    assert set(report.metrics) == {"teacher", "teacher_observed", "base", "kd", "debiased"}
+    assert report.metrics["teacher"]["auc"] != report.metrics["teacher_observed"]["auc"]
     assert all(0 <= m["auc"] <= 1 for m in report.metrics.values())
     assert "random_auc" in report.metrics["teacher"]
     assert {"kd_mean", "kd_ci_low", "kd_ci_high", "debiased_mean"} <= set(report.transferability)
