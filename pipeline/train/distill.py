@@ -27,7 +27,8 @@ from pipeline.train.builders import student_config
 from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
 from pipeline.train.logit_store import LogitLookup
 from pipeline.train.loop import Batch, train_epoch
-from pipeline.train.tracking import code_version, log_curves, log_params, training_run
+from pipeline.registry.lineage import code_version
+from pipeline.train.tracking import log_curves, log_params, training_run
 
 log = logging.getLogger(__name__)
 StudentKind = Literal["base", "kd", "debiased"]

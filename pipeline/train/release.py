@@ -30,13 +30,13 @@ from pipeline.train.distill import load_student
 from pipeline.train.teacher import register_teacher_version
 
 Request = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]
+PARITY_REQUESTS = 200
 
 
-def requests_of(settings: Settings, day: date, model: UGSepStudent, limit: int | None = None) -> Iterator[Request]:
+def requests_of(settings: Settings, day: date, model: UGSepStudent) -> Iterator[Request]:
     """The held-out samples of `day` regrouped into (user inputs, candidate inputs, labels) requests."""
     user_names = [s.name for s in model.user_inputs()]
     candidate_names = [s.name for s in model.candidate_inputs()]
-    emitted = 0
     for batch in iter_batches(settings, [day], 4096, "student"):
         flat = np.concatenate([batch[n].reshape(len(batch["click"]), -1).double().numpy() for n in user_names], 1)
         _, first, group = np.unique(flat, axis=0, return_index=True, return_inverse=True)
@@ -45,9 +45,6 @@ def requests_of(settings: Settings, day: date, model: UGSepStudent, limit: int |
             user = {n: batch[n][row:row + 1] for n in user_names}
             candidates = {n: batch[n][members] for n in candidate_names}
             yield user, candidates, batch["click"][members]
-            emitted += 1
-            if limit is not None and emitted >= limit:
-                return
 
 
 @dataclass(frozen=True)
@@ -63,12 +60,13 @@ def release_student(settings: Settings, student_dir: Path, holdout: date) -> Rel
     manifest = json.loads((student_dir / "manifest.json").read_text())
     model = load_student(student_dir)
     quantized = quantize_w8a16(model)
-    parity = parity_report(model.score, quantized.score, requests_of(settings, holdout, model, limit=200))
+    requests = list(requests_of(settings, holdout, model))  # one read of the held-out date serves both uses
+    parity = parity_report(model.score, quantized.score, requests[:PARITY_REQUESTS])
     export_dir = settings.lakehouse.artifacts / "exports" / manifest["name"]
     export_student(quantized, export_dir)
     (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
     heldout = write_heldout(settings.lakehouse.artifacts / "heldout" / f"{holdout}.parquet",
-                            RequestContract.of_artifact(export_dir), requests_of(settings, holdout, model))
+                            RequestContract.of_artifact(export_dir), requests)
     teacher = manifest["teacher_version"] and register_teacher_version(settings, manifest["teacher_version"])
     lineage = Lineage.collect(settings, [date.fromisoformat(d) for d in manifest["data_dates"]],
                               teacher_version=teacher or None, parity=parity.to_dict(),

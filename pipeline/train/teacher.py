@@ -37,7 +37,8 @@ from pipeline.train.builders import teacher_config
 from pipeline.train.checkpoints import write_json
 from pipeline.train.loop import Batch, Scored, score
 from pipeline.train.metrics import auc, gauc, logloss
-from pipeline.train.tracking import code_version, log_curves, log_params, training_run
+from pipeline.registry.lineage import code_version
+from pipeline.train.tracking import log_curves, log_params, training_run
 
 log = logging.getLogger(__name__)
 SNAPSHOTS = "ps"
