@@ -12,30 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag
+from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
 from pipeline import assets
-from pipeline.airflow_env import SPARK_CONN_ID, SPARK_POOL
+from pipeline.airflow_tasks import spark_job
 from pipeline.config import load_settings
-from pipeline.spark import delta_package, job_file, submit_conf
 
 settings = load_settings()
-
-
-def spark_job(task_id: str, job: str, outlets: list[Asset], *extra_args: str) -> SparkSubmitOperator:
-    """One `spark_jobs.<job>` run for the logical date, writing the tables behind `outlets`."""
-    return SparkSubmitOperator(
-        task_id=task_id,
-        conn_id=SPARK_CONN_ID,
-        application=job_file(job),
-        application_args=["--date", "{{ ds }}", "--profile", settings.profile, *extra_args],
-        packages=delta_package(),
-        conf=submit_conf(settings),
-        name=f"recdistill-{task_id}-{{{{ ds }}}}",
-        pool=SPARK_POOL,
-        outlets=outlets,
-    )
 
 
 @dag(
@@ -55,11 +38,11 @@ def spark_job(task_id: str, job: str, outlets: list[Asset], *extra_args: str) ->
     doc_md=__doc__,
 )
 def recdistill_features() -> None:
-    ingest = spark_job("ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE],
+    ingest = spark_job(settings, "ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE],
                        "--source", "{{ params.source }}")
-    features = spark_job("features", "build_features", [assets.USER_FEATURES, assets.ITEM_FEATURES])
-    sequences = spark_job("sequences", "build_sequences", [assets.SEQUENCES])
-    samples = spark_job("samples", "build_samples", [assets.TRAINING_SAMPLES])
+    features = spark_job(settings, "features", "build_features", [assets.USER_FEATURES, assets.ITEM_FEATURES])
+    sequences = spark_job(settings, "sequences", "build_sequences", [assets.SEQUENCES])
+    samples = spark_job(settings, "samples", "build_samples", [assets.TRAINING_SAMPLES])
     ingest >> features >> sequences >> samples
 
 

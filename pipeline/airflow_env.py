@@ -28,6 +28,9 @@ LOCAL_SPARK_MASTER = "local[*]"
 # Every Spark task runs in this pool: its slots bound how many Spark drivers one Airflow starts at once.
 SPARK_POOL = "spark"
 SPARK_POOL_SLOTS = 1
+# Teacher and student training share the machine's cores: one training task at a time.
+TRAINING_POOL = "training"
+TRAINING_POOL_SLOTS = 1
 
 
 def spark_connection(master: str) -> str:
@@ -62,12 +65,13 @@ def airflow_env(home: Path = DEFAULT_HOME, base: Mapping[str, str] | None = None
 
 
 def init(env: Mapping[str, str]) -> None:
-    """Migrate the metadata DB of `env` and create the Spark pool; safe to repeat."""
+    """Migrate the metadata DB of `env` and create the Spark and training pools; safe to repeat."""
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     commands = [
         ["airflow", "db", "migrate"],
         ["airflow", "pools", "set", SPARK_POOL, str(SPARK_POOL_SLOTS), "Spark jobs of recdistill"],
+        ["airflow", "pools", "set", TRAINING_POOL, str(TRAINING_POOL_SLOTS), "Teacher and student training"],
     ]
     for command in commands:
         subprocess.run(command, env=dict(env), check=True, stdout=subprocess.DEVNULL)
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Airflow environment for recdistill's DAGs.")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="AIRFLOW_HOME (default .cache/airflow)")
     sub = parser.add_subparsers(dest="action")
-    sub.add_parser("init", help="migrate the metadata DB and create the Spark pool")
+    sub.add_parser("init", help="migrate the metadata DB and create the Spark and training pools")
     run = sub.add_parser("exec", help="run a command in the environment")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

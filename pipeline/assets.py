@@ -26,3 +26,8 @@ ITEM_FEATURES = table_asset(tables.ITEM_FEATURES)
 SEQUENCES = table_asset(tables.SEQUENCES)
 TRAINING_SAMPLES = table_asset(tables.TRAINING_SAMPLES)
 TEACHER_LOGITS = table_asset(tables.TEACHER_LOGITS)
+STREAM_SAMPLES = table_asset(tables.STREAM_SAMPLES)
+
+# Registered models (MLflow registry names), so the UI shows which runs produced which versions.
+TEACHER_MODEL = Asset(name="recdistill-teacher", uri="recdistill://models/teacher", group="recdistill-models")
+STUDENT_MODEL = Asset(name="recdistill-student", uri="recdistill://models/student", group="recdistill-models")

@@ -26,6 +26,8 @@ app.add_typer(teacher_app, name="teacher")
 app.add_typer(logits_app, name="logits")
 app.add_typer(student_app, name="student")
 app.add_typer(registry_app, name="registry")
+stream_app = typer.Typer(help="Streaming sidecar: fresh events → samples → logits → challenger.", no_args_is_help=True)
+app.add_typer(stream_app, name="stream")
 console = Console()
 
 ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config profile: tiny, demo, prod")]
@@ -159,12 +161,17 @@ def samples(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = No
 @data_app.command("run")
 def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
             source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
-    """Ingest → features → sequences → samples for each date, in date order."""
+    """Ingest each date, then features → sequences → samples over the whole range, one job each."""
+    import importlib
+
+    from pipeline.spark import get_spark
+
     settings = _settings(profile)
     days = resolve_dates(settings, day, start, end)
     _run_job("ingest_events", settings, days, source=source)
+    spark = get_spark(settings)
     for job in ("build_features", "build_sequences", "build_samples"):
-        _run_job(job, settings, days)
+        importlib.import_module(f"spark_jobs.{job}").run_range(spark, settings, days[0], days[-1])
     print_counts(settings)
 
 
@@ -181,16 +188,12 @@ def _train_days(settings: Settings, start: str | None, end: str | None) -> list[
 
 
 def _teacher(settings: Settings, version: str | None) -> str:
-    from pipeline.train.teacher import latest_teacher, teacher_manifest
+    from pipeline.train.students import resolve_teacher
 
-    chosen = version or latest_teacher(settings)
-    if chosen is None:
-        raise typer.BadParameter("no finished teacher yet; run `recdistill teacher train`", param_hint="--teacher-version")
     try:
-        teacher_manifest(settings, chosen)
+        return resolve_teacher(settings, version)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--teacher-version") from err
-    return chosen
 
 
 @teacher_app.command("train")
@@ -238,16 +241,14 @@ def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt 
 
 def _students(kinds: list[str], profile: str | None, start: str | None, end: str | None,
               teacher_version: str | None, seeds: list[int] | None) -> None:
-    from pipeline.train.distill import train_student
+    from pipeline.train.students import train_students
     from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
     days = _train_days(settings, start, end)
     version = _teacher(settings, teacher_version) if kinds != ["base"] else None
-    for seed in seeds or settings.student.seeds:
-        for kind in kinds:
-            run = train_student(settings, kind, days, seed, version, default_windows(settings).calibration)  # type: ignore[arg-type]
-            console.print(f"{run.kind} student seed {seed}: {run.artifact_dir}")
+    for run in train_students(settings, kinds, days, default_windows(settings).calibration, version, seeds):  # type: ignore[arg-type]
+        console.print(f"{run.kind} student seed {run.seed}: {run.artifact_dir}")
 
 
 @student_app.command("distill")
@@ -270,21 +271,19 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
                     seed: Annotated[Optional[int], typer.Option(help="default: the first of student.seeds")] = None,
                     day: DateOpt = None) -> None:
     """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
-    from pipeline.train.evaluate import students_for
     from pipeline.train.release import release_student
+    from pipeline.train.students import find_student
     from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
     holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
     version = _teacher(settings, teacher_version)
     wanted = settings.student.seeds[0] if seed is None else seed
-    import json
-
-    matches = [d for d in students_for(settings, version, before=holdout).get(kind, [])
-               if json.loads((d / "manifest.json").read_text())["seed"] == wanted]
-    if not matches:
-        raise typer.BadParameter(f"no {kind} student with seed {wanted} for teacher {version}", param_hint="--kind")
-    release = release_student(settings, matches[-1], holdout)
+    try:
+        student_dir = find_student(settings, version, holdout, kind, wanted)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--kind") from err
+    release = release_student(settings, student_dir, holdout)
     verdict = "promoted to @champion" if release.decision.promoted else "NOT promoted (champion unchanged)"
     console.print(f"recdistill-student version {release.version}: {verdict}")
     for reason in release.decision.reasons:
@@ -331,6 +330,25 @@ def demo(profile: ProfileOpt = None) -> None:
     student_debias(profile=settings.profile)
     evaluate_cmd(profile=settings.profile)
     student_release(profile=settings.profile)
+
+
+@stream_app.command("run")
+def stream_run(profile: ProfileOpt = None,
+               holdout: Annotated[Optional[str], typer.Option("--holdout-date", help="gate date, never trained on")] = None
+               ) -> None:
+    """One increment: stream fresh events, score them with the teacher, fine-tune the champion, gate it."""
+    from pipeline.streaming import run_increment
+
+    settings = _settings(profile)
+    report = run_increment(settings, _parse_date(holdout, "--holdout-date") if holdout else None)
+    console.print(f"teacher {report.teacher_version}: {report.logits_written:,} new logits")
+    if report.skipped:
+        console.print(f"student update skipped: {report.skipped}")
+    else:
+        verdict = "promoted to @champion" if report.promoted else "NOT promoted (champion unchanged)"
+        console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}: "
+                      f"{verdict}")
+    print_counts(settings)
 
 
 @app.command("tables")

@@ -113,6 +113,12 @@ class TeacherTrainConfig(BaseModel):
     embedding_dim: int = Field(16, ge=1)
     memory_tier_mib: int = Field(256, ge=1)
     seed: int = 11
+    # Intra-op threads: the parameter server's prefetch thread needs a core of its own, and torch's
+    # spinning OpenMP workers slow a step 5× when they share cores with it (measured on 2 cores).
+    threads: int = Field(1, ge=1)
+    # One teacher run per period (the teacher DAG's schedule): it trains on the period's days but the
+    # last, validates on the last, and warm-starts from the previous period's teacher.
+    period_days: int = Field(7, ge=2)
 
 
 class StudentTrainConfig(BaseModel):
@@ -126,6 +132,9 @@ class StudentTrainConfig(BaseModel):
     kd_lambda: float = Field(1.0, ge=0)
     kd_temperature: float = Field(2.0, gt=0)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    threads: int = Field(1, ge=1, description="intra-op threads; small models lose from more on a busy CPU")
+    # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates).
+    window_days: int = Field(14, ge=1)
 
 
 class DebiasConfig(BaseModel):
@@ -198,8 +207,9 @@ PROFILES: dict[str, dict[str, Any]] = {
                       "requests_per_user_per_day": 2.0, "slate_size": 6},
         "features": {"hash_buckets": 1 << 14},
         "sequences": {"teacher_length": 32, "student_length": 8, "lookback_days": 30},
-        "teacher": {"preset": "tiny", "epochs": 2, "batch_size": 128, "embedding_dim": 8, "memory_tier_mib": 4},
-        "student": {"token_dim": 32, "epochs": 2, "batch_size": 128, "seeds": [0, 1]},
+        "teacher": {"preset": "tiny", "epochs": 4, "batch_size": 128, "embedding_dim": 8, "memory_tier_mib": 4,
+                    "period_days": 2},
+        "student": {"token_dim": 32, "epochs": 4, "batch_size": 128, "seeds": [0, 1]},
         "evaluation": {"bootstrap_rounds": 50},
     },
     # Sized so `make demo` runs end to end in minutes on 2 cores; the teacher keeps the long sequence.
@@ -207,7 +217,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "generator": {"n_users": 1000},
         "features": {"hash_buckets": 1 << 16},
         "sequences": {"teacher_length": 64, "student_length": 16},
-        "teacher": {"preset": "tiny", "epochs": 1, "embedding_dim": 16},
+        "teacher": {"preset": "tiny", "epochs": 1, "embedding_dim": 16, "period_days": 6},
         "student": {"token_dim": 32, "epochs": 1, "seeds": [0, 1]},
     },
     "prod": {

@@ -127,10 +127,18 @@ TEACHER_LOGITS = TableSpec(
     doc="Teacher logits per sample (at the neutral position), one set per teacher version; written by torch.",
 )
 
+STREAM_SAMPLES = TableSpec(
+    name="stream_samples",
+    ddl="sample_id BIGINT, batch_id BIGINT, date DATE",
+    key=("sample_id",),
+    doc=("Which streaming micro-batch first produced each streamed sample (the rows live in "
+         "training_samples): what the incremental teacher logits and student update consume."),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (EVENTS, EVENTS_QUARANTINE, USER_FEATURES, ITEM_FEATURES, SEQUENCES, TRAINING_SAMPLES,
-                 TEACHER_LOGITS)
+                 TEACHER_LOGITS, STREAM_SAMPLES)
 }
 
 
@@ -163,10 +171,15 @@ def _check_schema(df: DataFrame, spec: TableSpec) -> DataFrame:
 
 
 def write_partition(df: DataFrame, settings: Settings, spec: TableSpec, day: date) -> int:
-    """Replace exactly the `day` partition of `spec` with `df` — the idempotent write every job uses.
+    """Replace exactly the `day` partition of `spec` with `df` — the idempotent write every job uses."""
+    return write_date_range(df, settings, spec, day, day)
+
+
+def write_date_range(df: DataFrame, settings: Settings, spec: TableSpec, first: date, last: date) -> int:
+    """Replace exactly the partitions of the dates in [first, last] with `df`, in one commit.
 
     Delta's replaceWhere makes it one atomic commit and rejects rows of any other date, so a rerun
-    for the same day yields the same rows and a failed job leaves the previous version in place.
+    for the same dates yields the same rows and a failed job leaves the previous version in place.
     Returns the rows written, read from the commit's metrics (no second pass over the data).
     """
     from deltalake import DeltaTable
@@ -176,13 +189,35 @@ def write_partition(df: DataFrame, settings: Settings, spec: TableSpec, day: dat
     (
         frame.write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", f"date = DATE'{day.isoformat()}'")
+        .option("replaceWhere", f"date >= DATE'{first.isoformat()}' AND date <= DATE'{last.isoformat()}'")
         .partitionBy("date")
         .save(path)
     )
     rows = int(DeltaTable(path).history(1)[0].get("operationMetrics", {}).get("numOutputRows", 0))
-    log.info("wrote %s date=%s rows=%d", spec.name, day, rows)
+    log.info("wrote %s dates=%s..%s rows=%d", spec.name, first, last, rows)
     return rows
+
+
+def insert_missing(df: DataFrame, settings: Settings, spec: TableSpec, days: Iterable[date]) -> None:
+    """Insert the rows of `df` (all dated within `days`) whose key `spec` does not hold yet.
+
+    A MERGE that only inserts unmatched keys: writing the same rows twice changes nothing, and rows
+    a replaceWhere job already wrote for a date are kept, so a streaming writer never duplicates them.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql.types import StructType
+
+    frame = _check_schema(df, spec)
+    spark = frame.sparkSession
+    path = table_path(settings, spec)
+    (DeltaTable.createIfNotExists(spark).location(path).addColumns(StructType.fromDDL(spec.ddl))
+     .partitionedBy("date").execute())
+    dates = ", ".join(f"DATE'{d.isoformat()}'" for d in days)
+    keys = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+    # The literal dates let Delta prune the target to the partitions the batch can touch.
+    condition = f"t.date IN ({dates}) AND t.date = s.date AND {keys}"
+    DeltaTable.forPath(spark, path).alias("t").merge(frame.alias("s"), condition).whenNotMatchedInsertAll().execute()
+    log.info("merged new %s rows of dates %s", spec.name, dates)
 
 
 def write_partition_arrow(table: pa.Table, settings: Settings, spec: TableSpec, day: date,
@@ -204,6 +239,21 @@ def write_partition_arrow(table: pa.Table, settings: Settings, spec: TableSpec, 
     write_deltalake(table_path(settings, spec), table, mode="overwrite", predicate=predicate,
                     partition_by=["date"])
     log.info("wrote %s where %s", spec.name, predicate)
+
+
+def insert_missing_arrow(table: pa.Table, settings: Settings, spec: TableSpec) -> None:
+    """The delta-rs twin of `insert_missing`: insert only the rows whose (key, date) `spec` lacks."""
+    from deltalake import DeltaTable, write_deltalake
+
+    if table.column_names != spec.columns:
+        raise ValueError(f"table {spec.name}: arrow table columns {table.column_names} != schema {spec.columns}")
+    if not table_exists(settings, spec):
+        write_deltalake(table_path(settings, spec), table, mode="append", partition_by=["date"])
+        return
+    predicate = " AND ".join(f"t.{k} = s.{k}" for k in (*spec.key, "date"))
+    (DeltaTable(table_path(settings, spec)).merge(table, predicate, source_alias="s", target_alias="t")
+     .when_not_matched_insert_all().execute())
+    log.info("merged %d candidate rows into %s", table.num_rows, spec.name)
 
 
 def read_table(spark: SparkSession, settings: Settings, spec: TableSpec,
@@ -230,6 +280,17 @@ def read_arrow(settings: Settings, spec: TableSpec, days: Iterable[date] | None 
     if days is not None:
         filters = [("date", "in", [d.isoformat() for d in days])]
     return table.to_pyarrow_table(columns=columns, filters=filters)
+
+
+def dates_present(settings: Settings, spec: TableSpec, days: Iterable[date], **equal: str) -> set[date]:
+    """Which of `days` have rows in `spec` (rows whose columns equal `equal`, if given): a readiness check."""
+    days = list(days)
+    if not table_exists(settings, spec):
+        return set()
+    table = read_arrow(settings, spec, days, columns=["date", *equal])
+    for column, value in equal.items():
+        table = table.filter(pc.equal(table.column(column), value))
+    return set(pc.unique(table.column("date")).to_pylist())
 
 
 def content_hash(table: pa.Table, key: Iterable[str]) -> str:

@@ -1,8 +1,8 @@
-"""`training_samples` for one date: labels, hashed slots, dense features and both sequences."""
+"""`training_samples` for one date or a range: labels, hashed slots, dense features and both sequences."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -11,7 +11,9 @@ from pipeline.config import Settings
 from pipeline.slots import FEATURE_WINDOWS_DAYS, SPARSE_SLOTS
 from pipeline.spark import get_spark
 from pipeline.tables import (EVENTS, ITEM_FEATURES, SEQUENCES, TRAINING_SAMPLES, USER_FEATURES, read_table,
-                             write_partition)
+                             write_date_range)
+from spark_jobs.build_features import build_item_features, build_user_features
+from spark_jobs.build_sequences import build_sequences
 
 
 def hash_slot(slot: str, value: Column, buckets: int) -> Column:
@@ -44,19 +46,20 @@ def _dense(prefix: str, prior: float) -> Column:
 
 
 def _prefixed(features: DataFrame, key: str, prefix: str) -> DataFrame:
-    return features.select(key, *[F.col(c).alias(prefix + c) for c in features.columns if c not in (key, "date")])
+    return features.select(key, "date",
+                           *[F.col(c).alias(prefix + c) for c in features.columns if c not in (key, "date")])
 
 
 def build_training_samples(events: DataFrame, user_features: DataFrame, item_features: DataFrame,
                            sequences: DataFrame, settings: Settings) -> DataFrame:
-    """Join one date's events with that date's features and sequences into model-ready rows."""
+    """Join events with their own date's features and their sequences into model-ready rows."""
     buckets = settings.features.hash_buckets
     student = settings.sequences.student_length
     values = slot_values(events)
     slots = [hash_slot(s.name, values[s.name], buckets).alias(s.column) for s in SPARSE_SLOTS]
     joined = (events
-              .join(_prefixed(user_features, "user_id", "u_"), "user_id", "left")
-              .join(_prefixed(item_features, "item_id", "i_"), "item_id", "left")
+              .join(_prefixed(user_features, "user_id", "u_"), ["user_id", "date"], "left")
+              .join(_prefixed(item_features, "item_id", "i_"), ["item_id", "date"], "left")
               .join(sequences.select("event_id", "history_items", "history_actions", "history_gaps"),
                     "event_id", "left"))
     items = F.transform(F.coalesce("history_items", F.array().cast("array<bigint>")),
@@ -77,11 +80,33 @@ def build_training_samples(events: DataFrame, user_features: DataFrame, item_fea
     )
 
 
+def samples_from_events(targets: DataFrame, history: DataFrame, days: list[date], settings: Settings) -> DataFrame:
+    """Samples of `targets` (events of `days`) built straight from the events in `history`.
+
+    The daily jobs' own builders, chained without their tables: what a stream's micro-batch uses, so
+    a streamed sample equals the daily one. `history` must reach back max(lookback, feature window).
+    """
+    users = build_user_features(history, days, settings.features)
+    items = build_item_features(history, days, settings.features)
+    sequences = build_sequences(targets, history, settings.sequences)
+    return build_training_samples(targets, users, items, sequences, settings)
+
+
+def history_start(settings: Settings, first: date) -> date:
+    """The first date of events that samples of `first` (and later) can depend on."""
+    return first - timedelta(days=max(settings.sequences.lookback_days, max(FEATURE_WINDOWS_DAYS)))
+
+
+def run_range(spark: SparkSession, settings: Settings, first: date, last: date) -> int:
+    """Write the `training_samples` partitions of every date of [first, last] in one job; returns the rows."""
+    frames = [read_table(spark, settings, spec, start=first, end=last)
+              for spec in (EVENTS, USER_FEATURES, ITEM_FEATURES, SEQUENCES)]
+    return write_date_range(build_training_samples(*frames, settings), settings, TRAINING_SAMPLES, first, last)
+
+
 def run(spark: SparkSession, settings: Settings, day: date) -> int:
     """Write the `training_samples` partition of `day`; returns its row count."""
-    frames = [read_table(spark, settings, spec, start=day, end=day)
-              for spec in (EVENTS, USER_FEATURES, ITEM_FEATURES, SEQUENCES)]
-    return write_partition(build_training_samples(*frames, settings), settings, TRAINING_SAMPLES, day)
+    return run_range(spark, settings, day, day)
 
 
 def main(argv: list[str] | None = None) -> None:

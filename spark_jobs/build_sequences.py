@@ -1,8 +1,9 @@
-"""Behaviour sequences: for each event of a date, the user's last L events strictly before it.
+"""Behaviour sequences: for each event, the user's last L events strictly before it.
 
-Cost is near-linear in events: per user we keep only the last L_teacher events before the date
-(a top-L window), append the date's own events, sort once per user, and give each sample a slice
-of that sorted array ending just before its own timestamp. No per-sample explosion of history.
+Cost is near-linear in events: per user we keep only the last L_teacher events before the first
+target date (a top-L window), append the events from that date on, sort once per user, and give
+each sample a slice of that sorted array ending just before its own timestamp. No per-sample
+explosion of history. The same code serves one date, a range of dates and a stream's micro-batch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pyspark.sql import functions as F
 from pipeline.config import SequenceConfig, Settings
 from pipeline.slots import ACTION_CLICK, ACTION_CONVERSION, ACTION_IMPRESSION
 from pipeline.spark import get_spark
-from pipeline.tables import EVENTS, SEQUENCES, read_table, write_partition
+from pipeline.tables import EVENTS, SEQUENCES, read_table, write_date_range
 
 
 def _interactions(events: DataFrame) -> DataFrame:
@@ -25,43 +26,59 @@ def _interactions(events: DataFrame) -> DataFrame:
                          F.unix_micros("event_time").alias("t"), action.alias("action"))
 
 
-def build_sequences(events: DataFrame, day: date, cfg: SequenceConfig) -> DataFrame:
-    """Sequences for every event of `day`; `events` must cover the lookback window and `day`."""
+def build_sequences(targets: DataFrame, history: DataFrame, cfg: SequenceConfig) -> DataFrame:
+    """Sequences for every event of `targets` (one date, a range, or a stream's micro-batch).
+
+    `history` must hold the targets themselves and every event of their users from `lookback_days`
+    before their first date up to their last date. A sample's history is the user's L most recent
+    events strictly before its own timestamp and within the lookback of its own date.
+    """
     length = cfg.teacher_length
-    interactions = _interactions(events.where(
-        (F.col("date") >= F.lit(day - timedelta(days=cfg.lookback_days))) & (F.col("date") <= F.lit(day))))
-    is_today = F.col("date") == F.lit(day)
+    bounds = targets.groupBy("user_id").agg(F.min("date").alias("_first"), F.max("date").alias("_last"))
+    interactions = _interactions(history).join(bounds, "user_id").where(
+        (F.col("date") >= F.date_sub("_first", cfg.lookback_days)) & (F.col("date") <= F.col("_last")))
+    # Before the user's first target date only the last L events can ever be needed.
+    earlier = F.col("date") < F.col("_first")
     latest_first = Window.partitionBy("user_id").orderBy(F.col("t").desc(), F.col("event_id").desc())
-    before = (interactions.where(~is_today)
+    before = (interactions.where(earlier)
               .withColumn("_rank", F.row_number().over(latest_first))
               .where(F.col("_rank") <= length).drop("_rank"))
-    today = interactions.where(is_today)
-    timeline = before.unionByName(today)
+    timeline = before.unionByName(interactions.where(~earlier)).drop("_first", "_last")
     # rank() - 1 = number of the user's events with a strictly earlier timestamp (ties excluded).
     by_time = Window.partitionBy("user_id").orderBy("t")
-    samples = timeline.withColumn("n_before", F.rank().over(by_time) - 1).where(is_today)
+    samples = (timeline.withColumn("n_before", F.rank().over(by_time) - 1)
+               .join(targets.select("event_id"), "event_id", "left_semi"))
     per_user = timeline.groupBy("user_id").agg(
-        F.array_sort(F.collect_list(F.struct("t", "event_id", "item_id", "action"))).alias("timeline"))
-    n_taken = F.least(F.col("n_before"), F.lit(length))
-    history = F.when(F.col("n_before") == 0, F.array()).otherwise(
-        F.reverse(F.slice("timeline", F.col("n_before") - n_taken + 1, n_taken)))
+        F.array_sort(F.collect_list(F.struct("t", "event_id", "item_id", "action", "date"))).alias("timeline"))
+    # The timeline is sorted by time, so events older than this sample's lookback are a prefix.
+    too_old = F.size(F.filter("timeline", lambda x: x["date"] < F.date_sub(F.col("date"), cfg.lookback_days)))
+    first_taken = F.greatest(F.col("n_before") - F.lit(length), too_old)
+    n_taken = F.col("n_before") - first_taken
+    history_column = F.when(n_taken == 0, F.array()).otherwise(
+        F.reverse(F.slice("timeline", first_taken + 1, n_taken)))
     joined = samples.join(per_user, "user_id").select(
-        "event_id", "user_id", F.col("t").alias("sample_t"), history.alias("history"))
+        "event_id", "user_id", "date", F.col("t").alias("sample_t"), history_column.alias("history"))
     return joined.select(
         "event_id", "user_id",
         F.transform("history", lambda x: x["item_id"]).alias("history_items"),
         F.transform("history", lambda x: x["action"]).alias("history_actions"),
         F.transform("history", lambda x: ((F.col("sample_t") - x["t"]) / 1_000_000).cast("bigint"))
         .alias("history_gaps"),
-        F.lit(day).alias("date"),
+        "date",
     )
+
+
+def run_range(spark: SparkSession, settings: Settings, first: date, last: date) -> int:
+    """Write the `sequences` partitions of every date of [first, last] in one job; returns the rows."""
+    history = read_table(spark, settings, EVENTS, start=first - timedelta(days=settings.sequences.lookback_days),
+                         end=last)
+    targets = history.where(F.col("date") >= F.lit(first))
+    return write_date_range(build_sequences(targets, history, settings.sequences), settings, SEQUENCES, first, last)
 
 
 def run(spark: SparkSession, settings: Settings, day: date) -> int:
     """Write the `sequences` partition of `day`; returns its row count."""
-    events = read_table(spark, settings, EVENTS, start=day - timedelta(days=settings.sequences.lookback_days),
-                        end=day)
-    return write_partition(build_sequences(events, day, settings.sequences), settings, SEQUENCES, day)
+    return run_range(spark, settings, day, day)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,11 +75,13 @@ def _list_width(lists: pa.Array) -> int:
 
 
 def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str], batch_size: int,
-                       rank: int = 0, world_size: int = 1, seed: int | None = None) -> Iterator[pa.RecordBatch]:
+                       rank: int = 0, world_size: int = 1, seed: int | None = None,
+                       sample_ids: pa.Array | None = None) -> Iterator[pa.RecordBatch]:
     """Stream `training_samples` of `days` in record batches; this rank keeps sample_id % world == rank.
 
     Sharding by sample_id (not by file) gives every rank a balanced, disjoint and stable share.
     With `seed`, rows are shuffled within each streamed batch (the order stays reproducible).
+    With `sample_ids`, only those samples are read (e.g. the fresh ones a stream produced).
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world_size {world_size}")
@@ -93,7 +95,8 @@ def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str],
     rng = np.random.default_rng(seed) if seed is not None else None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+    only = pc.field("sample_id").isin(sample_ids) if sample_ids is not None else None
+    for batch in dataset.to_batches(columns=columns, batch_size=batch_size, filter=only):
         if world_size > 1:
             ids = batch.column("sample_id").to_numpy(zero_copy_only=False)
             batch = batch.filter(pa.array(np.mod(ids, world_size) == rank))
@@ -115,8 +118,10 @@ def _shuffled(table: pa.Table, rng: np.random.Generator | None) -> pa.RecordBatc
 
 
 def iter_batches(settings: Settings, days: list[date], batch_size: int, sequence: SequenceKind,
-                 rank: int = 0, world_size: int = 1, seed: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """Model-ready tensor batches of `training_samples` for `days`, this rank's share only."""
+                 rank: int = 0, world_size: int = 1, seed: int | None = None,
+                 sample_ids: pa.Array | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """Model-ready tensor batches of `training_samples` for `days` (or only `sample_ids`), this rank's share."""
     length = settings.sequences.teacher_length if sequence == "teacher" else settings.sequences.student_length
-    for batch in iter_arrow_batches(settings, days, sample_columns(sequence), batch_size, rank, world_size, seed):
+    for batch in iter_arrow_batches(settings, days, sample_columns(sequence), batch_size, rank, world_size, seed,
+                                    sample_ids):
         yield to_tensors(batch, sequence, length)

@@ -148,6 +148,8 @@ class TeacherConfig(BaseModel):
     n_time_buckets: int = Field(32, ge=2)
     tasks: list[str] = Field(default_factory=lambda: ["click", "conversion"], min_length=1)
     tower_dim: int = Field(64, ge=1)
+    position_dropout: float = Field(0.3, ge=0, lt=1, description="share of training rows without the position "
+                                                                 "bias, so the main towers learn relevance")
 
     @property
     def n_sequence_tokens(self) -> int:

@@ -1,8 +1,13 @@
 """The teacher: RankMixer over feature tokens and long-sequence tokens, multi-task heads, position bias.
 
-Position is a bias, not a feature: a shallow tower adds a per-task logit from the display position,
-so `forward(batch, neutral_position=True)` scores every row as if position had no effect (the
-debiasing task dumps these logits), and the `position` slot is then not needed.
+Position is a bias, not a feature. As in PAL (Guo et al., RecSys 2019) and the click model the
+generator plants, a click needs an examined slot and a relevant item: P(click) = σ(examine(position))
+· σ(relevance(features)), the examine tower a shallow one over the position embedding. So
+`forward(batch, neutral_position=True)` returns the relevance logits alone (what the debiasing task
+dumps), and the `position` slot is then not needed. In training the examine term is dropped for a
+`position_dropout` share of rows (the "shallow tower" trick of YouTube's multitask ranker), so the
+relevance towers cannot leave click signal that the logging policy's ranking confounds with
+position to the position tower, which scoring at the neutral position leaves out.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.models.config import SEQ_ACTION, SEQ_ITEM_ID, SEQ_LENGTH, SEQ_TIME_GAP, TeacherConfig
@@ -20,7 +26,7 @@ from pipeline.models.tokenizer import Tokenizer
 
 
 class PositionBias(nn.Module):
-    """Position embedding → one additive logit per task; absent (zero) at the neutral position."""
+    """Position embedding → one examination logit per task; left out at the neutral position."""
 
     def __init__(self, embedding_dim: int, n_tasks: int, hidden: int = 16) -> None:
         super().__init__()
@@ -28,6 +34,12 @@ class PositionBias(nn.Module):
 
     def forward(self, position_embeddings: Tensor) -> Tensor:
         return self.tower(position_embeddings)
+
+
+def examined(relevance_logit: Tensor, examine_logit: Tensor) -> Tensor:
+    """logit(σ(examine)·σ(relevance)): a click needs both an examined slot and a relevant item."""
+    log_click = (F.logsigmoid(relevance_logit) + F.logsigmoid(examine_logit)).clamp_max(-1e-6)
+    return log_click - torch.log(-torch.expm1(log_click))
 
 
 class Teacher(nn.Module):
@@ -54,7 +66,7 @@ class Teacher(nn.Module):
         self.position_bias = PositionBias(config.embedding_dim, len(config.tasks))
 
     def forward(self, batch: Mapping[str, Tensor], *, neutral_position: bool = False) -> dict[str, Tensor]:
-        """Per-task logits [B]; with `neutral_position` the position-bias tower is left out."""
+        """Per-task click logits [B]; with `neutral_position` the relevance logits (no examine term)."""
         config = self.config
         check_inputs(batch, config.inputs(neutral_position=neutral_position), what="teacher batch",
                      max_dims={"L": config.sequence_length})
@@ -71,7 +83,11 @@ class Teacher(nn.Module):
             return logits
         position = config.features.position_slot
         bias = self.position_bias(tokenizer.lookup(batch[position]))
-        return {task: logit + bias[:, i] for i, (task, logit) in enumerate(logits.items())}
+        observed = {task: examined(logit, bias[:, i]) for i, (task, logit) in enumerate(logits.items())}
+        if self.training and config.position_dropout > 0:
+            keep = torch.rand(bias.shape[0], device=bias.device) >= config.position_dropout
+            observed = {task: torch.where(keep, observed[task], logits[task]) for task in logits}
+        return observed
 
     def aux_loss(self) -> Tensor:
         """The MoE sparsity penalty of the last forward, weighted; add it to the task losses."""

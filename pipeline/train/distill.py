@@ -104,6 +104,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     name = student_name(settings, kind, seed, days, teacher_version, debias)
     artifact_dir = settings.lakehouse.artifacts / "students" / name
     auxiliary = kind == "debiased" and debias.auxiliary_head
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
     model = UGSepStudent(student_config(settings, auxiliary_head=auxiliary))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)

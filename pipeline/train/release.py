@@ -55,8 +55,13 @@ class Release:
     decision: Decision
 
 
-def release_student(settings: Settings, student_dir: Path, holdout: date) -> Release:
-    """Quantize, check parity, export, register as `challenger` and run the promotion gate."""
+def heldout_path(settings: Settings, holdout: date) -> Path:
+    """Where the gate's held-out requests of `holdout` live (one file per date, rewritten on rerun)."""
+    return settings.lakehouse.artifacts / "heldout" / f"{holdout}.parquet"
+
+
+def export_release(settings: Settings, student_dir: Path, holdout: date) -> tuple[Path, ParityReport]:
+    """Quantize to W8A16, check parity against fp32 on `holdout`'s requests, export, store the requests."""
     manifest = json.loads((student_dir / "manifest.json").read_text())
     model = load_student(student_dir)
     quantized = quantize_w8a16(model)
@@ -65,13 +70,29 @@ def release_student(settings: Settings, student_dir: Path, holdout: date) -> Rel
     export_dir = settings.lakehouse.artifacts / "exports" / manifest["name"]
     export_student(quantized, export_dir)
     (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
-    heldout = write_heldout(settings.lakehouse.artifacts / "heldout" / f"{holdout}.parquet",
-                            RequestContract.of_artifact(export_dir), requests)
+    write_heldout(heldout_path(settings, holdout), RequestContract.of_artifact(export_dir), requests)
+    return export_dir, parity
+
+
+def register_release(settings: Settings, student_dir: Path, export_dir: Path) -> str:
+    """Register an exported student as `challenger`, with its lineage and parity; its registry version."""
+    manifest = json.loads((student_dir / "manifest.json").read_text())
+    parity = json.loads((export_dir / "parity.json").read_text())
     teacher = manifest["teacher_version"] and register_teacher_version(settings, manifest["teacher_version"])
     lineage = Lineage.collect(settings, [date.fromisoformat(d) for d in manifest["data_dates"]],
-                              teacher_version=teacher or None, parity=parity.to_dict(),
-                              metrics={"heldout_auc_fp32": parity.auc_reference,
-                                       "heldout_auc_w8a16": parity.auc_candidate})
-    version = register_student(settings, export_dir, lineage)
-    decision = promote(settings, HeldoutAUC(heldout), version)
-    return Release(export_dir, version, parity, decision)
+                              teacher_version=teacher or None, parity=parity,
+                              metrics={"heldout_auc_fp32": parity["auc_reference"],
+                                       "heldout_auc_w8a16": parity["auc_candidate"]})
+    return register_student(settings, export_dir, lineage)
+
+
+def gate_release(settings: Settings, version: str, holdout: date) -> Decision:
+    """The promotion gate for registry `version` against the champion on `holdout`'s requests."""
+    return promote(settings, HeldoutAUC(heldout_path(settings, holdout)), version)
+
+
+def release_student(settings: Settings, student_dir: Path, holdout: date) -> Release:
+    """Export → register as `challenger` → gate, in one call (the Airflow DAG runs them as three tasks)."""
+    export_dir, parity = export_release(settings, student_dir, holdout)
+    version = register_release(settings, student_dir, export_dir)
+    return Release(export_dir, version, parity, gate_release(settings, version, holdout))

@@ -164,6 +164,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     version = teacher_version(settings, days)
     directory = teacher_root(settings) / version
     snapshots = directory / SNAPSHOTS
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     server = ParameterServer(hps_config(settings, directory / f"rank{rank}"))
     net = TeacherWithPS(settings, server)

@@ -50,6 +50,20 @@ def airflow_in_process(tmp_path_factory) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def dagbag(airflow_in_process):
+    """dags/ parsed in this process for the tiny profile."""
+    from airflow.models import DagBag
+
+    from pipeline.airflow_env import SPARK_POOL, TRAINING_POOL
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RECDISTILL_PROFILE", "tiny")
+        # known_pools makes a task in a pool that `init` does not create an import error.
+        return DagBag(dag_folder=airflow_in_process["AIRFLOW__CORE__DAGS_FOLDER"],
+                      known_pools={"default_pool", SPARK_POOL, TRAINING_POOL})
+
+
 @dataclass(frozen=True)
 class Lakehouse:
     """A tiny-profile lakehouse with generated landing files, and the Airflow environment that uses it."""

@@ -17,18 +17,6 @@ TASK_JOBS = {"ingest": "ingest_events", "features": "build_features", "sequences
 
 
 @pytest.fixture(scope="module")
-def dagbag(airflow_in_process):
-    """dags/ parsed in this process for the tiny profile."""
-    from airflow.models import DagBag
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RECDISTILL_PROFILE", "tiny")
-        # known_pools makes a task in a pool that `init` does not create an import error.
-        return DagBag(dag_folder=airflow_in_process["AIRFLOW__CORE__DAGS_FOLDER"],
-                      known_pools={"default_pool", SPARK_POOL})
-
-
-@pytest.fixture(scope="module")
 def features_dag(dagbag):
     return dagbag.dags[DAG_ID]
 

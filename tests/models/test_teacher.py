@@ -29,8 +29,8 @@ def test_neutral_position_ignores_position_and_does_not_need_it(teacher_config, 
         neutral = teacher(without_position, neutral_position=True)["click"]
     assert not torch.allclose(observed, observed_moved)
     torch.testing.assert_close(teacher(moved, neutral_position=True)["click"], neutral)
-    bias = teacher.position_bias(teacher.tokenizer.lookup(batch["position"]))
-    torch.testing.assert_close(observed - neutral, bias[:, 0])
+    examine = torch.sigmoid(teacher.position_bias(teacher.tokenizer.lookup(batch["position"]))[:, 0])
+    torch.testing.assert_close(torch.sigmoid(observed), examine * torch.sigmoid(neutral))
 
 
 def test_sequence_in_the_thousands_is_merged_and_tractable(rng):
@@ -87,3 +87,14 @@ def test_custom_embedding_provider_receives_the_batch_ids(teacher_config, rng):
     teacher(batch)
     assert any(torch.equal(ids, batch["seq_item_id"]) for ids in seen)
     assert any(ids.dim() == 2 and torch.equal(ids[:, 0], batch["user_id"]) for ids in seen)
+
+
+def test_training_drops_the_examine_term_for_a_share_of_rows(teacher_config, rng):
+    teacher = Teacher(teacher_config.model_copy(update={"position_dropout": 0.5})).train()
+    batch = _batch(teacher_config, 400, 32, rng)
+    torch.manual_seed(0)
+    observed = teacher(batch)["click"]
+    torch.manual_seed(0)
+    neutral = teacher(batch, neutral_position=True)["click"]
+    dropped = torch.isclose(observed, neutral).float().mean()
+    assert 0.4 < dropped < 0.6

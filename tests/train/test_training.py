@@ -17,7 +17,8 @@ from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
 from pipeline.train.logits import dump_logits
 from pipeline.train.loop import score
-from pipeline.train.teacher import teacher_manifest, train_teacher
+from pipeline.train.metrics import auc
+from pipeline.train.teacher import open_teacher, score_teacher, teacher_manifest, train_teacher
 from pipeline.train.windows import default_windows
 
 
@@ -39,7 +40,7 @@ def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     assert (run.directory / "ps" / "LATEST").exists()
     mlflow.set_tracking_uri(settings.tracking_uri)
     history = mlflow.MlflowClient().get_metric_history(run.run_id, "val_auc")
-    assert [m.step for m in history] == [1, 2]
+    assert [m.step for m in history] == list(range(1, settings.teacher.epochs + 1))
     assert any(k.startswith("hps/") for k in mlflow.get_run(run.run_id).data.metrics)
 
 
@@ -63,18 +64,44 @@ def _logits(settings, artifact_dir, day):
     return score(iter_batches(settings, [day], 4096, "student"), load_student(artifact_dir), "score").logits
 
 
+def _teacher_logits(settings, artifact_dir, day):
+    """The dumped teacher logits of `day` in the order the student scores its samples."""
+    logits = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas().set_index("sample_id")
+    ids = score(iter_batches(settings, [day], 4096, "student"), load_student(artifact_dir), "ids").sample_id
+    return logits.loc[ids, "logit_click"].to_numpy()
+
+
+def test_teacher_with_capacity_and_the_long_sequence_beats_the_base_student(teacher):
+    settings, windows, run = teacher
+    net = open_teacher(settings, run.version)
+    try:
+        scored = score_teacher(net, settings, [windows.holdout], neutral_position=True)
+    finally:
+        net.server.close()
+    teacher_auc = auc(scored.labels, scored.logits)
+    for seed in settings.student.seeds:
+        base = train_student(settings, "base", windows.train, seed=seed)
+        base_scored = score(iter_batches(settings, [windows.holdout], 4096, "student"),
+                            load_student(base.artifact_dir), "base")
+        assert teacher_auc > auc(base_scored.labels, base_scored.logits)
+
+
 def test_kd_moves_the_student_toward_the_teacher(teacher):
     settings, windows, run = teacher
     settings = settings.model_copy(update={"student": settings.student.model_copy(update={"kd_lambda": 5.0})})
     base = train_student(settings, "base", windows.train, seed=0)
     kd = train_student(settings, "kd", windows.train, seed=0, teacher_version=run.version)
     day = windows.train[0]
-    teacher_logits = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas().set_index("sample_id")
-    ids = score(iter_batches(settings, [day], 4096, "student"), load_student(base.artifact_dir), "ids").sample_id
-    target = teacher_logits.loc[ids, "logit_click"].to_numpy()
+    target = _teacher_logits(settings, base.artifact_dir, day)
     base_gap = np.mean((_logits(settings, base.artifact_dir, day) - target) ** 2)
     kd_gap = np.mean((_logits(settings, kd.artifact_dir, day) - target) ** 2)
     assert kd_gap < base_gap
+    # Also on a day neither was trained on: the KD student ranks more like the teacher.
+    day = windows.holdout
+    target = _teacher_logits(settings, base.artifact_dir, day)
+    base_corr = np.corrcoef(_logits(settings, base.artifact_dir, day), target)[0, 1]
+    kd_corr = np.corrcoef(_logits(settings, kd.artifact_dir, day), target)[0, 1]
+    assert kd_corr > base_corr
 
 
 def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):

@@ -1,0 +1,126 @@
+"""Daily students: wait for samples → logits → distill → debias → evaluate → W8A16 export → register → gate.
+
+The run for day D (it starts once D has ended) evaluates on D: students train on the
+`student.window_days` days before D − 1 with the newest teacher's logits (days the teacher has
+not scored yet are dumped first), D − 1 calibrates stale logits, and the first seed's debiased
+student is exported, registered as `challenger` and promoted only if the gate passes.
+Every step is idempotent by date, so a run can be cleared and rerun.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+from pipeline import assets
+from pipeline.airflow_env import TRAINING_POOL
+from pipeline.config import load_settings
+
+settings = load_settings()
+# The first day with a training day and a calibration day before it.
+FIRST_DAY = settings.generator.start_date + timedelta(days=3)
+
+
+def _windows(ds: str):  # type: ignore[no-untyped-def]
+    from pipeline.train.windows import windows_for
+
+    return windows_for(settings, date.fromisoformat(ds))
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=datetime.combine(FIRST_DAY, time(), timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=4)},
+    tags=["recdistill", "training"],
+    doc_md=__doc__,
+)
+def recdistill_distill() -> None:
+    @task.sensor(poke_interval=300, timeout=timedelta(hours=12).total_seconds(), mode="reschedule")
+    def wait_for_samples(ds: str | None = None) -> bool:
+        """True once training_samples holds D and every day the students train and calibrate on."""
+        from pipeline.tables import TRAINING_SAMPLES, dates_present
+
+        windows = _windows(ds)  # type: ignore[arg-type]
+        needed = {*windows.train, windows.calibration, windows.holdout}
+        return dates_present(settings, TRAINING_SAMPLES, needed) == needed
+
+    @task
+    def teacher() -> str:
+        from pipeline.train.students import resolve_teacher
+
+        return resolve_teacher(settings)
+
+    @task(outlets=[assets.TEACHER_LOGITS])
+    def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:
+        """Logits of `version` for D and for every window day it has not scored yet."""
+        from pipeline.tables import TEACHER_LOGITS, dates_present
+        from pipeline.train.logits import dump_logits as dump
+
+        windows = _windows(ds)  # type: ignore[arg-type]
+        earlier = [*windows.train, windows.calibration]
+        scored = dates_present(settings, TEACHER_LOGITS, earlier, teacher_version=version)
+        days = [d for d in earlier if d not in scored] + [windows.holdout]
+        return {str(day): dump(settings, day, version) for day in days}
+
+    @task(pool=TRAINING_POOL)
+    def distill(version: str, ds: str | None = None) -> list[str]:
+        from pipeline.train.students import train_students
+
+        windows = _windows(ds)  # type: ignore[arg-type]
+        return [run.name for run in train_students(settings, ["base", "kd"], windows.train, windows.calibration, version)]
+
+    @task(pool=TRAINING_POOL)
+    def debias(version: str, ds: str | None = None) -> list[str]:
+        from pipeline.train.students import train_students
+
+        windows = _windows(ds)  # type: ignore[arg-type]
+        return [run.name for run in train_students(settings, ["debiased"], windows.train, windows.calibration, version)]
+
+    @task(pool=TRAINING_POOL)
+    def evaluate(version: str, ds: str | None = None) -> dict[str, object]:
+        from pipeline.train.evaluate import evaluate as evaluate_students
+
+        return evaluate_students(settings, date.fromisoformat(ds), version).to_json()  # type: ignore[arg-type]
+
+    @task
+    def export(version: str, ds: str | None = None) -> dict[str, str]:
+        """The first seed's debiased student, quantized to W8A16 and exported (parity checked)."""
+        from pipeline.train.release import export_release
+        from pipeline.train.students import find_student
+
+        day = date.fromisoformat(ds)  # type: ignore[arg-type]
+        student_dir = find_student(settings, version, day, "debiased", settings.student.seeds[0])
+        export_dir, _ = export_release(settings, student_dir, day)
+        return {"student_dir": str(student_dir), "export_dir": str(export_dir)}
+
+    @task(outlets=[assets.STUDENT_MODEL])
+    def register(exported: dict[str, str]) -> str:
+        from pathlib import Path
+
+        from pipeline.train.release import register_release
+
+        return register_release(settings, Path(exported["student_dir"]), Path(exported["export_dir"]))
+
+    @task(outlets=[assets.STUDENT_MODEL])
+    def promote(registry_version: str, ds: str | None = None) -> dict[str, object]:
+        """The gate's decision; a refusal is a result (the champion stays), not a task failure."""
+        from pipeline.train.release import gate_release
+
+        decision = gate_release(settings, registry_version, date.fromisoformat(ds))  # type: ignore[arg-type]
+        return {"version": registry_version, "promoted": decision.promoted, "reasons": decision.reasons}
+
+    version = teacher()
+    logits = dump_logits(version)
+    students = distill(version)
+    debiased = debias(version)
+    report = evaluate(version)
+    exported = export(version)
+    wait_for_samples() >> version
+    logits >> students >> debiased >> report >> exported
+    promote(register(exported))
+
+
+recdistill_distill()

@@ -1,0 +1,208 @@
+"""The streaming increment (issue #7): fresh events → samples → teacher logits → student update → challenger.
+
+Each step is idempotent on its own, so the Airflow DAG can run them as separate tasks and retry any:
+the stream is checkpointed and inserts by sample_id, logits are inserted by (sample_id, teacher
+version), and the student update trains only on stream batches no registered increment consumed.
+The update fine-tunes the current `champion` for one pass with label + KD loss and registers the
+result as `challenger`; only the promotion gate can make it champion. Without a champion (or a
+teacher, or fresh samples) the update is skipped with the reason in the report, not an error: the
+sidecar runs every few minutes, and the daily pipeline releases the first champion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import Settings
+from pipeline.data.batches import iter_batches
+from pipeline.registry.config import RegistryConfig
+from pipeline.registry.lineage import code_version
+from pipeline.registry.registry import METADATA_KEY, connect, model_uri
+from pipeline.tables import STREAM_SAMPLES, read_arrow, table_exists
+from pipeline.train.distill import StaleAdapter, kd_loss, load_student, save_student
+from pipeline.train.logit_store import LogitLookup
+from pipeline.train.logits import dump_stream_logits, logit_label
+from pipeline.train.loop import Batch, train_epoch
+from pipeline.train.release import export_release, gate_release, register_release
+from pipeline.train.teacher import latest_teacher
+from pipeline.train.windows import default_windows
+
+log = logging.getLogger(__name__)
+STREAM_TAG = "stream."  # registry tags of an increment: parent_version, first_batch, last_batch, samples
+
+
+@dataclass(frozen=True)
+class StudentUpdate:
+    """A fine-tuned student saved with its lineage, not yet released."""
+
+    student_dir: Path
+    parent_version: str
+    first_batch: int
+    last_batch: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class IncrementReport:
+    """What one increment did; `skipped` says why no challenger was registered, if none was."""
+
+    teacher_version: str | None
+    logits_written: int
+    update: StudentUpdate | None
+    challenger_version: str | None
+    promoted: bool | None
+    skipped: str | None
+
+
+def stream_samples(settings: Settings) -> None:
+    """Run the availableNow stream over `events` in this process (the DAG spark-submits it instead)."""
+    from pipeline.spark import get_spark
+    from spark_jobs import stream_samples as job
+
+    job.run(get_spark(settings), settings)
+
+
+def score_stream_samples(settings: Settings) -> tuple[str | None, int]:
+    """Teacher logits for the streamed samples the newest teacher has not scored; (teacher, rows)."""
+    teacher = latest_teacher(settings)
+    if teacher is None:
+        log.warning("no finished teacher: streamed samples stay without logits")
+        return None, 0
+    return teacher, dump_stream_logits(settings, teacher)
+
+
+def champion_student(settings: Settings, config: RegistryConfig | None = None) -> tuple[str, Path] | None:
+    """(registry version, fp32 student folder) of the `champion`, or None when there is none.
+
+    The registered version holds the W8A16 export; its program digest names the export folder,
+    whose name is the student's.
+    """
+    config = config or RegistryConfig()
+    client = connect(settings)
+    try:
+        version = client.get_model_version_by_alias(config.student_model, config.champion_alias).version
+    except mlflow.exceptions.MlflowException:
+        return None
+    metadata = mlflow.models.get_model_info(model_uri(config.student_model, version=str(version))).metadata or {}
+    digest = metadata.get(METADATA_KEY, {}).get("program_sha256")
+    artifacts = settings.lakehouse.artifacts
+    for manifest in sorted((artifacts / "exports").glob("*/manifest.json")):
+        if json.loads(manifest.read_text())["sha256"] == digest:
+            name = manifest.parent.name
+            for folder in (artifacts / "students" / name, stream_student_root(settings) / name):
+                if (folder / "student.pt").exists():
+                    return str(version), folder
+    raise FileNotFoundError(f"{config.student_model}@{config.champion_alias} (version {version}) has no fp32 "
+                            f"student under {artifacts}: the update fine-tunes the fp32 weights, not the export")
+
+
+def stream_student_root(settings: Settings) -> Path:
+    """Increments live apart from the daily students, which evaluation picks up by kind and seed."""
+    return settings.lakehouse.artifacts / "stream_students"
+
+
+def consumed_batch(settings: Settings, config: RegistryConfig | None = None) -> int:
+    """The last stream batch a registered increment trained on (-1 if none): registration commits it."""
+    config = config or RegistryConfig()
+    client = connect(settings)
+    last = [int(v.tags[f"{STREAM_TAG}last_batch"])
+            for v in client.search_model_versions(f"name = '{config.student_model}'")
+            if f"{STREAM_TAG}last_batch" in v.tags]
+    return max(last, default=-1)
+
+
+def fresh_samples(settings: Settings, after_batch: int, holdout: date) -> pa.Table:
+    """Streamed samples of batches after `after_batch`, minus the gate's held-out date."""
+    if not table_exists(settings, STREAM_SAMPLES):
+        return pa.table({"sample_id": pa.array([], pa.int64()), "batch_id": pa.array([], pa.int64()),
+                         "date": pa.array([], pa.date32())})
+    streamed = read_arrow(settings, STREAM_SAMPLES)
+    keep = pc.and_(pc.greater(streamed.column("batch_id"), after_batch),
+                   pc.not_equal(streamed.column("date"), pa.scalar(holdout, pa.date32())))
+    return streamed.filter(keep)
+
+
+def update_student(settings: Settings, teacher_version: str, holdout: date) -> StudentUpdate | str:
+    """Fine-tune the champion for one pass over the fresh samples; the update, or why there is none."""
+    champion = champion_student(settings)
+    if champion is None:
+        return "no champion of recdistill-student yet: the daily pipeline releases the first one"
+    parent_version, parent_dir = champion
+    fresh = fresh_samples(settings, consumed_batch(settings), holdout)
+    if fresh.num_rows == 0:
+        return "no fresh streamed samples since the last increment"
+    batch_ids = fresh.column("batch_id")
+    first, last = int(pc.min(batch_ids).as_py()), int(pc.max(batch_ids).as_py())
+    days = sorted(set(fresh.column("date").to_pylist()))
+    parent = json.loads((parent_dir / "manifest.json").read_text())
+    label = logit_label(teacher_version, settings.debias.neutral_position)
+    lookup = LogitLookup(settings, days, label)
+    # The parent's stale-logit adapter was fitted for its own teacher only.
+    adapter = StaleAdapter(**parent["adapter"]) if parent.get("teacher_version") == teacher_version else StaleAdapter()
+    model = load_student(parent_dir).train()
+    cfg = settings.student
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    def step(batch: Batch) -> torch.Tensor:
+        heads = model.forward_heads(batch)
+        teacher, found = lookup.lookup(batch["sample_id"])
+        kd_logits = heads["auxiliary"] if model.config.auxiliary_head else heads["serving"]
+        return (F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
+                + cfg.kd_lambda * kd_loss(kd_logits, adapter(teacher), found, cfg.kd_temperature))
+
+    torch.manual_seed(last)
+    batches = iter_batches(settings, days, cfg.batch_size, "student", seed=last, sample_ids=fresh.column("sample_id"))
+    loss = train_epoch(batches, step, optimizer, f"increment of v{parent_version}")
+    name = f"student-stream-v{parent_version}-b{first}-{last}"
+    student_dir = stream_student_root(settings) / name
+    save_student(model.eval(), student_dir, {
+        **{k: parent[k] for k in ("kind", "seed", "debias")}, "name": name, "teacher_version": teacher_version,
+        "data_dates": [str(d) for d in days], "calibration_date": parent.get("calibration_date"),
+        "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "train_loss": loss,
+        "parent": {"registry_version": parent_version, "student": parent["name"]},
+        "stream": {"first_batch": first, "last_batch": last, "samples": fresh.num_rows},
+        "config_hash": settings.config_hash(), "code_version": code_version(),
+    })
+    log.info("increment %s: %d fresh samples of batches %d..%d, loss %.4f", name, fresh.num_rows, first, last, loss)
+    return StudentUpdate(student_dir, parent_version, first, last, fresh.num_rows)
+
+
+def release_update(settings: Settings, update: StudentUpdate, holdout: date,
+                   config: RegistryConfig | None = None) -> tuple[str, bool]:
+    """Export and register the update as `challenger` with its stream lineage, then gate it."""
+    config = config or RegistryConfig()
+    export_dir, _ = export_release(settings, update.student_dir, holdout)
+    version = register_release(settings, update.student_dir, export_dir)
+    client = connect(settings)
+    tags = {"parent_version": update.parent_version, "first_batch": update.first_batch,
+            "last_batch": update.last_batch, "samples": update.samples}
+    for key, value in tags.items():
+        client.set_model_version_tag(config.student_model, version, f"{STREAM_TAG}{key}", str(value))
+    return version, gate_release(settings, version, holdout).promoted
+
+
+def run_increment(settings: Settings, holdout: date | None = None, stream: bool = True) -> IncrementReport:
+    """Stream → logits → student update → challenger, in this process; `holdout` defaults to the
+    configured evaluation date, whose samples the update never trains on."""
+    holdout = holdout or default_windows(settings).holdout
+    if stream:
+        stream_samples(settings)
+    teacher, written = score_stream_samples(settings)
+    if teacher is None:
+        return IncrementReport(None, 0, None, None, None, "no finished teacher to score the fresh samples")
+    update = update_student(settings, teacher, holdout)
+    if isinstance(update, str):
+        log.info("student update skipped: %s", update)
+        return IncrementReport(teacher, written, None, None, None, update)
+    version, promoted = release_update(settings, update, holdout)
+    return IncrementReport(teacher, written, update, version, promoted, None)

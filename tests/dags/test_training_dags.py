@@ -1,0 +1,98 @@
+"""recdistill_teacher and recdistill_distill: their wiring, and both run end to end by `airflow dags test`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+
+import mlflow
+import pytest
+
+from pipeline.airflow_env import TRAINING_POOL, init
+from pipeline.config import load_settings
+from pipeline.registry.config import RegistryConfig
+from pipeline.tables import TEACHER_LOGITS, dates_present
+from pipeline.train.teacher import latest_teacher, teacher_manifest
+from pipeline.train.windows import teacher_period, windows_for
+from tests.dags.conftest import make_lakehouse
+
+TINY = load_settings("tiny")
+FIRST_PERIOD = TINY.generator.start_date + timedelta(days=1)
+HOLDOUT = TINY.generator.start_date + timedelta(days=TINY.generator.n_days - 1)
+
+
+@pytest.fixture(scope="module")
+def teacher_dag(dagbag):
+    return dagbag.dags["recdistill_teacher"]
+
+
+@pytest.fixture(scope="module")
+def distill_dag(dagbag):
+    return dagbag.dags["recdistill_distill"]
+
+
+def test_teacher_waits_for_its_period_then_trains_registers_and_dumps_each_day(teacher_dag):
+    assert {task.task_id: task.downstream_task_ids for task in teacher_dag.tasks} == {
+        "wait_for_samples": {"train"}, "train": {"register", "dump_logits"}, "register": set(),
+        "period_days": {"dump_logits"}, "dump_logits": set()}
+    assert teacher_dag.get_task("train").pool == TRAINING_POOL
+    assert teacher_dag.get_task("wait_for_samples").mode == "reschedule"  # frees its worker slot while waiting
+    assert teacher_dag.max_active_runs == 1 and teacher_dag.catchup is False
+    assert teacher_dag.start_date.date() == FIRST_PERIOD
+    assert teacher_dag.timetable.delta == timedelta(days=TINY.teacher.period_days)
+
+
+def test_distill_chains_logits_students_evaluation_and_a_gated_release(distill_dag):
+    order = [task.task_id for task in distill_dag.topological_sort()]
+    chain = ["wait_for_samples", "teacher", "dump_logits", "distill", "debias", "evaluate", "export", "register",
+             "promote"]
+    assert [task_id for task_id in order if task_id in chain] == chain
+    assert {task.task_id for task in distill_dag.tasks} == set(chain)
+    for task_id in ("distill", "debias", "evaluate"):
+        assert distill_dag.get_task(task_id).pool == TRAINING_POOL, task_id
+    for task in distill_dag.tasks:
+        assert task.retries >= 1 and task.execution_timeout == timedelta(hours=4), task.task_id
+    assert distill_dag.start_date.date() == windows_for(TINY, distill_dag.start_date.date()).holdout
+
+
+@pytest.fixture(scope="module")
+def airflow_trained(tiny_samples, tmp_path_factory):
+    """A tiny lakehouse with samples, after `airflow dags test` of the teacher DAG and then the distill DAG."""
+    lakehouse = make_lakehouse(tmp_path_factory.mktemp("training_dags"))
+    shutil.copytree(tiny_samples / "tables", lakehouse.settings.lakehouse.tables)
+    init(lakehouse.env)
+    lakehouse.airflow("dags", "test", "recdistill_teacher", FIRST_PERIOD.isoformat())
+    lakehouse.airflow("dags", "test", "recdistill_distill", HOLDOUT.isoformat())
+    return lakehouse
+
+
+def test_teacher_dag_trains_on_its_period_and_scores_every_day_of_it(airflow_trained):
+    settings = airflow_trained.settings
+    version = latest_teacher(settings)
+    train, validation = teacher_period(settings, FIRST_PERIOD)
+    manifest = teacher_manifest(settings, version)
+    assert manifest["data_dates"] == [str(d) for d in train]
+    assert manifest["registry_version"]  # the register task ran
+    assert dates_present(settings, TEACHER_LOGITS, [*train, validation], teacher_version=version) == {*train, validation}
+
+
+def test_distill_dag_registers_a_challenger_that_the_gate_judged(airflow_trained):
+    settings = airflow_trained.settings
+    version = latest_teacher(settings)
+    assert HOLDOUT in dates_present(settings, TEACHER_LOGITS, [HOLDOUT], teacher_version=version)
+    kinds = sorted(json.loads(p.read_text())["kind"]
+                   for p in (settings.lakehouse.artifacts / "students").glob("*/manifest.json"))
+    assert kinds == sorted(["base", "kd", "debiased"] * len(settings.student.seeds))
+    assert (settings.lakehouse.artifacts / "heldout" / f"{HOLDOUT}.parquet").exists()
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = mlflow.MlflowClient()
+    registered = client.search_model_versions(f"name = '{RegistryConfig().student_model}'")
+    assert len(registered) == 1
+    tags = registered[0].tags
+    assert tags["lineage.teacher_version"] == teacher_manifest(settings, version)["registry_version"]
+    # The gate ran and left its decision on the version, whichever way it went.
+    assert tags["gate.decision"] in {"promoted", "refused"} and json.loads(tags["gate.checks"])
+    champion = client.get_registered_model(RegistryConfig().student_model).aliases.get("champion")
+    assert (champion == registered[0].version) == (tags["gate.decision"] == "promoted")
