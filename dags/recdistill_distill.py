@@ -93,7 +93,7 @@ def recdistill_distill() -> None:
 
         day = date.fromisoformat(ds)  # type: ignore[arg-type]
         student_dir = find_student(settings, version, day, "debiased", settings.student.seeds[0])
-        export_dir, _ = export_release(settings, student_dir, day)
+        export_dir, _, _ = export_release(settings, student_dir, day)
         return {"student_dir": str(student_dir), "export_dir": str(export_dir)}
 
     @task(outlets=[assets.STUDENT_MODEL])

@@ -269,7 +269,7 @@ def student_debias(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt
 def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = None,
                     kind: Annotated[str, typer.Option(help="base | kd | debiased")] = "debiased",
                     seed: Annotated[Optional[int], typer.Option(help="default: the first of student.seeds")] = None,
-                    day: DateOpt = None) -> None:
+                    day: DateOpt = None) -> object:
     """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
     from pipeline.train.release import release_student
     from pipeline.train.students import find_student
@@ -288,10 +288,11 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
     console.print(f"recdistill-student version {release.version}: {verdict}")
     for reason in release.decision.reasons:
         console.print(f"  {reason}")
+    return release
 
 
 @app.command("evaluate")
-def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_version: TeacherOpt = None) -> None:
+def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_version: TeacherOpt = None) -> object:
     """Teacher vs students on a held-out date (and its random-exposure slice), with transferability."""
     from pipeline.train.evaluate import evaluate
     from pipeline.train.windows import default_windows
@@ -300,6 +301,7 @@ def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_versio
     holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
     report = evaluate(settings, holdout, _teacher(settings, teacher_version))
     print_report(report)
+    return report
 
 
 def print_report(report: object) -> None:
@@ -319,7 +321,10 @@ def print_report(report: object) -> None:
 
 @app.command("demo")
 def demo(profile: ProfileOpt = None) -> None:
-    """The main job on embedded defaults: logs → tables → teacher → logits → students → evaluation."""
+    """The main job on embedded defaults: logs → tables → teacher → logits → students → release → stream."""
+    import time
+
+    started = time.perf_counter()
     settings = _settings(profile)
     generate(profile=settings.profile)
     run_all(profile=settings.profile)
@@ -328,14 +333,43 @@ def demo(profile: ProfileOpt = None) -> None:
     logits_dump(profile=settings.profile)
     student_distill(profile=settings.profile)
     student_debias(profile=settings.profile)
-    evaluate_cmd(profile=settings.profile)
-    student_release(profile=settings.profile)
+    report = evaluate_cmd(profile=settings.profile)
+    release = student_release(profile=settings.profile)
+    increment = stream_run(profile=settings.profile)
+    print_summary(settings, report, release, increment, time.perf_counter() - started)
+
+
+def print_summary(settings: Settings, report: object, release: object, increment: object, seconds: float) -> None:
+    """What the demo did, in one table: tables, quality, transferability, latency, the champion."""
+    from pipeline.registry.config import RegistryConfig
+    from pipeline.registry.registry import connect
+
+    print_counts(settings)
+    metrics, t = report.metrics, report.transferability  # type: ignore[attr-defined]
+    table = Table(title=f"recdistill demo ({settings.profile} profile) in {seconds / 60:.1f} min")
+    table.add_column("result")
+    table.add_column("value", justify="right")
+    for model in ("teacher", "base", "kd", "debiased"):
+        if model in metrics:
+            table.add_row(f"{model} AUC (held-out {report.day})", f"{metrics[model]['auc']:.4f}")  # type: ignore[attr-defined]
+    for kind in ("kd", "debiased"):
+        if f"{kind}_mean" in t:
+            table.add_row(f"transferability {kind}", f"{t[f'{kind}_mean']:.2f} ± {t[f'{kind}_std']:.2f}")
+    latency = release.latency  # type: ignore[attr-defined]
+    table.add_row(f"latency gain, W8A16 + reuse vs naive (N={latency.candidates})",
+                  f"{latency.gain:.2f}x ({latency.naive_ms:.2f} → {latency.w8a16_ms:.2f} ms)")
+    table.add_row("released student", f"v{release.version}: {'promoted' if release.decision.promoted else 'refused'}")  # type: ignore[attr-defined]
+    table.add_row("streaming increment", increment.skipped or f"v{increment.challenger_version}: "  # type: ignore[attr-defined]
+                  f"{'promoted' if increment.promoted else 'refused'}")  # type: ignore[attr-defined]
+    aliases = connect(settings).get_registered_model(RegistryConfig().student_model).aliases
+    table.add_row("champion", f"v{aliases['champion']}" if "champion" in aliases else "none (the gate refused)")
+    console.print(table)
 
 
 @stream_app.command("run")
 def stream_run(profile: ProfileOpt = None,
                holdout: Annotated[Optional[str], typer.Option("--holdout-date", help="gate date, never trained on")] = None
-               ) -> None:
+               ) -> object:
     """One increment: stream fresh events, score them with the teacher, fine-tune the champion, gate it."""
     from pipeline.streaming import run_increment
 
@@ -349,6 +383,7 @@ def stream_run(profile: ProfileOpt = None,
         console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}: "
                       f"{verdict}")
     print_counts(settings)
+    return report
 
 
 @app.command("tables")

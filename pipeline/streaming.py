@@ -181,7 +181,7 @@ def release_update(settings: Settings, update: StudentUpdate, holdout: date,
                    config: RegistryConfig | None = None) -> tuple[str, bool]:
     """Export and register the update as `challenger` with its stream lineage, then gate it."""
     config = config or RegistryConfig()
-    export_dir, _ = export_release(settings, update.student_dir, holdout)
+    export_dir, _, _ = export_release(settings, update.student_dir, holdout)
     version = register_release(settings, update.student_dir, export_dir)
     client = connect(settings)
     tags = {"parent_version": update.parent_version, "first_batch": update.first_batch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import mlflow
 import pytest
 from typer.testing import CliRunner
 
@@ -38,6 +39,13 @@ def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     assert (tiny_env.lakehouse.artifacts / "evaluations" / f"{days[-1]}-{teacher}" / "report.json").exists()
     assert "transferability kd" in result.output
     assert "recdistill-student version 1:" in result.output
+    # The summary: quality, transferability, the served path's latency gain, the stream, the champion.
+    summary = result.output[result.output.rindex("recdistill demo (tiny profile)"):]
+    for line in ("teacher AUC", "base AUC", "kd AUC", "transferability kd", "latency gain", "streaming increment",
+                 "champion"):
+        assert line in summary, line
+    aliases = mlflow.MlflowClient(tiny_env.tracking_uri).get_registered_model("recdistill-student").aliases
+    assert (f"v{aliases['champion']}" if "champion" in aliases else "none (the gate refused)") in summary
 
 
 def test_bad_flags_get_clear_errors(tiny_env):

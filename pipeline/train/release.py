@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +18,8 @@ import torch
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
 from pipeline.export.artifact import export_student
+from pipeline.export.latency import LatencyGain
+from pipeline.export.latency import measure as measure_latency
 from pipeline.export.parity import ParityReport, parity_report
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
@@ -31,6 +33,7 @@ from pipeline.train.teacher import register_teacher_version
 
 Request = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]
 PARITY_REQUESTS = 200
+LATENCY_FILE = "latency.json"
 
 
 def requests_of(settings: Settings, day: date, model: UGSepStudent) -> Iterator[Request]:
@@ -52,6 +55,7 @@ class Release:
     export_dir: Path
     version: str
     parity: ParityReport
+    latency: LatencyGain
     decision: Decision
 
 
@@ -60,8 +64,11 @@ def heldout_path(settings: Settings, holdout: date) -> Path:
     return settings.lakehouse.artifacts / "heldout" / f"{holdout}.parquet"
 
 
-def export_release(settings: Settings, student_dir: Path, holdout: date) -> tuple[Path, ParityReport]:
-    """Quantize to W8A16, check parity against fp32 on `holdout`'s requests, export, store the requests."""
+def export_release(settings: Settings, student_dir: Path, holdout: date) -> tuple[Path, ParityReport, LatencyGain]:
+    """Quantize to W8A16, check parity against fp32 on `holdout`'s requests, export, store the requests.
+
+    The export folder also gets `latency.json`: naive vs reuse vs W8A16 on a pooled ranking request.
+    """
     manifest = json.loads((student_dir / "manifest.json").read_text())
     model = load_student(student_dir)
     quantized = quantize_w8a16(model)
@@ -70,19 +77,23 @@ def export_release(settings: Settings, student_dir: Path, holdout: date) -> tupl
     export_dir = settings.lakehouse.artifacts / "exports" / manifest["name"]
     export_student(quantized, export_dir)
     (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
+    latency = measure_latency(model, quantized, requests)
+    (export_dir / LATENCY_FILE).write_text(json.dumps({**asdict(latency), "gain": latency.gain}, indent=2))
     write_heldout(heldout_path(settings, holdout), RequestContract.of_artifact(export_dir), requests)
-    return export_dir, parity
+    return export_dir, parity, latency
 
 
 def register_release(settings: Settings, student_dir: Path, export_dir: Path) -> str:
     """Register an exported student as `challenger`, with its lineage and parity; its registry version."""
     manifest = json.loads((student_dir / "manifest.json").read_text())
     parity = json.loads((export_dir / "parity.json").read_text())
+    latency = json.loads((export_dir / LATENCY_FILE).read_text())
     teacher = manifest["teacher_version"] and register_teacher_version(settings, manifest["teacher_version"])
     lineage = Lineage.collect(settings, [date.fromisoformat(d) for d in manifest["data_dates"]],
                               teacher_version=teacher or None, parity=parity,
                               metrics={"heldout_auc_fp32": parity["auc_reference"],
-                                       "heldout_auc_w8a16": parity["auc_candidate"]})
+                                       "heldout_auc_w8a16": parity["auc_candidate"],
+                                       "latency_gain": latency["gain"]})
     return register_student(settings, export_dir, lineage)
 
 
@@ -93,6 +104,6 @@ def gate_release(settings: Settings, version: str, holdout: date) -> Decision:
 
 def release_student(settings: Settings, student_dir: Path, holdout: date) -> Release:
     """Export → register as `challenger` → gate, in one call (the Airflow DAG runs them as three tasks)."""
-    export_dir, parity = export_release(settings, student_dir, holdout)
+    export_dir, parity, latency = export_release(settings, student_dir, holdout)
     version = register_release(settings, student_dir, export_dir)
-    return Release(export_dir, version, parity, gate_release(settings, version, holdout))
+    return Release(export_dir, version, parity, latency, gate_release(settings, version, holdout))

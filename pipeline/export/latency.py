@@ -1,0 +1,72 @@
+"""Serving latency of a released student on real held-out requests: naive vs UG-Sep reuse vs W8A16.
+
+The pipeline's summary reports this gain for the model it just released; `benchmarks/ugsep.py` is
+the thorough study (latency curves over N, throughput, FLOPs).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pipeline.models.student import UGSepStudent
+
+Inputs = dict[str, Tensor]
+Request = tuple[Inputs, Inputs, Tensor]
+
+
+@dataclass(frozen=True)
+class LatencyGain:
+    candidates: int
+    naive_ms: float
+    reuse_ms: float
+    w8a16_ms: float
+
+    @property
+    def gain(self) -> float:
+        """How many times faster the served path (reuse + W8A16) is than scoring every row in full."""
+        return self.naive_ms / self.w8a16_ms
+
+
+def ranking_request(requests: Sequence[Request], candidates: int) -> tuple[Inputs, Inputs]:
+    """The first request's user with `candidates` candidate rows pooled from the held-out requests.
+
+    Held-out slates are short; a ranking stage scores hundreds of candidates per request.
+    """
+    user = requests[0][0]
+    pooled: dict[str, list[Tensor]] = {name: [] for name in requests[0][1]}
+    rows = 0
+    while rows < candidates:
+        for _, request_candidates, _ in requests:
+            for name, values in request_candidates.items():
+                pooled[name].append(values)
+            rows += len(next(iter(request_candidates.values())))
+            if rows >= candidates:
+                break
+    return user, {name: torch.cat(parts)[:candidates] for name, parts in pooled.items()}
+
+
+def measure(model: UGSepStudent, quantized: UGSepStudent, requests: Sequence[Request], candidates: int = 256,
+            repeats: int = 30) -> LatencyGain:
+    """Median per-request milliseconds of the three paths, interleaved so background load hits all alike."""
+    if not requests:
+        raise ValueError("latency needs at least one held-out request")
+    user, pool = ranking_request(requests, candidates)
+    paths: dict[str, Callable[[Inputs, Inputs], Tensor]] = {
+        "naive": model.score_naive, "reuse": model.score, "w8a16": quantized.score}
+    samples: dict[str, list[float]] = {name: [] for name in paths}
+    with torch.inference_mode():
+        for score in paths.values():
+            score(user, pool)  # warm-up
+        for _ in range(repeats):
+            for name, score in paths.items():
+                started = time.perf_counter()
+                score(user, pool)
+                samples[name].append((time.perf_counter() - started) * 1000)
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    return LatencyGain(len(next(iter(pool.values()))), median["naive"], median["reuse"], median["w8a16"])
