@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -132,9 +133,21 @@ def score_teacher(net: TeacherWithPS, settings: Settings, days: list[date], neut
     net.eval()
     batches = net.server.pipeline(_batches(settings, days, None), net.ids_of, train=False)
     try:
-        return score(batches, lambda b: net.model(b, neutral_position=neutral_position)["click"], "teacher scoring")
+        mine = score(batches, lambda b: net.model(b, neutral_position=neutral_position)["click"], "teacher scoring")
     except ValueError as err:
         raise ValueError(f"no training_samples on {[str(d) for d in days]}") from err
+    return _gathered(mine)
+
+
+def _gathered(mine: Scored) -> Scored:
+    """Every rank's row slice put back together, so metrics under torchrun cover all rows."""
+    _, world = _rank_world()
+    if world == 1:
+        return mine
+    parts: list[Scored | None] = [None] * world
+    dist.all_gather_object(parts, mine)
+    fields = ("sample_id", "labels", "logits", "users", "random_exposure")
+    return Scored(*(np.concatenate([getattr(part, f) for part in parts]) for f in fields))  # type: ignore[arg-type]
 
 
 def evaluate_scored(scored: Scored, prefix: str) -> dict[str, float]:
@@ -186,9 +199,11 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     tags = {"recdistill.teacher_version": version, "recdistill.data_dates": f"{days[0]}..{days[-1]}",
             "recdistill.warm_start": str(warm_from)}
     metrics: dict[str, float] = {}
-    with training_run(settings, version, tags) as run:
-        log_params({**cfg.model_dump(), "world_size": world, "train_days": [str(d) for d in days],
-                    "model": teacher_config(settings).model_dump_json()})
+    tracked = rank == 0  # one MLflow run per teacher: the ranks share one store, rank 0 reports for all
+    with training_run(settings, version, tags) if tracked else nullcontext() as run:
+        if tracked:
+            log_params({**cfg.model_dump(), "world_size": world, "train_days": [str(d) for d in days],
+                        "model": teacher_config(settings).model_dump_json()})
         for epoch in range(start_epoch, cfg.epochs + 1):
             net.train()
             total, steps = 0.0, 0
@@ -201,13 +216,14 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
             metrics = evaluate_scored(score_teacher(net, settings, validation_days, neutral_position=False), "val_")
             history["train_loss"].append(total / max(steps, 1))
             history["val_auc"].append(metrics["val_auc"])
-            mlflow.log_metrics({"train_loss": history["train_loss"][-1], **metrics,
-                                **server.stats().as_dict()}, step=epoch)
+            if tracked:
+                mlflow.log_metrics({"train_loss": history["train_loss"][-1], **metrics,
+                                    **server.stats().as_dict()}, step=epoch)
             server.checkpoint(snapshots, dense={"model": net.model.state_dict(), "optimizer": optimizer.state_dict(),
                                                 "epoch": epoch, "history": json.dumps(history)})
             log.info("teacher %s epoch %d: %s | %s", version, epoch, metrics, server.stats().summary())
-        log_curves(history, version, "curves/teacher.png")
-        if rank == 0:
+        if tracked:
+            log_curves(history, version, "curves/teacher.png")
             write_json(directory / MANIFEST, {
                 "version": version, "data_dates": [str(d) for d in days], "config_hash": settings.config_hash(),
                 "code_version": code_version(), "snapshot": str((snapshots).resolve()), "warm_start": warm_from,
@@ -215,7 +231,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                 "finished_at": datetime.now(timezone.utc).isoformat(),
             })
     server.close()
-    return TeacherRun(version, directory, metrics, run.info.run_id)
+    return TeacherRun(version, directory, metrics, run.info.run_id if tracked else "")
 
 
 def init_distributed_from_env() -> None:
