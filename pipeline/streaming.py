@@ -21,7 +21,6 @@ import mlflow
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-import torch.nn.functional as F
 
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
@@ -29,7 +28,7 @@ from pipeline.registry.config import RegistryConfig
 from pipeline.registry.lineage import code_version
 from pipeline.registry.registry import METADATA_KEY, connect, model_uri
 from pipeline.tables import STREAM_SAMPLES, read_arrow, table_exists
-from pipeline.train.distill import StaleAdapter, kd_loss, load_student, save_student
+from pipeline.train.distill import StaleAdapter, load_student, save_student, student_loss
 from pipeline.train.logit_store import LogitLookup
 from pipeline.train.logits import dump_stream_logits, logit_label
 from pipeline.train.loop import Batch, train_epoch
@@ -154,11 +153,7 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
     def step(batch: Batch) -> torch.Tensor:
-        heads = model.forward_heads(batch)
-        teacher, found = lookup.lookup(batch["sample_id"])
-        kd_logits = heads["auxiliary"] if model.config.auxiliary_head else heads["serving"]
-        return (F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
-                + cfg.kd_lambda * kd_loss(kd_logits, adapter(teacher), found, cfg.kd_temperature))
+        return student_loss(model, batch, cfg, lookup, adapter)
 
     torch.manual_seed(last)
     batches = iter_batches(settings, days, cfg.batch_size, "student", seed=last, sample_ids=fresh.column("sample_id"))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import DebiasConfig, Settings
+from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
 from pipeline.models.student import UGSepStudent
 from pipeline.train.builders import student_config
@@ -73,6 +73,21 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: t
     return per_sample * temperature**2
 
 
+def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, lookup: LogitLookup | None,
+                 adapter: StaleAdapter) -> torch.Tensor:
+    """Label BCE on the serving head, plus λ·KD on the teacher's (adapted) logits where a lookup is given.
+
+    The KD term trains the auxiliary head when the model has one, so the serving head fits labels only.
+    """
+    heads = model.forward_heads(batch)
+    loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
+    if lookup is None:
+        return loss
+    teacher, found = lookup.lookup(batch["sample_id"])
+    kd_logits = heads["auxiliary"] if model.config.auxiliary_head else heads["serving"]
+    return loss + cfg.kd_lambda * kd_loss(kd_logits, adapter(teacher), found, cfg.kd_temperature)
+
+
 @dataclass
 class StudentRun:
     """Where a trained student lives and what it was trained from."""
@@ -116,13 +131,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         adapter = fit_stale_adapter(settings, calibration_day, teacher_version)  # type: ignore[arg-type]
 
     def step(batch: Batch) -> torch.Tensor:
-        heads = model.forward_heads(batch)
-        loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
-        if lookup is None:
-            return loss
-        teacher, found = lookup.lookup(batch["sample_id"])
-        kd_logits = heads["auxiliary"] if auxiliary else heads["serving"]
-        return loss + cfg.kd_lambda * kd_loss(kd_logits, adapter(teacher), found, cfg.kd_temperature)
+        return student_loss(model, batch, cfg, lookup, adapter)
 
     fingerprint = f"{name}|{settings.config_hash()}"
     checkpoint_path = artifact_dir / "checkpoint.pt"
