@@ -352,9 +352,11 @@ def print_summary(settings: Settings, report: object, release: object, increment
     for model in ("teacher", "base", "kd", "debiased"):
         if model in metrics:
             table.add_row(f"{model} AUC (held-out {report.day})", f"{metrics[model]['auc']:.4f}")  # type: ignore[attr-defined]
+    # The ratio's denominator is the teacher's gain: without one it says nothing.
+    caveat = "" if metrics["teacher"]["auc"] > metrics["base"]["auc"] else " (teacher ≤ base: meaningless)"
     for kind in ("kd", "debiased"):
         if f"{kind}_mean" in t:
-            table.add_row(f"transferability {kind}", f"{t[f'{kind}_mean']:.2f} ± {t[f'{kind}_std']:.2f}")
+            table.add_row(f"transferability {kind}", f"{t[f'{kind}_mean']:.2f} ± {t[f'{kind}_std']:.2f}{caveat}")
     latency = release.latency  # type: ignore[attr-defined]
     table.add_row(f"latency gain, W8A16 + reuse vs naive (N={latency.candidates})",
                   f"{latency.gain:.2f}x ({latency.naive_ms:.2f} → {latency.w8a16_ms:.2f} ms)")
