@@ -16,15 +16,14 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
 from pipeline import assets
 from pipeline.airflow_env import TRAINING_POOL
 from pipeline.config import load_settings
+from pipeline.train.windows import Windows, windows_for
 
 settings = load_settings()
 # The first day with a training day and a calibration day before it.
 FIRST_DAY = settings.generator.start_date + timedelta(days=3)
 
 
-def _windows(ds: str):  # type: ignore[no-untyped-def]
-    from pipeline.train.windows import windows_for
-
+def _windows(ds: str) -> Windows:
     return windows_for(settings, date.fromisoformat(ds))
 
 
