@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import mlflow
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.data.landing import read_landing
+from pipeline.registry.registry import connect
 from pipeline.tables import EVENTS, TEACHER_LOGITS, TRAINING_SAMPLES, USER_FEATURES, read_arrow
 from pipeline.train.teacher import latest_teacher, teacher_manifest
 from spark_jobs import build_features
@@ -44,7 +44,7 @@ def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     for line in ("teacher AUC", "base AUC", "kd AUC", "transferability kd", "latency gain", "streaming increment",
                  "champion"):
         assert line in summary, line
-    aliases = mlflow.MlflowClient(tiny_env.tracking_uri).get_registered_model("recdistill-student").aliases
+    aliases = connect(tiny_env).get_registered_model("recdistill-student").aliases
     assert (f"v{aliases['champion']}" if "champion" in aliases else "none (the gate refused)") in summary
 
 

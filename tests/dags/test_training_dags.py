@@ -6,12 +6,12 @@ import json
 import shutil
 from datetime import timedelta
 
-import mlflow
 import pytest
 
 from pipeline.airflow_env import TRAINING_POOL, init
 from pipeline.config import load_settings
 from pipeline.registry.config import RegistryConfig
+from pipeline.registry.registry import connect
 from pipeline.tables import TEACHER_LOGITS, dates_present
 from pipeline.train.teacher import latest_teacher, teacher_manifest
 from pipeline.train.windows import teacher_period, windows_for
@@ -86,8 +86,7 @@ def test_distill_dag_registers_a_challenger_that_the_gate_judged(airflow_trained
     assert kinds == sorted(["base", "kd", "debiased"] * len(settings.student.seeds))
     assert (settings.lakehouse.artifacts / "heldout" / f"{HOLDOUT}.parquet").exists()
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = mlflow.MlflowClient()
+    client = connect(settings)  # this lakehouse's store, whatever other tests made the default
     registered = client.search_model_versions(f"name = '{RegistryConfig().student_model}'")
     assert len(registered) == 1
     tags = registered[0].tags
