@@ -56,11 +56,12 @@ def recdistill_distill() -> None:
     def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:
         """Logits of `version` for D and for every window day it has not scored yet."""
         from pipeline.tables import TEACHER_LOGITS, dates_present
+        from pipeline.train.logits import configured_label
         from pipeline.train.logits import dump_logits as dump
 
         windows = _windows(ds)  # type: ignore[arg-type]
         earlier = [*windows.train, windows.calibration]
-        scored = dates_present(settings, TEACHER_LOGITS, earlier, teacher_version=version)
+        scored = dates_present(settings, TEACHER_LOGITS, earlier, teacher_version=configured_label(settings, version))
         days = [d for d in earlier if d not in scored] + [windows.holdout]
         return {str(day): dump(settings, day, version) for day in days}
 

@@ -30,7 +30,7 @@ from pipeline.registry.registry import METADATA_KEY, connect, model_uri
 from pipeline.tables import STREAM_SAMPLES, read_arrow, table_exists
 from pipeline.train.distill import StaleAdapter, load_student, save_student, student_loss
 from pipeline.train.logit_store import LogitLookup
-from pipeline.train.logits import dump_stream_logits, logit_label
+from pipeline.train.logits import configured_label, dump_stream_logits
 from pipeline.train.loop import Batch, train_epoch
 from pipeline.train.release import export_release, gate_release, register_release
 from pipeline.train.teacher import latest_teacher
@@ -144,7 +144,7 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
     first, last = int(pc.min(batch_ids).as_py()), int(pc.max(batch_ids).as_py())
     days = sorted(set(fresh.column("date").to_pylist()))
     parent = json.loads((parent_dir / "manifest.json").read_text())
-    label = logit_label(teacher_version, settings.debias.neutral_position)
+    label = configured_label(settings, teacher_version)
     lookup = LogitLookup(settings, days, label)
     # The parent's stale-logit adapter was fitted for its own teacher only.
     adapter = StaleAdapter(**parent["adapter"]) if parent.get("teacher_version") == teacher_version else StaleAdapter()

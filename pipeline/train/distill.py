@@ -26,6 +26,7 @@ from pipeline.models.student import UGSepStudent
 from pipeline.train.builders import student_config
 from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
 from pipeline.train.logit_store import LogitLookup
+from pipeline.train.logits import configured_label
 from pipeline.train.loop import Batch, train_epoch
 from pipeline.registry.lineage import code_version
 from pipeline.train.tracking import log_curves, log_params, training_run
@@ -46,7 +47,8 @@ class StaleAdapter:
 
 
 def fit_stale_adapter(settings: Settings, day: date, teacher_version: str) -> StaleAdapter:
-    """Fit the adapter on `day`'s labels and the teacher's logits for that day."""
+    """Fit the adapter on `day`'s labels and the teacher's logits for that day (`teacher_version` is
+    the logits' label, see `configured_label`)."""
     from sklearn.linear_model import LogisticRegression
 
     lookup = LogitLookup(settings, [day], teacher_version)
@@ -123,12 +125,14 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     torch.manual_seed(seed)
     model = UGSepStudent(student_config(settings, auxiliary_head=auxiliary))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    lookup = LogitLookup(settings, days, teacher_version) if kind != "base" else None
+    # Position debiasing: learn from the neutral-position logits unless the ablation turns it off.
+    label = configured_label(settings, teacher_version, debias.neutral_position) if teacher_version else None
+    lookup = LogitLookup(settings, days, label) if label is not None and kind != "base" else None
     adapter = StaleAdapter()
     if kind == "debiased" and debias.stale_adapter:
         if calibration_day is None:
             raise ValueError("the stale adapter needs a calibration date (--calibration-date)")
-        adapter = fit_stale_adapter(settings, calibration_day, teacher_version)  # type: ignore[arg-type]
+        adapter = fit_stale_adapter(settings, calibration_day, label)  # type: ignore[arg-type]
 
     def step(batch: Batch) -> torch.Tensor:
         return student_loss(model, batch, cfg, lookup, adapter)

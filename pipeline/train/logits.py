@@ -29,6 +29,11 @@ def logit_label(version: str, neutral_position: bool) -> str:
     return version if neutral_position else f"{version}{OBSERVED_POSITION}"
 
 
+def configured_label(settings: Settings, version: str, neutral_position: bool | None = None) -> str:
+    """The label `version`'s logits are stored under: at the neutral position unless the config (or caller) says not."""
+    return logit_label(version, settings.debias.neutral_position if neutral_position is None else neutral_position)
+
+
 @torch.no_grad()
 def _score(net: TeacherWithPS, batches: Iterable[Batch], label: str, day: date) -> pa.Table | None:
     """The teacher_logits rows of `batches` (all of `day`), or None when there are no samples."""
@@ -57,8 +62,7 @@ def dump_logits(settings: Settings, day: date, version: str, neutral_position: b
 
     An unknown teacher version or a date without samples raises before anything is written.
     """
-    neutral = settings.debias.neutral_position if neutral_position is None else neutral_position
-    label = logit_label(version, neutral)
+    label = configured_label(settings, version, neutral_position)
     net = open_teacher(settings, version)
     try:
         table = _score(net, _batches(settings, [day], None), label, day)
@@ -81,8 +85,9 @@ def unscored_stream_samples(settings: Settings, label: str) -> dict[date, pa.Arr
         logits = read_arrow(settings, TEACHER_LOGITS, days=days, columns=["sample_id", "teacher_version"])
         scored = logits.filter(pc.equal(logits.column("teacher_version"), label)).column("sample_id")
     missing = streamed.filter(pc.invert(pc.is_in(streamed.column("sample_id"), scored)))
+    missing_days = sorted(set(missing.column("date").to_pylist()))
     return {day: missing.filter(pc.equal(missing.column("date"), day)).column("sample_id").combine_chunks()
-            for day in days if day in set(missing.column("date").to_pylist())}
+            for day in missing_days}
 
 
 def dump_stream_logits(settings: Settings, version: str, neutral_position: bool | None = None) -> int:
@@ -91,8 +96,7 @@ def dump_stream_logits(settings: Settings, version: str, neutral_position: bool 
     Rows are inserted keyed on (sample_id, teacher_version), so a rerun after a kill scores only
     what is still missing and never doubles a logit.
     """
-    neutral = settings.debias.neutral_position if neutral_position is None else neutral_position
-    label = logit_label(version, neutral)
+    label = configured_label(settings, version, neutral_position)
     missing = unscored_stream_samples(settings, label)
     if not missing:
         return 0

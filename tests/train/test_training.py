@@ -116,9 +116,14 @@ def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
     assert load_student(no_aux.artifact_dir).heads.auxiliary is None
     assert manifests[full.name]["adapter"]["scale"] != 1.0
     assert manifests[no_adapter.name]["adapter"] == {"scale": 1.0, "shift": 0.0}
+    # Position ablation: the student learns from the teacher's observed-position logits instead.
+    for one in [*windows.train, windows.calibration]:
+        dump_logits(settings, one, run.version, neutral_position=False)
+    observed = train_student(settings, "debiased", debias=DebiasConfig(neutral_position=False), **kwargs)
     day = windows.holdout
-    outputs = [_logits(settings, r.artifact_dir, day) for r in (full, no_aux, no_adapter)]
+    outputs = [_logits(settings, r.artifact_dir, day) for r in (full, no_aux, no_adapter, observed)]
     assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[0], outputs[2])
+    assert not np.allclose(outputs[0], outputs[3])
 
 
 def test_a_killed_student_run_resumes_to_the_same_weights(teacher, monkeypatch):
