@@ -6,6 +6,7 @@ the thorough study (latency curves over N, throughput, FLOPs).
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -38,17 +39,15 @@ def ranking_request(requests: Sequence[Request], candidates: int) -> tuple[Input
 
     Held-out slates are short; a ranking stage scores hundreds of candidates per request.
     """
-    user = requests[0][0]
     pooled: dict[str, list[Tensor]] = {name: [] for name in requests[0][1]}
     rows = 0
-    while rows < candidates:
-        for _, request_candidates, _ in requests:
-            for name, values in request_candidates.items():
-                pooled[name].append(values)
-            rows += len(next(iter(request_candidates.values())))
-            if rows >= candidates:
-                break
-    return user, {name: torch.cat(parts)[:candidates] for name, parts in pooled.items()}
+    for _, request_candidates, _ in itertools.cycle(requests):
+        for name, values in request_candidates.items():
+            pooled[name].append(values)
+        rows += len(next(iter(request_candidates.values())))
+        if rows >= candidates:
+            break
+    return requests[0][0], {name: torch.cat(parts)[:candidates] for name, parts in pooled.items()}
 
 
 def measure(model: UGSepStudent, quantized: UGSepStudent, requests: Sequence[Request], candidates: int = 256,
