@@ -77,16 +77,22 @@ def print_counts(settings: Settings) -> None:
     console.print(table)
 
 
-def _run_job(job: str, settings: Settings, days: list[date], **kwargs: object) -> list[object]:
-    """Run one Spark job per date with a progress bar."""
+def _run_job(job: str, settings: Settings, days: list[date], *, whole_range: bool = False,
+             **kwargs: object) -> list[object]:
+    """Run a Spark job per date (or, with `whole_range`, once over all `days`) with a progress bar."""
     import importlib
 
     from pipeline.spark import get_spark
 
     module = importlib.import_module(f"spark_jobs.{job}")
     spark = get_spark(settings)
-    results = []
     with Progress(console=console) as progress:
+        if whole_range:
+            task = progress.add_task(f"{job} {days[0]}…{days[-1]}", total=1)
+            result = module.run_range(spark, settings, days[0], days[-1], **kwargs)
+            progress.advance(task)
+            return [result]
+        results = []
         task = progress.add_task(job, total=len(days))
         for day in days:
             results.append(module.run(spark, settings, day, **kwargs))
@@ -162,16 +168,11 @@ def samples(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = No
 def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
             source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
     """Ingest each date, then features → sequences → samples over the whole range, one job each."""
-    import importlib
-
-    from pipeline.spark import get_spark
-
     settings = _settings(profile)
     days = resolve_dates(settings, day, start, end)
     _run_job("ingest_events", settings, days, source=source)
-    spark = get_spark(settings)
     for job in ("build_features", "build_sequences", "build_samples"):
-        importlib.import_module(f"spark_jobs.{job}").run_range(spark, settings, days[0], days[-1])
+        _run_job(job, settings, days, whole_range=True)
     print_counts(settings)
 
 
