@@ -92,7 +92,7 @@ def train_and_evaluate(settings: Settings, console: Console) -> tuple[Evaluation
     shutil.rmtree(settings.lakehouse.artifacts, ignore_errors=True)
     windows = default_windows(settings)
     started = time.perf_counter()
-    teacher = train_teacher(settings, windows.train, [windows.calibration])
+    teacher = train_teacher(settings, windows.teacher_train, [windows.calibration])
     teacher_seconds = time.perf_counter() - started
     for day in [*windows.train, windows.calibration, windows.holdout]:
         dump_logits(settings, day, teacher.version)

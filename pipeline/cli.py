@@ -180,12 +180,13 @@ TeacherOpt = Annotated[Optional[str], typer.Option("--teacher-version", help="de
 SeedsOpt = Annotated[Optional[list[int]], typer.Option("--seed", help="repeatable; default: student.seeds")]
 
 
-def _train_days(settings: Settings, start: str | None, end: str | None) -> list[date]:
+def _train_days(settings: Settings, start: str | None, end: str | None, teacher: bool = False) -> list[date]:
     from pipeline.train.windows import default_windows
 
     if start or end:
         return resolve_dates(settings, None, start, end)
-    return default_windows(settings).train
+    windows = default_windows(settings)
+    return windows.teacher_train if teacher else windows.train
 
 
 def _teacher(settings: Settings, version: str | None) -> str:
@@ -206,7 +207,7 @@ def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt 
 
     settings = _settings(profile)
     init_distributed_from_env()
-    days = _train_days(settings, start, end)
+    days = _train_days(settings, start, end, teacher=True)
     check = [_parse_date(validation, "--validation-date")] if validation else [default_windows(settings).calibration]
     run = train_teacher(settings, days, check)
     console.print(f"teacher {run.version}: {run.metrics}")

@@ -133,8 +133,9 @@ class StudentTrainConfig(BaseModel):
     kd_temperature: float = Field(2.0, gt=0)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     threads: int = Field(1, ge=1, description="intra-op threads; small models lose from more on a busy CPU")
-    # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates).
-    window_days: int = Field(14, ge=1)
+    # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates and
+    # validates): a fresh window, while the teacher carries the long history (Rec-Distill's decoupling).
+    window_days: int = Field(3, ge=1)
 
 
 class DebiasConfig(BaseModel):
@@ -216,9 +217,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "demo": {
         "generator": {"n_users": 1000},
         "features": {"hash_buckets": 1 << 16},
-        "sequences": {"teacher_length": 64, "student_length": 16},
+        "sequences": {"teacher_length": 256, "student_length": 16},
         "teacher": {"preset": "tiny", "epochs": 1, "embedding_dim": 16, "period_days": 6},
-        "student": {"token_dim": 32, "epochs": 1, "seeds": [0, 1]},
+        # Early stopping on the calibration date picks each student's epoch (2 of 3 on this data).
+        "student": {"token_dim": 32, "epochs": 3, "batch_size": 128, "window_days": 2, "seeds": [0, 1]},
     },
     "prod": {
         "spark": {"master": "spark://spark-master:7077", "shuffle_partitions": 400, "driver_memory": "16g"},

@@ -2,7 +2,8 @@
 
 Each sparse slot is one hashed id per sample: ``slot_<name> = 1 + pmod(xxhash64(name, value), B - 1)``
 with B = `features.hash_buckets`; id 0 means "missing". Behaviour-sequence items are hashed as the
-`item_id` slot, so the item embedding is shared between the candidate and the history.
+`item_id` slot and their categories as the `item_category` slot, so the candidate and the history
+share embedding rows.
 """
 
 from __future__ import annotations

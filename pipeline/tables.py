@@ -94,13 +94,14 @@ ITEM_FEATURES = TableSpec(
 SEQUENCES = TableSpec(
     name="sequences",
     ddl=(
-        "event_id STRING, user_id BIGINT, history_items ARRAY<BIGINT>, history_actions ARRAY<INT>, "
+        "event_id STRING, user_id BIGINT, history_items ARRAY<BIGINT>, history_categories ARRAY<STRING>, "
+        "history_actions ARRAY<INT>, "
         "history_gaps ARRAY<BIGINT>, date DATE"
     ),
     key=("event_id",),
     doc=(
         "For each event of `date`, the user's last L_teacher interactions strictly before its "
-        "event_time, most recent first: raw item ids, action codes, gaps in seconds."
+        "event_time, most recent first: raw item ids, their categories, action codes, gaps in seconds."
     ),
 )
 
@@ -111,8 +112,10 @@ TRAINING_SAMPLES = TableSpec(
         "scenario STRING, position INT, click INT, conversion INT, "
         + "".join(f"{slot.column} BIGINT, " for slot in SPARSE_SLOTS)
         + "user_dense ARRAY<FLOAT>, item_dense ARRAY<FLOAT>, "
-        "seq_teacher_items ARRAY<BIGINT>, seq_teacher_actions ARRAY<INT>, seq_teacher_gaps ARRAY<BIGINT>, "
-        "seq_student_items ARRAY<BIGINT>, seq_student_actions ARRAY<INT>, seq_student_gaps ARRAY<BIGINT>, "
+        "seq_teacher_items ARRAY<BIGINT>, seq_teacher_categories ARRAY<BIGINT>, seq_teacher_actions ARRAY<INT>, "
+        "seq_teacher_gaps ARRAY<BIGINT>, "
+        "seq_student_items ARRAY<BIGINT>, seq_student_categories ARRAY<BIGINT>, seq_student_actions ARRAY<INT>, "
+        "seq_student_gaps ARRAY<BIGINT>, "
         "date DATE"
     ),
     key=("sample_id",),

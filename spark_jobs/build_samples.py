@@ -60,10 +60,13 @@ def build_training_samples(events: DataFrame, user_features: DataFrame, item_fea
     joined = (events
               .join(_prefixed(user_features, "user_id", "u_"), ["user_id", "date"], "left")
               .join(_prefixed(item_features, "item_id", "i_"), ["item_id", "date"], "left")
-              .join(sequences.select("event_id", "history_items", "history_actions", "history_gaps"),
+              .join(sequences.select("event_id", "history_items", "history_categories", "history_actions",
+                                     "history_gaps"),
                     "event_id", "left"))
     items = F.transform(F.coalesce("history_items", F.array().cast("array<bigint>")),
                         lambda item: hash_slot("item_id", item, buckets))
+    categories = F.transform(F.coalesce("history_categories", F.array().cast("array<string>")),
+                             lambda category: hash_slot("item_category", category, buckets))
     actions = F.coalesce("history_actions", F.array().cast("array<int>"))
     gaps = F.coalesce("history_gaps", F.array().cast("array<bigint>"))
     return joined.select(
@@ -72,8 +75,10 @@ def build_training_samples(events: DataFrame, user_features: DataFrame, item_fea
         *slots,
         _dense("u_", settings.features.ctr_prior).alias("user_dense"),
         _dense("i_", settings.features.ctr_prior).alias("item_dense"),
-        items.alias("seq_teacher_items"), actions.alias("seq_teacher_actions"), gaps.alias("seq_teacher_gaps"),
+        items.alias("seq_teacher_items"), categories.alias("seq_teacher_categories"),
+        actions.alias("seq_teacher_actions"), gaps.alias("seq_teacher_gaps"),
         F.slice(items, 1, student).alias("seq_student_items"),
+        F.slice(categories, 1, student).alias("seq_student_categories"),
         F.slice(actions, 1, student).alias("seq_student_actions"),
         F.slice(gaps, 1, student).alias("seq_student_gaps"),
         "date",

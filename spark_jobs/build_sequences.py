@@ -1,5 +1,8 @@
 """Behaviour sequences: for each event, the user's last L events strictly before it.
 
+Each event carries its item's category as side information (as in DIN and SIM, whose hard search
+picks the history of the candidate's category), so models need not learn item→category from clicks.
+
 Cost is near-linear in events: per user we keep only the last L_teacher events before the first
 target date (a top-L window), append the events from that date on, sort once per user, and give
 each sample a slice of that sorted array ending just before its own timestamp. No per-sample
@@ -22,7 +25,7 @@ from pipeline.tables import EVENTS, SEQUENCES, read_table, write_date_range
 def _interactions(events: DataFrame) -> DataFrame:
     action = (F.when(F.coalesce(F.col("conversion"), F.lit(0)) == 1, ACTION_CONVERSION)
               .when(F.col("click") == 1, ACTION_CLICK).otherwise(ACTION_IMPRESSION))
-    return events.select("user_id", "event_id", "item_id", "date",
+    return events.select("user_id", "event_id", "item_id", "item_category", "date",
                          F.unix_micros("event_time").alias("t"), action.alias("action"))
 
 
@@ -49,7 +52,7 @@ def build_sequences(targets: DataFrame, history: DataFrame, cfg: SequenceConfig)
     samples = (timeline.withColumn("n_before", F.rank().over(by_time) - 1)
                .join(targets.select("event_id"), "event_id", "left_semi"))
     per_user = timeline.groupBy("user_id").agg(
-        F.array_sort(F.collect_list(F.struct("t", "event_id", "item_id", "action", "date"))).alias("timeline"))
+        F.array_sort(F.collect_list(F.struct("t", "event_id", "item_id", "item_category", "action", "date"))).alias("timeline"))
     # The timeline is sorted by time, so events older than this sample's lookback are a prefix.
     too_old = F.size(F.filter("timeline", lambda x: x["date"] < F.date_sub(F.col("date"), cfg.lookback_days)))
     first_taken = F.greatest(F.col("n_before") - F.lit(length), too_old)
@@ -61,6 +64,7 @@ def build_sequences(targets: DataFrame, history: DataFrame, cfg: SequenceConfig)
     return joined.select(
         "event_id", "user_id",
         F.transform("history", lambda x: x["item_id"]).alias("history_items"),
+        F.transform("history", lambda x: x["item_category"]).alias("history_categories"),
         F.transform("history", lambda x: x["action"]).alias("history_actions"),
         F.transform("history", lambda x: ((F.col("sample_t") - x["t"]) / 1_000_000).cast("bigint"))
         .alias("history_gaps"),

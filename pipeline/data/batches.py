@@ -29,7 +29,7 @@ BOOKKEEPING = ("sample_id", "user_id", "scenario")
 def sample_columns(sequence: SequenceKind) -> list[str]:
     """The `training_samples` columns one batch reads."""
     return [*BOOKKEEPING, *LABELS, *(s.column for s in SPARSE_SLOTS), "user_dense", "item_dense",
-            f"seq_{sequence}_items", f"seq_{sequence}_actions", f"seq_{sequence}_gaps"]
+            f"seq_{sequence}_items", f"seq_{sequence}_categories", f"seq_{sequence}_actions", f"seq_{sequence}_gaps"]
 
 
 def padded(lists: pa.Array, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -55,9 +55,11 @@ def to_tensors(batch: pa.RecordBatch | pa.Table, sequence: SequenceKind, length:
         dense, _ = padded(batch.column(f"{side}_dense"), _list_width(batch.column(f"{side}_dense")), np.float32)
         out[f"dense_{side}"] = torch.from_numpy(dense)
     items, lengths = padded(batch.column(f"seq_{sequence}_items"), length, np.int64)
+    categories, _ = padded(batch.column(f"seq_{sequence}_categories"), length, np.int64)
     actions, _ = padded(batch.column(f"seq_{sequence}_actions"), length, np.int64)
     gaps, _ = padded(batch.column(f"seq_{sequence}_gaps"), length, np.float32)
-    out.update(seq_item_id=torch.from_numpy(items), seq_action=torch.from_numpy(actions),
+    out.update(seq_item_id=torch.from_numpy(items), seq_item_category=torch.from_numpy(categories),
+               seq_action=torch.from_numpy(actions),
                seq_time_gap=torch.from_numpy(gaps), seq_length=torch.from_numpy(lengths.astype(np.int64)))
     out["click"] = torch.from_numpy(batch.column("click").to_numpy(zero_copy_only=False).astype(np.float32))
     conversion = batch.column("conversion").fill_null(0)

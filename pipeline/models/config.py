@@ -8,6 +8,7 @@ A batch is a dict of tensors (the first dimension is rows, B):
   (raw CTRs/counts; the models apply a signed log1p);
 - the behaviour sequence, **most recent first**, 0-padded at the end: ``seq_item_id``
   LongTensor[B, L] (hashed as the ``item_id`` slot, so they share its embedding rows),
+  ``seq_item_category`` LongTensor[B, L] (their categories, hashed as the ``item_category`` slot),
   ``seq_action`` LongTensor[B, L] in [0, n_actions), ``seq_time_gap`` [B, L] seconds before the
   request (int or float), and ``seq_length`` LongTensor[B] (entries at index >= length are padding);
 - ``position`` LongTensor[B] (hashed) for the teacher's position-bias tower, unless it scores at the
@@ -28,14 +29,17 @@ from pipeline.models.inputs import InputSpec
 DENSE_USER = "dense_user"
 DENSE_ITEM = "dense_item"
 SEQ_ITEM_ID = "seq_item_id"
+SEQ_ITEM_CATEGORY = "seq_item_category"
 SEQ_ACTION = "seq_action"
 SEQ_TIME_GAP = "seq_time_gap"
 SEQ_LENGTH = "seq_length"
-SEQUENCE_KEYS = (SEQ_ITEM_ID, SEQ_ACTION, SEQ_TIME_GAP, SEQ_LENGTH)
+SEQUENCE_KEYS = (SEQ_ITEM_ID, SEQ_ITEM_CATEGORY, SEQ_ACTION, SEQ_TIME_GAP, SEQ_LENGTH)
 
 # Features computed inside the models from the sequence, usable in token groups like any slot.
 SEQUENCE_SUMMARY = "sequence_summary"  # user side: pooled short sequence (no candidate involved)
 TARGET_ATTENTION = "target_attention"  # cross: the candidate item attends over the sequence
+CATEGORY_HISTORY = "category_history"  # cross: the sequence's events in the candidate's category (SIM)
+CROSS_FEATURES = (TARGET_ATTENTION, CATEGORY_HISTORY)
 
 Side = Literal["user", "item", "cross"]
 
@@ -47,6 +51,7 @@ class FeatureSchema(BaseModel):
         "user_id", "user_age", "user_gender", "user_segment", "device", "hour", "scenario"])
     item_slots: list[str] = Field(default_factory=lambda: ["item_id", "item_category"])
     item_id_slot: str = "item_id"
+    item_category_slot: str = "item_category"
     position_slot: str = "position"
     n_dense_user: int = Field(9, ge=1, description="pipeline.slots.dense_names('user')")
     n_dense_item: int = Field(9, ge=1, description="pipeline.slots.dense_names('item')")
@@ -56,12 +61,13 @@ class FeatureSchema(BaseModel):
     @model_validator(mode="after")
     def _slots_are_distinct(self) -> FeatureSchema:
         names = self.user_slots + self.item_slots + [self.position_slot]
-        reserved = {DENSE_USER, DENSE_ITEM, SEQUENCE_SUMMARY, TARGET_ATTENTION, *SEQUENCE_KEYS}
+        reserved = {DENSE_USER, DENSE_ITEM, SEQUENCE_SUMMARY, *CROSS_FEATURES, *SEQUENCE_KEYS}
         duplicated = sorted({n for n in names if names.count(n) > 1} | (set(names) & reserved))
         if duplicated:
             raise ValueError(f"slot names must be distinct and not reserved; clashing: {duplicated}")
-        if self.item_id_slot not in self.item_slots:
-            raise ValueError(f"item_id_slot {self.item_id_slot!r} must be one of item_slots {self.item_slots}")
+        for field in ("item_id_slot", "item_category_slot"):
+            if getattr(self, field) not in self.item_slots:
+                raise ValueError(f"{field} {getattr(self, field)!r} must be one of item_slots {self.item_slots}")
         return self
 
     def side_of(self, feature: str) -> Side:
@@ -70,9 +76,9 @@ class FeatureSchema(BaseModel):
             return "user"
         if feature in self.item_slots or feature == DENSE_ITEM:
             return "item"
-        if feature == TARGET_ATTENTION:
+        if feature in CROSS_FEATURES:
             return "cross"
-        known = self.user_slots + self.item_slots + [DENSE_USER, DENSE_ITEM, SEQUENCE_SUMMARY, TARGET_ATTENTION]
+        known = self.user_slots + self.item_slots + [DENSE_USER, DENSE_ITEM, SEQUENCE_SUMMARY, *CROSS_FEATURES]
         raise ValueError(f"unknown feature {feature!r} in a token group; known features: {known}")
 
     def inputs_for(self, features: list[str]) -> list[InputSpec]:
@@ -94,6 +100,8 @@ class FeatureSchema(BaseModel):
         return [
             InputSpec(SEQ_ITEM_ID, ("B", "L"), ("int64",), self.hash_buckets - 1,
                       f"sequence item ids, hashed like {self.item_id_slot!r}, most recent first"),
+            InputSpec(SEQ_ITEM_CATEGORY, ("B", "L"), ("int64",), self.hash_buckets - 1,
+                      f"the sequence items' categories, hashed like {self.item_category_slot!r}"),
             InputSpec(SEQ_ACTION, ("B", "L"), ("int64",), self.n_actions - 1, "sequence action ids"),
             InputSpec(SEQ_TIME_GAP, ("B", "L"), ("float32", "int64", "int32"), None,
                       "seconds between each event and the request"),
@@ -150,6 +158,8 @@ class TeacherConfig(BaseModel):
     tower_dim: int = Field(64, ge=1)
     position_dropout: float = Field(0.3, ge=0, lt=1, description="share of training rows without the position "
                                                                  "bias, so the main towers learn relevance")
+    hard_search: bool = Field(True, description="SIM-style hard search: statistics of the history in the "
+                                                "candidate's category join the candidate's interest token")
 
     @property
     def n_sequence_tokens(self) -> int:
@@ -163,7 +173,8 @@ class TeacherConfig(BaseModel):
     def inputs(self, *, neutral_position: bool = False) -> list[InputSpec]:
         """Every input the teacher reads; `position` only when it scores at the observed position."""
         features = [f for g in self.token_groups for f in g.features]
-        item_slots = [s for s in self.features.item_slots if s in features or s == self.features.item_id_slot]
+        needed = (self.features.item_id_slot, self.features.item_category_slot)
+        item_slots = [s for s in self.features.item_slots if s in features or s in needed]
         specs = self.features.inputs_for(features + item_slots) + self.features.sequence_inputs()
         return specs if neutral_position else [*specs, self.features.position_input()]
 
@@ -228,7 +239,7 @@ def _default_group_groups() -> list[TokenGroup]:
     return [
         TokenGroup(name="item", features=["item_id", "item_category"], n_tokens=2),
         TokenGroup(name="item_dense", features=[DENSE_ITEM], n_tokens=1),
-        TokenGroup(name="item_history_cross", features=[TARGET_ATTENTION], n_tokens=1),
+        TokenGroup(name="item_history_cross", features=[TARGET_ATTENTION, CATEGORY_HISTORY], n_tokens=1),
     ]
 
 
@@ -269,7 +280,7 @@ class StudentConfig(BaseModel):
     @property
     def uses_sequence(self) -> bool:
         features = {f for g in self.user_token_groups + self.group_token_groups for f in g.features}
-        return bool(features & {SEQUENCE_SUMMARY, TARGET_ATTENTION})
+        return bool(features & {SEQUENCE_SUMMARY, *CROSS_FEATURES})
 
     def user_inputs(self) -> list[InputSpec]:
         """The request's user/context side: one row per request when scoring."""
@@ -279,8 +290,8 @@ class StudentConfig(BaseModel):
     def candidate_inputs(self) -> list[InputSpec]:
         """The candidate side: one row per candidate item."""
         features = [f for g in self.group_token_groups for f in g.features]
-        if TARGET_ATTENTION in features:
-            features.append(self.features.item_id_slot)  # the query of the target attention
+        if set(CROSS_FEATURES) & set(features):  # what the cross features query with: the candidate, its category
+            features += [self.features.item_id_slot, self.features.item_category_slot]
         return self.features.inputs_for(features)
 
     @model_validator(mode="after")
@@ -306,7 +317,7 @@ class StudentConfig(BaseModel):
                 ],
                 group_token_groups=[
                     TokenGroup(name="item", features=["item_id", "item_category", DENSE_ITEM]),
-                    TokenGroup(name="item_history_cross", features=[TARGET_ATTENTION]),
+                    TokenGroup(name="item_history_cross", features=[TARGET_ATTENTION, CATEGORY_HISTORY]),
                 ],
                 embedding_dim=8, token_dim=32, sequence_length=8, n_sequence_queries=2,
                 compensation_dim=16, head_dim=16),

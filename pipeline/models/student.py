@@ -22,27 +22,37 @@ from torch import Tensor, nn
 
 from pipeline.models.config import (
     SEQ_ACTION,
+    SEQ_ITEM_CATEGORY,
     SEQ_ITEM_ID,
     SEQ_LENGTH,
     SEQ_TIME_GAP,
+    CATEGORY_HISTORY,
     SEQUENCE_SUMMARY,
     TARGET_ATTENTION,
     StudentConfig,
 )
 from pipeline.models.inputs import InputSpec, check_inputs
 from pipeline.models.rankmixer import RankMixerBlock
-from pipeline.models.sequence import SequenceEmbedding, SequenceSummary, TargetAttention
+from pipeline.models.sequence import CategoryHardSearch, SequenceEmbedding, SequenceSummary, TargetAttention
 from pipeline.models.tokenizer import Tokenizer
 
 Inputs = Mapping[str, Tensor]
+
+
+class History(NamedTuple):
+    """The user's sequence as the cross features read it: [Bu, L] (Bu = rows, or 1 per request)."""
+
+    events: Tensor  # event vectors [Bu, L, E]
+    valid: Tensor
+    categories: Tensor  # hashed category ids
+    actions: Tensor
 
 
 class UserState(NamedTuple):
     """Everything a request computes once: per-layer user tokens and what cross features need."""
 
     layers: list[Tensor]  # user tokens entering each block, then the final ones: [1, U, D] each
-    events: Tensor | None  # the sequence's event vectors [1, L, E]
-    valid: Tensor | None  # [1, L]
+    history: History | None
     compensation: tuple[Tensor, Tensor] | None  # keys and values of the final user tokens
 
 
@@ -104,7 +114,8 @@ class UGSepStudent(nn.Module):
         self.sequence_summary = SequenceSummary(dim, config.n_sequence_queries) \
             if SEQUENCE_SUMMARY in features else None
         self.target_attention = TargetAttention(dim) if TARGET_ATTENTION in features else None
-        extra_dims = {TARGET_ATTENTION: dim}
+        self.hard_search = CategoryHardSearch(schema.n_actions, dim, dim) if CATEGORY_HISTORY in features else None
+        extra_dims = {TARGET_ATTENTION: dim, CATEGORY_HISTORY: dim}
         if self.sequence_summary is not None:
             extra_dims[SEQUENCE_SUMMARY] = self.sequence_summary.out_dim
         self.tokenizer = Tokenizer(schema, {"user": config.user_token_groups, "group": config.group_token_groups},
@@ -133,24 +144,29 @@ class UGSepStudent(nn.Module):
                          max_dims={"L": self.config.sequence_length})
 
     # ---- shared pieces ---------------------------------------------------------------------
-    def _events(self, rows: Inputs) -> tuple[Tensor | None, Tensor | None]:
+    def _history(self, rows: Inputs) -> History | None:
         if self.sequence is None:
-            return None, None
-        items = self.tokenizer.lookup(rows[SEQ_ITEM_ID])
-        return self.sequence(items, rows[SEQ_ACTION], rows[SEQ_TIME_GAP], rows[SEQ_LENGTH])
+            return None
+        lookup = self.tokenizer.lookup
+        events, valid = self.sequence(lookup(rows[SEQ_ITEM_ID]), lookup(rows[SEQ_ITEM_CATEGORY]), rows[SEQ_ACTION],
+                                      rows[SEQ_TIME_GAP], rows[SEQ_LENGTH])
+        return History(events, valid, rows[SEQ_ITEM_CATEGORY], rows[SEQ_ACTION])
 
-    def _user_tokens(self, rows: Inputs, events: Tensor | None, valid: Tensor | None) -> Tensor:
+    def _user_tokens(self, rows: Inputs, history: History | None) -> Tensor:
         features = self.tokenizer.embed_features(rows, "user")
-        if self.sequence_summary is not None:
-            features[SEQUENCE_SUMMARY] = self.sequence_summary(events, valid)
+        if self.sequence_summary is not None and history is not None:
+            features[SEQUENCE_SUMMARY] = self.sequence_summary(history.events, history.valid)
         return self.tokenizer(features, "user")
 
-    def _group_tokens(self, rows: Inputs, events: Tensor | None, valid: Tensor | None) -> Tensor:
+    def _group_tokens(self, rows: Inputs, history: History | None) -> Tensor:
         features = self.tokenizer.embed_features(rows, "group")
-        if self.target_attention is not None:
-            slot = self.config.features.item_id_slot
-            items = features[slot] if slot in features else self.tokenizer.lookup(rows[slot])
-            features[TARGET_ATTENTION] = self.target_attention(items, events, valid)
+        schema = self.config.features
+        if self.target_attention is not None and history is not None:  # queried as events are embedded
+            query = self.tokenizer.lookup(rows[schema.item_id_slot]) + self.tokenizer.lookup(rows[schema.item_category_slot])
+            features[TARGET_ATTENTION] = self.target_attention(query, history.events, history.valid)
+        if self.hard_search is not None and history is not None:
+            features[CATEGORY_HISTORY] = self.hard_search(rows[schema.item_category_slot], history.categories,
+                                                          history.actions, history.events, history.valid)
         return self.tokenizer(features, "group")
 
     def _trunk(self, user_final: Tensor, group_final: Tensor,
@@ -165,8 +181,8 @@ class UGSepStudent(nn.Module):
     def layer_states(self, batch: Inputs) -> list[Tensor]:
         """Token states [B, T, D]: the tokenizer's output, then each block's; user tokens first."""
         self._check(batch, self.user_inputs() + self.candidate_inputs(), "student batch")
-        events, valid = self._events(batch)
-        tokens = torch.cat([self._user_tokens(batch, events, valid), self._group_tokens(batch, events, valid)], 1)
+        history = self._history(batch)
+        tokens = torch.cat([self._user_tokens(batch, history), self._group_tokens(batch, history)], 1)
         states = [tokens]
         for block in self.blocks:
             tokens = block(tokens)
@@ -195,20 +211,20 @@ class UGSepStudent(nn.Module):
         if self.blocks[0].n_user_tokens == 0:
             raise ValueError("encode_user needs the user/group mask (config.user_group_mask = True)")
         self._check(user, self.user_inputs(), "user inputs", rows=1)
-        events, valid = self._events(user)
-        tokens = self._user_tokens(user, events, valid)
+        history = self._history(user)
+        tokens = self._user_tokens(user, history)
         layers = [tokens]
         for block in self.blocks:
             tokens = block.forward_user(tokens)
             layers.append(tokens)
         compensation = self.compensation.user_side(tokens) if self.compensation is not None else None
-        return UserState(layers, events, valid, compensation)
+        return UserState(layers, history, compensation)
 
     @torch.no_grad()
     def score_candidates(self, user_state: UserState, candidates: Inputs) -> Tensor:
         """Serving logits [N]: only the G group tokens run per candidate."""
         self._check(candidates, self.candidate_inputs(), "candidate inputs")
-        tokens = self._group_tokens(candidates, user_state.events, user_state.valid)
+        tokens = self._group_tokens(candidates, user_state.history)
         for block, user_tokens in zip(self.blocks, user_state.layers):
             tokens = block.forward_group(tokens, user_tokens)
         return self.heads(self._trunk(user_state.layers[-1], tokens, user_state.compensation))["serving"]

@@ -16,6 +16,7 @@ from pipeline.models.config import (
     DENSE_ITEM,
     DENSE_USER,
     SEQ_ACTION,
+    SEQ_ITEM_CATEGORY,
     SEQ_ITEM_ID,
     SEQ_LENGTH,
     SEQ_TIME_GAP,
@@ -128,7 +129,8 @@ class PlantedClickWorld:
         valid = torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)
         gaps = torch.cumsum(torch.randint(60, 86_400, (users.shape[0], length), generator=g), dim=1)
         item_ids = hash_ids(items.view(categories.shape), self.schema.item_id_slot, self.schema.hash_buckets)
-        return {SEQ_ITEM_ID: item_ids * valid, SEQ_LENGTH: lengths,
+        category_ids = hash_ids(categories, self.schema.item_category_slot, self.schema.hash_buckets)
+        return {SEQ_ITEM_ID: item_ids * valid, SEQ_ITEM_CATEGORY: category_ids * valid, SEQ_LENGTH: lengths,
                 SEQ_ACTION: torch.randint(0, self.schema.n_actions, categories.shape, generator=g) * valid,
                 SEQ_TIME_GAP: (gaps * valid).to(torch.float32)}
 

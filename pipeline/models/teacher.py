@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.models.config import SEQ_ACTION, SEQ_ITEM_ID, SEQ_LENGTH, SEQ_TIME_GAP, TeacherConfig
+from pipeline.models.config import SEQ_ACTION, SEQ_ITEM_CATEGORY, SEQ_ITEM_ID, SEQ_LENGTH, SEQ_TIME_GAP, TeacherConfig
 from pipeline.models.inputs import check_inputs
 from pipeline.models.rankmixer import RankMixer
-from pipeline.models.sequence import LongSequenceEncoder, SequenceEmbedding
+from pipeline.models.sequence import CategoryHardSearch, LongSequenceEncoder, SequenceEmbedding
 from pipeline.models.tokenizer import Tokenizer
 
 
@@ -59,6 +59,8 @@ class Teacher(nn.Module):
             config.sequence_length, config.merge_size, config.n_global_tokens, config.sequence_heads,
             config.sequence_layers)
         self.sequence_tokens = nn.Linear(config.sequence_dim, config.token_dim)
+        self.hard_search = CategoryHardSearch(schema.n_actions, config.embedding_dim, config.token_dim) \
+            if config.hard_search else None
         self.mixer = RankMixer(config.n_tokens, config.token_dim, config.n_layers, config.ffn_multiplier,
                                config.n_experts)
         self.towers = nn.ModuleDict({task: nn.Sequential(nn.Linear(config.token_dim, config.tower_dim), nn.ReLU(),
@@ -74,9 +76,13 @@ class Teacher(nn.Module):
         features = tokenizer.embed_features(batch, "features")
         query = torch.cat([features[s] if s in features else tokenizer.lookup(batch[s])
                            for s in self.query_slots], dim=-1)
-        events, valid = self.sequence(tokenizer.lookup(batch[SEQ_ITEM_ID]),
+        events, valid = self.sequence(tokenizer.lookup(batch[SEQ_ITEM_ID]), tokenizer.lookup(batch[SEQ_ITEM_CATEGORY]),
                                       batch[SEQ_ACTION], batch[SEQ_TIME_GAP], batch[SEQ_LENGTH])
         sequence_tokens = self.sequence_tokens(self.long_sequence(events, valid, query))
+        if self.hard_search is not None:  # joins the candidate-aware interest token, the first one
+            found = self.hard_search(batch[config.features.item_category_slot], batch[SEQ_ITEM_CATEGORY],
+                                     batch[SEQ_ACTION], events, valid)
+            sequence_tokens = torch.cat([sequence_tokens[:, :1] + found.unsqueeze(1), sequence_tokens[:, 1:]], dim=1)
         pooled = self.mixer(torch.cat([tokenizer(features, "features"), sequence_tokens], dim=1))
         logits = {task: tower(pooled).squeeze(-1) for task, tower in self.towers.items()}
         if neutral_position:

@@ -4,10 +4,14 @@ loss = BCE(label) + λ·T²·BCE(σ(s/T), σ(t/T)) on samples that have a teache
 without one fall back to the label loss. The debiased student moves the KD term to an auxiliary
 head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
 recalibrates the teacher's logits on a fresh labelled slice.
+
+Given a calibration date, every kind is also validated on it after each epoch and keeps its best
+epoch (early stopping), so no kind is compared at an epoch where it has overfitted the window.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -27,7 +31,8 @@ from pipeline.train.builders import student_config
 from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
 from pipeline.train.logit_store import LogitLookup
 from pipeline.train.logits import configured_label
-from pipeline.train.loop import Batch, train_epoch
+from pipeline.train.loop import Batch, score, train_epoch
+from pipeline.train.metrics import auc
 from pipeline.registry.lineage import code_version
 from pipeline.train.tracking import log_curves, log_params, training_run
 
@@ -103,8 +108,10 @@ class StudentRun:
 
 
 def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[date], teacher_version: str | None,
-                 debias: DebiasConfig) -> str:
-    parts = f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}|{settings.config_hash()}"
+                 debias: DebiasConfig, calibration_day: date | None) -> str:
+    """Names everything that changes the weights; the calibration date early-stops every kind."""
+    parts = (f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}|{calibration_day}|"
+             f"{settings.config_hash()}")
     return f"student-{kind}-s{seed}-{days[-1]}-{hashlib.sha1(parts.encode()).hexdigest()[:8]}"
 
 
@@ -118,7 +125,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
     cfg = settings.student
-    name = student_name(settings, kind, seed, days, teacher_version, debias)
+    name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
     artifact_dir = settings.lakehouse.artifacts / "students" / name
     auxiliary = kind == "debiased" and debias.auxiliary_head
     torch.set_num_threads(cfg.threads)
@@ -140,11 +147,13 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     fingerprint = f"{name}|{settings.config_hash()}"
     checkpoint_path = artifact_dir / "checkpoint.pt"
     state = load_checkpoint(checkpoint_path, fingerprint)
-    start_epoch, losses = 1, []
+    start_epoch, losses, val_aucs = 1, [], []
+    best: dict[str, object] = {"epoch": 0, "auc": -1.0, "model": None}
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, losses = int(state["epoch"]) + 1, list(state["losses"])
+        start_epoch, losses, val_aucs, best = (int(state["epoch"]) + 1, list(state["losses"]),
+                                               list(state["val_aucs"]), dict(state["best"]))
         log.info("resuming %s after epoch %d", name, start_epoch - 1)
     tags = {"recdistill.kind": kind, "recdistill.teacher_version": str(teacher_version),
             "recdistill.data_dates": f"{days[0]}..{days[-1]}"}
@@ -158,17 +167,38 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             batches = iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch)
             losses.append(train_epoch(batches, step, optimizer, f"{kind} epoch {epoch}"))
             mlflow.log_metric("train_loss", losses[-1], step=epoch)
+            if calibration_day is not None:
+                val_aucs.append(validation_auc(model, settings, calibration_day))
+                mlflow.log_metric("val_auc", val_aucs[-1], step=epoch)
+                if val_aucs[-1] > float(best["auc"]):  # type: ignore[arg-type]
+                    best = {"epoch": epoch, "auc": val_aucs[-1], "model": copy.deepcopy(model.state_dict())}
             save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
+                                              "val_aucs": val_aucs, "best": best,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict()})
-        log_curves({"train loss": losses}, f"{name}", "curves/train_loss.png")
+        if best["model"] is not None:
+            model.load_state_dict(best["model"])  # type: ignore[arg-type]
+            mlflow.log_metric("best_epoch", int(best["epoch"]))  # type: ignore[arg-type]
+        log_curves({"train loss": losses, **({"validation AUC": val_aucs} if val_aucs else {})}, f"{name}",
+                   "curves/train_loss.png")
         save_student(model, artifact_dir, {
             "name": name, "kind": kind, "seed": seed, "teacher_version": teacher_version,
             "data_dates": [str(d) for d in days], "calibration_date": str(calibration_day),
             "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "debias": debias.model_dump(),
+            "best_epoch": best["epoch"] or cfg.epochs, "validation_aucs": val_aucs,
             "config_hash": settings.config_hash(), "code_version": code_version(), "run_id": run.info.run_id,
         })
         mlflow.log_artifact(str(artifact_dir / "manifest.json"))
     return StudentRun(name, kind, seed, artifact_dir, teacher_version, run.info.run_id)
+
+
+def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:
+    """The serving head's AUC on `day` (the calibration date): what early stopping compares."""
+    model.eval()
+    try:
+        scored = score(iter_batches(settings, [day], 4096, "student"), model, f"validating on {day}")
+    finally:
+        model.train()
+    return auc(scored.labels, scored.logits)
 
 
 def save_student(model: UGSepStudent, artifact_dir: Path, manifest: dict[str, object]) -> None:

@@ -32,6 +32,7 @@ from pipeline.data.batches import iter_batches
 from pipeline.hps.config import HPSConfig
 from pipeline.hps.embedding import PSEmbedding
 from pipeline.hps.server import ParameterServer
+from pipeline.models.config import SEQ_ITEM_CATEGORY, SEQ_ITEM_ID
 from pipeline.models.teacher import Teacher
 from pipeline.slots import SPARSE_SLOTS
 from pipeline.train.builders import teacher_config
@@ -99,7 +100,7 @@ class TeacherWithPS(nn.Module):
 
     @staticmethod
     def ids_of(batch: Batch) -> tuple[torch.Tensor, ...]:
-        return (torch.stack([batch[s.name] for s in SPARSE_SLOTS], dim=1), batch["seq_item_id"])
+        return (torch.stack([batch[s.name] for s in SPARSE_SLOTS], dim=1), batch[SEQ_ITEM_ID], batch[SEQ_ITEM_CATEGORY])
 
 
 def _rank_world() -> tuple[int, int]:

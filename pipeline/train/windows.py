@@ -1,8 +1,10 @@
 """Which dates each task uses, derived from the config so every task agrees.
 
 Day 1 has no history, so training starts on day 2; the day before the evaluated (held-out) date
-is the fresh labelled slice that calibrates stale teacher logits; students train on the days
-before that. The teacher trains on its period's days but the last, which validates it.
+is the fresh labelled slice that calibrates stale teacher logits and validates the students; students
+train on the `student.window_days` days before that. As in Rec-Distill the schedules are decoupled:
+the teacher learns from a longer history (in the DAGs its period, warm-started from the previous
+teacher; without dates, every day before the calibration date) and the students from a fresh window.
 """
 
 from __future__ import annotations
@@ -17,29 +19,31 @@ ONE_DAY = timedelta(days=1)
 
 @dataclass(frozen=True)
 class Windows:
-    train: list[date]
+    train: list[date]  # the students'
     calibration: date
     holdout: date
+    teacher_train: list[date]  # every day from the first with history up to the calibration date
 
 
-def windows_for(settings: Settings, holdout: date, window_days: int | None = None) -> Windows:
-    """The student windows of a run that evaluates on `holdout` (default: `student.window_days` days)."""
-    window = settings.student.window_days if window_days is None else window_days
+def windows_for(settings: Settings, holdout: date) -> Windows:
+    """The windows of a run that evaluates on `holdout`."""
     calibration = holdout - ONE_DAY
-    first = max(settings.generator.start_date + ONE_DAY, calibration - timedelta(days=window))
+    first = settings.generator.start_date + ONE_DAY
     if first >= calibration:
         raise ValueError(f"no training days before {calibration} (the calibration date for held-out {holdout}); "
                          f"the data starts on {settings.generator.start_date}")
-    return Windows(train=date_range(first, calibration - ONE_DAY), calibration=calibration, holdout=holdout)
+    history = date_range(first, calibration - ONE_DAY)
+    return Windows(train=history[-settings.student.window_days:], calibration=calibration, holdout=holdout,
+                   teacher_train=history)
 
 
 def default_windows(settings: Settings) -> Windows:
-    """The windows over every generated day: what the CLI and the demo use without dates."""
+    """The windows that end on the last generated day: what the CLI and the demo use without dates."""
     gen = settings.generator
     if gen.n_days < 4:
         raise ValueError(f"generator.n_days = {gen.n_days}: training needs at least 4 days "
                          f"(history, train, calibration, holdout)")
-    return windows_for(settings, gen.start_date + timedelta(days=gen.n_days - 1), window_days=gen.n_days)
+    return windows_for(settings, gen.start_date + timedelta(days=gen.n_days - 1))
 
 
 def teacher_period(settings: Settings, first_day: date) -> tuple[list[date], date]:

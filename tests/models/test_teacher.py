@@ -59,6 +59,8 @@ def test_empty_history_and_padding_are_harmless(teacher_config, rng):
     padded = {**batch, "seq_item_id": batch["seq_item_id"].clone()}
     padded["seq_item_id"][0] = 3  # values beyond each row's length must not matter
     padded["seq_item_id"][2, 8:] = 5
+    padded["seq_item_category"] = batch["seq_item_category"].clone()
+    padded["seq_item_category"][2, 8:] = 7
     with torch.no_grad():
         torch.testing.assert_close(teacher(batch)["click"], teacher(padded)["click"])
         assert torch.isfinite(teacher(batch)["click"]).all()
@@ -98,3 +100,19 @@ def test_training_drops_the_examine_term_for_a_share_of_rows(teacher_config, rng
     neutral = teacher(batch, neutral_position=True)["click"]
     dropped = torch.isclose(observed, neutral).float().mean()
     assert 0.4 < dropped < 0.6
+
+
+def test_hard_search_reads_the_history_in_the_candidates_category(teacher_config, rng):
+    batch = _batch(teacher_config, 4, 32, rng)
+    batch["seq_length"] = torch.full((4,), 32)
+    # Every event in the candidate's category (same item ids, so only the categories differ).
+    matching = {**batch, "seq_item_category": batch["item_category"].unsqueeze(1).expand(-1, 32).clone()}
+    with_search = Teacher(teacher_config).eval()
+    without = Teacher(teacher_config.model_copy(update={"hard_search": False})).eval()
+    assert without.hard_search is None
+    with torch.no_grad():
+        found = with_search.hard_search(matching["item_category"], matching["seq_item_category"],
+                                        matching["seq_action"], torch.zeros(4, 32, teacher_config.embedding_dim),
+                                        torch.ones(4, 32, dtype=torch.bool))
+        assert not torch.allclose(with_search(batch)["click"], with_search(matching)["click"])
+    assert found.shape == (4, teacher_config.token_dim)

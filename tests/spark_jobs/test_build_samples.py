@@ -16,7 +16,8 @@ D1, D2 = date(2026, 1, 1), date(2026, 1, 2)
 
 
 def _records():
-    rows = [event(f"e{d}-{u}-{i}", at(day, 8 + i), user_id=u, item_id=10 * u + i, click=(u + i) % 2)
+    rows = [event(f"e{d}-{u}-{i}", at(day, 8 + i), user_id=u, item_id=10 * u + i, click=(u + i) % 2,
+                  item_category=f"c{i % 3}")
             for d, day in enumerate((D1, D2)) for u in range(3) for i in range(12)]
     rows.append(event("no-attrs", at(D2, 23), user_id=5, item_id=1, user_age=None, item_category=None))
     return rows
@@ -50,6 +51,11 @@ def test_samples_carry_slots_dense_features_and_both_sequences(spark, settings):
     # History items share the item_id slot's hashing, so one embedding serves both.
     previous = samples.loc["e1-0-10"]
     assert last.seq_teacher_items[0] == previous.slot_item_id
+    # Their categories ride along, hashed as the item_category slot, aligned with the items.
+    assert len(last.seq_teacher_categories) == len(last.seq_teacher_items)
+    assert last.seq_teacher_categories[0] == previous.slot_item_category
+    assert list(last.seq_student_categories) == list(last.seq_teacher_categories[:student_l])
+    assert len(set(last.seq_teacher_categories)) == 3
     assert len(samples.loc["no-attrs"].seq_teacher_items) == 0
 
 

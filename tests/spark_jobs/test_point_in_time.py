@@ -33,7 +33,8 @@ def test_features_use_only_days_before_the_sample_date(spark, settings):
 
 def test_sequences_hold_only_strictly_earlier_events_most_recent_first(spark, settings):
     length = settings.sequences.teacher_length
-    history = [event(f"h{i}", at(D1) + timedelta(minutes=i), user_id=7, item_id=1000 + i, click=i % 2)
+    history = [event(f"h{i}", at(D1) + timedelta(minutes=i), user_id=7, item_id=1000 + i, click=i % 2,
+                     item_category=f"k{i}")
                for i in range(length + 5)]
     same_day = [
         event("s1", at(D2, 8), user_id=7, item_id=1, click=1, conversion=1),
@@ -50,6 +51,7 @@ def test_sequences_hold_only_strictly_earlier_events_most_recent_first(spark, se
     first = seqs.loc["s1"]
     assert len(first.history_items) == length  # truncated to L_teacher
     assert list(first.history_items[:3]) == [1000 + length + 4, 1000 + length + 3, 1000 + length + 2]
+    assert list(first.history_categories[:3]) == [f"k{length + 4}", f"k{length + 3}", f"k{length + 2}"]
     assert all(gap > 0 for gap in first.history_gaps)
     assert list(first.history_gaps) == sorted(first.history_gaps)  # most recent first
     second = seqs.loc["s2"]

@@ -29,7 +29,7 @@ def test_two_ranks_train_one_teacher_that_one_process_restores(tiny_samples, tmp
     version = latest_teacher(settings)
     manifest = teacher_manifest(settings, version)
     assert manifest["world_size"] == 2
-    assert manifest["data_dates"] == [str(d) for d in default_windows(settings).train]
+    assert manifest["data_dates"] == [str(d) for d in default_windows(settings).teacher_train]
     # Rank 0 alone reported to MLflow: one run, with every epoch.
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`recdistill.teacher_version` = '{version}'")

@@ -26,8 +26,8 @@ from pipeline.train.windows import default_windows
 def teacher(trained_lakehouse):
     settings = trained_lakehouse
     windows = default_windows(settings)
-    run = train_teacher(settings, windows.train, [windows.calibration])
-    for day in [*windows.train, windows.calibration, windows.holdout]:
+    run = train_teacher(settings, windows.teacher_train, [windows.calibration])
+    for day in [*windows.teacher_train, windows.calibration, windows.holdout]:
         dump_logits(settings, day, run.version)
     return settings, windows, run
 
@@ -35,7 +35,7 @@ def teacher(trained_lakehouse):
 def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     settings, windows, run = teacher
     manifest = teacher_manifest(settings, run.version)
-    assert manifest["data_dates"] == [str(d) for d in windows.train]
+    assert manifest["data_dates"] == [str(d) for d in windows.teacher_train]
     assert manifest["config_hash"] == settings.config_hash() and manifest["code_version"]
     assert (run.directory / "ps" / "LATEST").exists()
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -157,8 +157,17 @@ def test_a_killed_student_run_resumes_to_the_same_weights(teacher, monkeypatch):
 def test_evaluation_reports_every_model_and_transferability(teacher):
     settings, windows, run = teacher
     for kind in ("base", "kd", "debiased"):
-        train_student(settings, kind, windows.train, seed=0, teacher_version=None if kind == "base" else run.version,
-                      calibration_day=windows.calibration)
+        student = train_student(settings, kind, windows.train, seed=0,
+                                teacher_version=None if kind == "base" else run.version,
+                                calibration_day=windows.calibration)
+        # Early stopping: validated after every epoch, the saved weights are the best epoch's.
+        manifest = json.loads((student.artifact_dir / "manifest.json").read_text())
+        val_aucs = manifest["validation_aucs"]
+        assert len(val_aucs) == settings.student.epochs
+        assert manifest["best_epoch"] == int(np.argmax(val_aucs)) + 1
+        saved = score(iter_batches(settings, [windows.calibration], 4096, "student"),
+                      load_student(student.artifact_dir).eval(), "check")
+        assert auc(saved.labels, saved.logits) == pytest.approx(max(val_aucs), abs=1e-9)
     report = evaluate(settings, windows.holdout, run.version)
     assert set(report.metrics) == {"teacher", "teacher_observed", "base", "kd", "debiased"}
     assert report.metrics["teacher"]["auc"] != report.metrics["teacher_observed"]["auc"]
