@@ -132,9 +132,8 @@ def quantize_w8a16(student: UGSepStudent, activation_dtype: torch.dtype | None =
             path = f"{parent_name}.{name}" if parent_name else name
             if isinstance(child, nn.Linear):
                 per_request = any(path.startswith(p) for p in student.per_request_modules)
-                # The heads make the logits: bf16's 8-bit mantissa would round them to ~0.008 steps,
-                # enough to reorder candidates whose scores differ by less. They are small; fp32 costs little.
-                activation = torch.float32 if path.startswith("heads.") else dtype
+                full_precision = any(path.startswith(p) for p in student.full_precision_modules)
+                activation = torch.float32 if full_precision else dtype
                 setattr(parent, name, Int8Linear(child, per_request=per_request, activation_dtype=activation))
             elif isinstance(child, PerTokenFFN):
                 setattr(parent, name, Int8PerTokenFFN(child, per_request_tokens=per_request_tokens,

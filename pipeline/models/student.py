@@ -103,6 +103,9 @@ class UGSepStudent(nn.Module):
 
     # Modules that run once per request (one row): W8A16 gives these the small-M int8 kernel.
     per_request_modules = ("tokenizer.projections.user", "compensation.key", "compensation.value")
+    # Modules W8A16 keeps at fp32 activations: the heads make the logits, and bf16's 8-bit mantissa
+    # would round them to ~0.008 steps, enough to reorder candidates whose scores differ by less.
+    full_precision_modules = ("heads.",)
 
     def __init__(self, config: StudentConfig, embeddings: nn.Module | None = None) -> None:
         super().__init__()

@@ -148,12 +148,12 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     checkpoint_path = artifact_dir / "checkpoint.pt"
     state = load_checkpoint(checkpoint_path, fingerprint)
     start_epoch, losses, val_aucs = 1, [], []
-    best: dict[str, object] = {"epoch": 0, "auc": -1.0, "model": None}
+    best_model: dict[str, torch.Tensor] | None = None  # the weights of the first epoch with max(val_aucs)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, losses, val_aucs, best = (int(state["epoch"]) + 1, list(state["losses"]),
-                                               list(state["val_aucs"]), dict(state["best"]))
+        start_epoch, losses, val_aucs = int(state["epoch"]) + 1, list(state["losses"]), list(state["val_aucs"])
+        best_model = state["best_model"]
         log.info("resuming %s after epoch %d", name, start_epoch - 1)
     tags = {"recdistill.kind": kind, "recdistill.teacher_version": str(teacher_version),
             "recdistill.data_dates": f"{days[0]}..{days[-1]}"}
@@ -170,21 +170,22 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             if calibration_day is not None:
                 val_aucs.append(validation_auc(model, settings, calibration_day))
                 mlflow.log_metric("val_auc", val_aucs[-1], step=epoch)
-                if val_aucs[-1] > float(best["auc"]):  # type: ignore[arg-type]
-                    best = {"epoch": epoch, "auc": val_aucs[-1], "model": copy.deepcopy(model.state_dict())}
+                if val_aucs[-1] > max(val_aucs[:-1], default=-1.0):
+                    best_model = copy.deepcopy(model.state_dict())
             save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
-                                              "val_aucs": val_aucs, "best": best,
+                                              "val_aucs": val_aucs, "best_model": best_model,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict()})
-        if best["model"] is not None:
-            model.load_state_dict(best["model"])  # type: ignore[arg-type]
-            mlflow.log_metric("best_epoch", int(best["epoch"]))  # type: ignore[arg-type]
+        best_epoch = int(np.argmax(val_aucs)) + 1 if val_aucs else cfg.epochs
+        if best_model is not None:
+            model.load_state_dict(best_model)
+            mlflow.log_metric("best_epoch", best_epoch)
         log_curves({"train loss": losses, **({"validation AUC": val_aucs} if val_aucs else {})}, f"{name}",
                    "curves/train_loss.png")
         save_student(model, artifact_dir, {
             "name": name, "kind": kind, "seed": seed, "teacher_version": teacher_version,
             "data_dates": [str(d) for d in days], "calibration_date": str(calibration_day),
             "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "debias": debias.model_dump(),
-            "best_epoch": best["epoch"] or cfg.epochs, "validation_aucs": val_aucs,
+            "best_epoch": best_epoch, "validation_aucs": val_aucs,
             "config_hash": settings.config_hash(), "code_version": code_version(), "run_id": run.info.run_id,
         })
         mlflow.log_artifact(str(artifact_dir / "manifest.json"))
