@@ -1,6 +1,6 @@
 """Distillation quality: teacher vs base, KD and debiased students on generated data, Coat and ML-100K.
 
-    .venv/bin/python -m benchmarks.distill_quality [--generated] [--coat] [--ml-100k] [--profile demo]
+    .venv/bin/python -m benchmarks.distill_quality [--generated] [--coat] [--ml-100k] [--profile demo] [--seeds N]
 
 Each selected dataset goes through the real pipeline: landing files (generator or converter) →
 Spark jobs → teacher on the parameter server → neutral-position logit dump → students per seed →
@@ -45,19 +45,20 @@ class Dataset:
     landing: Callable[[], object]  # writes the landing files
 
 
-def generated(profile: str, root: Path) -> Dataset:
+def generated(profile: str, root: Path, student: dict[str, object]) -> Dataset:
     from pipeline.data.synthetic import generate
 
-    settings = load_settings(profile, lakehouse={"root": str(root)})
+    settings = load_settings(profile, lakehouse={"root": str(root)}, student=student)
     return Dataset(f"generated ({profile})", settings, "synthetic",
                    lambda: generate(settings.generator, settings.lakehouse.landing, progress=False))
 
 
-def converted(kind: str, src: Path, root: Path, start: date, n_days: int, profile: str) -> Dataset:
+def converted(kind: str, src: Path, root: Path, start: date, n_days: int, profile: str,
+              student: dict[str, object]) -> Dataset:
     from pipeline.data.converters import convert
 
     settings = load_settings(profile, lakehouse={"root": str(root)},
-                             generator={"start_date": start, "n_days": n_days})
+                             generator={"start_date": start, "n_days": n_days}, student=student)
     return Dataset(kind, settings, kind, lambda: convert(kind, src, settings.lakehouse.landing))
 
 
@@ -116,13 +117,19 @@ def row_of(name: str, report: EvaluationReport, teacher_seconds: float) -> dict[
         row[f"{kind}_transfer_mean"] = transfer.get(f"{kind}_mean", float("nan"))
         row[f"{kind}_transfer_std"] = transfer.get(f"{kind}_std", float("nan"))
     row["seeds"] = transfer.get("kd_seeds", 0)
+    paired = report.debiased_vs_kd
+    key = "random_auc" if "random_auc_mean" in paired else "auc"
+    row["debiased_vs_kd"] = {"slice": "random exposure" if key == "random_auc" else "all",
+                             "mean": paired.get(f"{key}_mean", float("nan")),
+                             "std": paired.get(f"{key}_std", float("nan")),
+                             "wins": int(paired.get(f"{key}_wins", 0)), "seeds": int(paired.get("seeds", 0))}
     return row
 
 
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
     table = Table(title="distillation quality on the held-out date (teacher at the neutral position)")
     for column in ("dataset", "teacher AUC", "base AUC", "KD AUC", "debiased AUC", "random-exposure AUC t/b/kd/deb",
-                   "teacher gain", "transfer KD", "transfer debiased", "teacher s"):
+                   "teacher gain", "transfer KD", "transfer debiased", "debiased − KD, paired", "teacher s"):
         table.add_column(column, justify="right")
     for row in rows:
         auc = {m: f"{row[f'{m}_auc']:.4f}" + (f" ± {row[f'{m}_auc_std']:.4f}" if m != "teacher" else "")
@@ -133,12 +140,17 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         caveat = "" if row["teacher_auc"] > row["base_auc"] else " (teacher ≤ base)"
         transfer = {k: f"{100 * row[f'{k}_transfer_mean']:.0f} ± {100 * row[f'{k}_transfer_std']:.0f} %{caveat}"
                     for k in ("kd", "debiased")}
+        paired = row["debiased_vs_kd"]
+        versus = (f"{paired['mean']:+.4f} ± {paired['std']:.4f} ({paired['slice']}), "  # type: ignore[index]
+                  f"won {paired['wins']}/{paired['seeds']}")  # type: ignore[index]
         table.add_row(str(row["dataset"]), auc["teacher"], auc["base"], auc["kd"], auc["debiased"], random,
-                      f"{row['teacher_auc'] - row['base_auc']:+.4f}", transfer["kd"], transfer["debiased"],
+                      f"{row['teacher_auc'] - row['base_auc']:+.4f}", transfer["kd"], transfer["debiased"], versus,
                       f"{row['teacher_seconds']:.0f}")
     console.print(table)
     console.print(f"transferability = (AUC_kd − AUC_base) / (AUC_teacher − AUC_base), mean ± std over "
-                  f"{rows[0]['seeds']} student seeds; ± on AUCs is the std over those seeds")
+                  f"{rows[0]['seeds']} student seeds; ± on AUCs is the std over those seeds; debiased − KD is the "
+                  f"AUC difference of the two students of the same seed (on the random-exposure slice where there "
+                  f"is one), mean ± std and the seeds the debiased one won")
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> Path:
@@ -172,23 +184,25 @@ def main() -> None:
     parser.add_argument("--ml-100k", action="store_true", help="MovieLens 100K, last --ml-100k-days days")
     parser.add_argument("--profile", default="demo", help="settings profile (generated data uses its generator)")
     parser.add_argument("--ml-100k-days", type=int, default=30)
+    parser.add_argument("--seeds", type=int, help="student seeds 0…N−1 (default: the profile's student.seeds)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/distill_quality"))
     parser.add_argument("--reuse-tables", action="store_true", help="skip the data plane where tables exist")
     args = parser.parse_args()
     if not (args.generated or args.coat or args.ml_100k):
         parser.error("select at least one dataset: --generated, --coat, --ml-100k")
-    console = Console(width=240)
+    console = Console(width=260)
+    student = {"seeds": list(range(args.seeds))} if args.seeds else {}
     datasets = []
     if args.generated:
-        datasets.append(generated(args.profile, args.workdir / "generated" / "lakehouse"))
+        datasets.append(generated(args.profile, args.workdir / "generated" / "lakehouse", student))
     if args.coat:
         datasets.append(converted("coat", args.data / "coat", args.workdir / "coat" / "lakehouse",
-                                  date(2026, 1, 1), COAT_DAYS, args.profile))
+                                  date(2026, 1, 1), COAT_DAYS, args.profile, student))
     if args.ml_100k:
         start = ML100K_LAST_BUSY_DAY - timedelta(days=args.ml_100k_days - 1)
         datasets.append(converted("ml-100k", args.data / "ml-100k", args.workdir / "ml-100k" / "lakehouse",
-                                  start, args.ml_100k_days, args.profile))
+                                  start, args.ml_100k_days, args.profile, student))
     rows = []
     for dataset in datasets:
         tables = dataset.settings.lakehouse.tables

@@ -1,9 +1,10 @@
 """Daily students: wait for samples → logits → distill → debias → evaluate → W8A16 export → register → gate.
 
 The run for day D (it starts once D has ended) evaluates on D: students train on the
-`student.window_days` days before D − 1 with the newest teacher's logits (days the teacher has
-not scored yet are dumped first), D − 1 calibrates stale logits, and the first seed's debiased
-student is exported, registered as `challenger` and promoted only if the gate passes.
+`student.window_days` days before D − 1 with the logits of the newest teacher that has not trained
+on them (days the teacher has not scored yet are dumped first), D − 1 calibrates stale logits, and
+the first seed's debiased student is exported, registered as `challenger` and promoted only if the
+gate passes.
 Every step is idempotent by date, so a run can be cleared and rerun.
 """
 
@@ -16,11 +17,10 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
 from pipeline import assets
 from pipeline.airflow_env import TRAINING_POOL
 from pipeline.config import load_settings
-from pipeline.train.windows import Windows, windows_for
+from pipeline.train.windows import Windows, first_holdout, windows_for
 
 settings = load_settings()
-# The first day with a training day and a calibration day before it.
-FIRST_DAY = settings.generator.start_date + timedelta(days=3)
+FIRST_DAY = first_holdout(settings)
 
 
 def _windows(ds: str) -> Windows:
@@ -47,10 +47,11 @@ def recdistill_distill() -> None:
         return dates_present(settings, TRAINING_SAMPLES, needed) == needed
 
     @task
-    def teacher() -> str:
+    def teacher(ds: str | None = None) -> str:
+        """The newest teacher that has not trained on the students' window."""
         from pipeline.train.students import resolve_teacher
 
-        return resolve_teacher(settings)
+        return resolve_teacher(settings, data_before=_windows(ds).train[0])  # type: ignore[arg-type]
 
     @task(outlets=[assets.TEACHER_LOGITS])
     def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:

@@ -3,8 +3,10 @@
 One run per `teacher.period_days` (weekly in prod). The run whose logical date (`ds`) is day P trains
 on the period's days but the last, validates on the last, and warm-starts from the previous
 period's teacher (a manual run or `airflow dags test recdistill_teacher P` does the
-same for the period starting on P); then every day of the period gets the new teacher's logits (one mapped task a
-day). Training is resumable from its epoch snapshots, so a retry continues where it stopped.
+same for the period starting on P); then the validation day gets the new teacher's logits. The
+teacher never scores the days it trained on for students: students learn from the logits of a teacher
+older than their days, which the distill DAG dumps as those days arrive. Training is resumable from
+its epoch snapshots, so a retry continues where it stopped.
 """
 
 from __future__ import annotations
@@ -54,23 +56,19 @@ def recdistill_teacher() -> None:
 
         return register_teacher_version(settings, version)
 
-    @task
-    def period_days(ds: str | None = None) -> list[str]:
+    @task(outlets=[assets.TEACHER_LOGITS])
+    def dump_logits(version: str, ds: str | None = None) -> int:
+        """Logits for the period's validation day, the first day the teacher has not trained on."""
+        from pipeline.train.logits import dump_logits as dump
         from pipeline.train.windows import teacher_period
 
-        days, validation = teacher_period(settings, date.fromisoformat(ds))  # type: ignore[arg-type]
-        return [str(day) for day in [*days, validation]]
-
-    @task(outlets=[assets.TEACHER_LOGITS])
-    def dump_logits(day: str, version: str) -> int:
-        from pipeline.train.logits import dump_logits as dump
-
-        return dump(settings, date.fromisoformat(day), version)
+        _, validation = teacher_period(settings, date.fromisoformat(ds))  # type: ignore[arg-type]
+        return dump(settings, validation, version)
 
     version = train()
     wait_for_samples() >> version
     register(version)
-    dump_logits.partial(version=version).expand(day=period_days())
+    dump_logits(version)
 
 
 recdistill_teacher()

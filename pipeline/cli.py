@@ -176,7 +176,9 @@ def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = No
     print_counts(settings)
 
 
-TeacherOpt = Annotated[Optional[str], typer.Option("--teacher-version", help="default: the newest finished teacher")]
+TeacherOpt = Annotated[Optional[str], typer.Option(
+    "--teacher-version",
+    help="default: the newest finished teacher (for students: the newest that never saw their days)")]
 SeedsOpt = Annotated[Optional[list[int]], typer.Option("--seed", help="repeatable; default: student.seeds")]
 
 
@@ -189,11 +191,11 @@ def _train_days(settings: Settings, start: str | None, end: str | None, teacher:
     return windows.teacher_train if teacher else windows.train
 
 
-def _teacher(settings: Settings, version: str | None) -> str:
+def _teacher(settings: Settings, version: str | None, data_before: date | None = None) -> str:
     from pipeline.train.students import resolve_teacher
 
     try:
-        return resolve_teacher(settings, version)
+        return resolve_teacher(settings, version, data_before)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--teacher-version") from err
 
@@ -248,7 +250,7 @@ def _students(kinds: list[str], profile: str | None, start: str | None, end: str
 
     settings = _settings(profile)
     days = _train_days(settings, start, end)
-    version = _teacher(settings, teacher_version) if kinds != ["base"] else None
+    version = _teacher(settings, teacher_version, data_before=days[0]) if kinds != ["base"] else None
     for run in train_students(settings, kinds, days, default_windows(settings).calibration, version, seeds):  # type: ignore[arg-type]
         console.print(f"{run.kind} student seed {run.seed}: {run.artifact_dir}")
 

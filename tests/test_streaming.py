@@ -21,7 +21,7 @@ def teacher(trained_lakehouse):
     """A teacher whose logits cover every day but the held-out one."""
     settings = trained_lakehouse
     windows = default_windows(settings)
-    run = train_teacher(settings, windows.train, [windows.calibration])
+    run = train_teacher(settings, windows.teacher_train, [windows.calibration])
     for day in [*windows.train, windows.calibration]:
         dump_logits(settings, day, run.version)
     return settings, windows, run.version

@@ -2,13 +2,15 @@
 
 Every model is scored on the same held-out date, overall and on its random-exposure slice (the
 unbiased test where the data has one). Transferability is computed per seed from paired base/KD
-students, reported as mean ± std over seeds plus a bootstrap interval over samples.
+students, reported as mean ± std over seeds plus a bootstrap interval over samples; the debiased
+student is compared with plain KD seed by seed, on the unbiased slice where there is one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -35,9 +37,18 @@ class EvaluationReport:
     teacher_version: str
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model → metric → value
     transferability: dict[str, float] = field(default_factory=dict)
+    # debiased − KD per seed (same seed, same data): whether debiasing beats plain KD beyond seed noise
+    debiased_vs_kd: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        """Plain JSON (an XCom, report.json): a metric that is undefined on this day, such as the AUC of
+        a slice with one class, is null rather than NaN, which strict JSON encoders refuse."""
+        def strict(value: object) -> object:
+            if isinstance(value, dict):
+                return {k: strict(v) for k, v in value.items()}
+            return None if isinstance(value, float) and not math.isfinite(value) else value
+
+        return strict(asdict(self))  # type: ignore[return-value]
 
 
 def students_for(settings: Settings, teacher_version: str, before: date) -> dict[str, list[Path]]:
@@ -78,6 +89,7 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
     report.metrics["teacher"] = _slice_metrics(teacher)
     report.metrics["teacher_observed"] = _slice_metrics(observed)
     per_kind: dict[str, dict[int, Scored]] = {}
+    per_seed: dict[str, dict[int, dict[str, float]]] = {}
     for kind, dirs in students.items():
         per_kind[kind] = {}
         for artifact_dir in dirs:
@@ -85,11 +97,13 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
             seed = json.loads((artifact_dir / "manifest.json").read_text())["seed"]
             scored = score(iter_batches(settings, [day], 4096, "student"), model, f"{kind} seed {seed}")
             per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
-        if per_kind[kind]:
-            runs = [_slice_metrics(s) for s in per_kind[kind].values()]
+        per_seed[kind] = {seed: _slice_metrics(s) for seed, s in per_kind[kind].items()}
+        if per_seed[kind]:
+            runs = list(per_seed[kind].values())
             report.metrics[kind] = {k: float(np.nanmean([r[k] for r in runs])) for k in runs[0]}
             report.metrics[kind].update({f"{k}_std": float(np.nanstd([r[k] for r in runs])) for k in runs[0]})
     report.transferability = _transferability(teacher, per_kind, settings.evaluation.bootstrap_rounds)
+    report.debiased_vs_kd = paired_difference(per_seed.get("debiased", {}), per_seed["kd"])
     _log(settings, report)
     return report
 
@@ -108,6 +122,18 @@ def _transferability(teacher: Scored, per_kind: dict[str, dict[int, Scored]], ro
         out.update({f"{kind}_mean": float(np.mean(values)), f"{kind}_std": float(np.std(values)),
                     f"{kind}_ci_low": interval.low, f"{kind}_ci_high": interval.high, f"{kind}_seeds": len(seeds)})
     return out
+
+
+def paired_difference(treated: dict[int, dict[str, float]], control: dict[int, dict[str, float]]) -> dict[str, float]:
+    """AUC of `treated` − `control` per shared seed, on the unbiased (random-exposure) slice where there
+    is one: mean, std, and on how many seeds `treated` won."""
+    seeds = sorted(set(treated) & set(control))
+    if not seeds:
+        return {}
+    key = "random_auc" if "random_auc" in treated[seeds[0]] else "auc"
+    diffs = np.array([treated[s][key] - control[s][key] for s in seeds])
+    return {f"{key}_mean": float(diffs.mean()), f"{key}_std": float(diffs.std()),
+            f"{key}_wins": float((diffs > 0).sum()), "seeds": float(len(seeds))}
 
 
 def comparison_plot(report: EvaluationReport, path: Path) -> Path:
@@ -145,6 +171,7 @@ def _log(settings: Settings, report: EvaluationReport) -> None:
         mlflow.log_metrics({f"{model}/{k}": v for model, values in report.metrics.items()
                             for k, v in values.items() if np.isfinite(v)})
         mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()})
+        mlflow.log_metrics({f"debiased_vs_kd/{k}": v for k, v in report.debiased_vs_kd.items() if np.isfinite(v)})
         mlflow.log_artifact(str(plot))
         mlflow.log_artifact(str(out / "report.json"))
     log.info("evaluation %s", json.dumps(report.to_json(), default=str))

@@ -16,11 +16,15 @@ from pipeline.train.evaluate import students_for
 from pipeline.train.teacher import latest_teacher, teacher_manifest
 
 
-def resolve_teacher(settings: Settings, version: str | None = None) -> str:
-    """`version` if it is a finished teacher, else the newest finished one; a clear error if none."""
-    chosen = version or latest_teacher(settings)
+def resolve_teacher(settings: Settings, version: str | None = None, data_before: date | None = None) -> str:
+    """`version` if it is a finished teacher, else the newest finished one trained only on dates before
+    `data_before` (students pass their first day: logits of a teacher that saw their days are not
+    predictions); a clear error if none."""
+    chosen = version or latest_teacher(settings, data_before=data_before)
     if chosen is None:
-        raise ValueError("no finished teacher yet; run `recdistill teacher train` (or the recdistill_teacher DAG)")
+        before = f" trained only on dates before {data_before}" if data_before else ""
+        raise ValueError(f"no finished teacher{before} yet; run `recdistill teacher train` "
+                         f"(or the recdistill_teacher DAG)")
     teacher_manifest(settings, chosen)  # raises, naming the known versions, when unknown
     return chosen
 

@@ -2,8 +2,10 @@
 
 Each run trains on a window of dates and becomes an immutable *teacher version*
 (``teacher-<last date>-<hash of window, config and code>``) under ``artifacts/teachers/``: its
-parameter-server snapshot (sparse rows + optimizer state + dense weights) and a manifest. A run
-resumes from its own last epoch snapshot and otherwise warm-starts from the newest earlier teacher.
+parameter-server snapshot (sparse rows + optimizer state + dense weights) and a manifest. Every
+epoch is validated and snapshotted (``ps/``, what a killed run resumes from); the best epoch so far
+is also snapshotted in ``best/``, which is the published teacher (early stopping, as for students).
+A run that is not resuming warm-starts from the newest earlier teacher.
 Under ``torchrun`` every rank reads the same batches and trains on its row slice of each (so all
 ranks make the same parameter-server calls); dense weights are synchronised with DDP.
 """
@@ -43,7 +45,8 @@ from pipeline.registry.lineage import code_version
 from pipeline.train.tracking import log_curves, log_params, training_run
 
 log = logging.getLogger(__name__)
-SNAPSHOTS = "ps"
+SNAPSHOTS = "ps"  # every epoch's, for resuming
+BEST = "best"  # the best epoch's on the validation days: the teacher that scores, warm-starts and is registered
 MANIFEST = "manifest.json"
 
 
@@ -73,13 +76,15 @@ def teacher_manifest(settings: Settings, version: str) -> dict[str, object]:
     return json.loads(path.read_text())
 
 
-def latest_teacher(settings: Settings, before: str | None = None) -> str | None:
-    """The finished teacher with the newest data window (optionally other than `before`)."""
+def latest_teacher(settings: Settings, before: str | None = None, data_before: date | None = None) -> str | None:
+    """The finished teacher with the newest data window, optionally other than the version `before`
+    and trained only on dates before `data_before`."""
     finished = []
     for path in teacher_root(settings).glob(f"*/{MANIFEST}"):
         manifest = json.loads(path.read_text())
-        if manifest["version"] != before:
-            finished.append((manifest["data_dates"][-1], manifest["finished_at"], manifest["version"]))
+        last_day = manifest["data_dates"][-1]
+        if manifest["version"] != before and (data_before is None or last_day < str(data_before)):
+            finished.append((last_day, manifest["finished_at"], manifest["version"]))
     return max(finished)[2] if finished else None
 
 
@@ -164,7 +169,7 @@ def open_teacher(settings: Settings, version: str) -> TeacherWithPS:
     directory = teacher_root(settings) / version
     server = ParameterServer(hps_config(settings, directory / "serve"))
     net = TeacherWithPS(settings, server)
-    dense = server.restore(directory / SNAPSHOTS)
+    dense = server.restore(directory / BEST)
     net.model.load_state_dict(dense["model"])
     return net.eval()
 
@@ -185,53 +190,65 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     model: nn.Module = nn.parallel.DistributedDataParallel(net.model) if world > 1 else net.model
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
     start_epoch, history = 1, {"train_loss": [], "val_auc": []}
+    best: dict[str, float] = {}  # the best epoch's validation metrics
     warm_from = None
     if (snapshots / "LATEST").exists():
         dense = server.restore(snapshots)
         net.model.load_state_dict(dense["model"])
         optimizer.load_state_dict(dense["optimizer"])
-        start_epoch, history = int(dense["epoch"]) + 1, json.loads(dense["history"])
+        start_epoch, history, best = int(dense["epoch"]) + 1, json.loads(dense["history"]), json.loads(dense["best"])
         log.info("resuming %s after epoch %d", version, start_epoch - 1)
     elif (warm_from := latest_teacher(settings, before=version)) is not None:
-        dense = server.restore(teacher_root(settings) / warm_from / SNAPSHOTS)
+        dense = server.restore(teacher_root(settings) / warm_from / BEST)
         net.model.load_state_dict(dense["model"])
         log.info("warm-starting %s from %s", version, warm_from)
 
     tags = {"recdistill.teacher_version": version, "recdistill.data_dates": f"{days[0]}..{days[-1]}",
             "recdistill.warm_start": str(warm_from)}
-    metrics: dict[str, float] = {}
     tracked = rank == 0  # one MLflow run per teacher: the ranks share one store, rank 0 reports for all
-    with training_run(settings, version, tags) if tracked else nullcontext() as run:
-        if tracked:
-            log_params({**cfg.model_dump(), "world_size": world, "train_days": [str(d) for d in days],
-                        "model": teacher_config(settings).model_dump_json()})
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            net.train()
-            total, steps = 0.0, 0
-            for batch in server.pipeline(_batches(settings, days, cfg.seed * 1000 + epoch), net.ids_of):
-                optimizer.zero_grad(set_to_none=True)
-                loss = teacher_loss(model(batch), batch) + net.model.aux_loss()
-                loss.backward()
-                optimizer.step()
-                total, steps = total + float(loss.detach()), steps + 1
-            metrics = evaluate_scored(score_teacher(net, settings, validation_days, neutral_position=False), "val_")
-            history["train_loss"].append(total / max(steps, 1))
-            history["val_auc"].append(metrics["val_auc"])
+    try:  # a killed or failed run still stops the server's prefetch thread and closes its tiers
+        with training_run(settings, version, tags) if tracked else nullcontext() as run:
             if tracked:
-                mlflow.log_metrics({"train_loss": history["train_loss"][-1], **metrics,
-                                    **server.stats().as_dict()}, step=epoch)
-            server.checkpoint(snapshots, dense={"model": net.model.state_dict(), "optimizer": optimizer.state_dict(),
-                                                "epoch": epoch, "history": json.dumps(history)})
-            log.info("teacher %s epoch %d: %s | %s", version, epoch, metrics, server.stats().summary())
-        if tracked:
-            log_curves(history, version, "curves/teacher.png")
-            write_json(directory / MANIFEST, {
-                "version": version, "data_dates": [str(d) for d in days], "config_hash": settings.config_hash(),
-                "code_version": code_version(), "snapshot": str((snapshots).resolve()), "warm_start": warm_from,
-                "metrics": metrics, "run_id": run.info.run_id, "world_size": world,
-                "finished_at": datetime.now(timezone.utc).isoformat(),
-            })
-    server.close()
+                log_params({**cfg.model_dump(), "world_size": world, "train_days": [str(d) for d in days],
+                            "model": teacher_config(settings).model_dump_json()})
+            for epoch in range(start_epoch, cfg.epochs + 1):
+                net.train()
+                torch.manual_seed(cfg.seed * 1000 + epoch)  # position dropout: a resumed epoch draws what it drew
+                total, steps = 0.0, 0
+                for batch in server.pipeline(_batches(settings, days, cfg.seed * 1000 + epoch), net.ids_of):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = teacher_loss(model(batch), batch) + net.model.aux_loss()
+                    loss.backward()
+                    optimizer.step()
+                    total, steps = total + float(loss.detach()), steps + 1
+                metrics = evaluate_scored(score_teacher(net, settings, validation_days, neutral_position=False), "val_")
+                history["train_loss"].append(total / max(steps, 1))
+                history["val_auc"].append(metrics["val_auc"])
+                if tracked:
+                    mlflow.log_metrics({"train_loss": history["train_loss"][-1], **metrics,
+                                        **server.stats().as_dict()}, step=epoch)
+                if metrics["val_auc"] > best.get("val_auc", -1.0):
+                    # Before the epoch snapshot: a run killed in between redoes this epoch and rewrites it.
+                    best = {**metrics, "epoch": epoch}
+                    server.checkpoint(directory / BEST, dense={"model": net.model.state_dict(), "epoch": epoch})
+                server.checkpoint(snapshots, dense={"model": net.model.state_dict(), "epoch": epoch,
+                                                    "optimizer": optimizer.state_dict(),
+                                                    "history": json.dumps(history), "best": json.dumps(best)})
+                log.info("teacher %s epoch %d: %s | %s", version, epoch, metrics, server.stats().summary())
+            metrics = {k: v for k, v in best.items() if k != "epoch"}
+            if tracked:
+                mlflow.log_metric("best_epoch", best["epoch"])
+                log_curves(history, version, "curves/teacher.png")
+                write_json(directory / MANIFEST, {
+                    "version": version, "data_dates": [str(d) for d in days], "config_hash": settings.config_hash(),
+                    "code_version": code_version(), "snapshot": str((directory / BEST).resolve()),
+                    "warm_start": warm_from,
+                    "metrics": metrics, "best_epoch": int(best["epoch"]), "validation_aucs": history["val_auc"],
+                    "run_id": run.info.run_id, "world_size": world,
+                    "finished_at": datetime.now(timezone.utc).isoformat(),
+                })
+    finally:
+        server.close()
     return TeacherRun(version, directory, metrics, run.info.run_id if tracked else "")
 
 
@@ -254,6 +271,6 @@ def register_teacher_version(settings: Settings, version: str) -> str:
         return str(manifest["registry_version"])
     days = [date.fromisoformat(d) for d in manifest["data_dates"]]  # type: ignore[union-attr]
     lineage = Lineage.collect(settings, days, metrics=manifest["metrics"])  # type: ignore[arg-type]
-    registry_version = register_teacher(settings, teacher_root(settings) / version / SNAPSHOTS, lineage)
+    registry_version = register_teacher(settings, teacher_root(settings) / version / BEST, lineage)
     write_json(teacher_root(settings) / version / MANIFEST, {**manifest, "registry_version": registry_version})
     return registry_version

@@ -32,10 +32,10 @@ def distill_dag(dagbag):
     return dagbag.dags["recdistill_distill"]
 
 
-def test_teacher_waits_for_its_period_then_trains_registers_and_dumps_each_day(teacher_dag):
+def test_teacher_waits_for_its_period_then_trains_registers_and_dumps(teacher_dag):
     assert {task.task_id: task.downstream_task_ids for task in teacher_dag.tasks} == {
         "wait_for_samples": {"train"}, "train": {"register", "dump_logits"}, "register": set(),
-        "period_days": {"dump_logits"}, "dump_logits": set()}
+        "dump_logits": set()}
     assert teacher_dag.get_task("train").pool == TRAINING_POOL
     assert teacher_dag.get_task("wait_for_samples").mode == "reschedule"  # frees its worker slot while waiting
     assert teacher_dag.max_active_runs == 1 and teacher_dag.catchup is False
@@ -67,20 +67,24 @@ def airflow_trained(tiny_samples, tmp_path_factory):
     return lakehouse
 
 
-def test_teacher_dag_trains_on_its_period_and_scores_every_day_of_it(airflow_trained):
+def test_teacher_dag_trains_on_its_period_and_scores_only_the_day_after_it(airflow_trained):
     settings = airflow_trained.settings
     version = latest_teacher(settings)
     train, validation = teacher_period(settings, FIRST_PERIOD)
     manifest = teacher_manifest(settings, version)
     assert manifest["data_dates"] == [str(d) for d in train]
     assert manifest["registry_version"]  # the register task ran
-    assert dates_present(settings, TEACHER_LOGITS, [*train, validation], teacher_version=version) == {*train, validation}
+    assert dates_present(settings, TEACHER_LOGITS, [*train, validation], teacher_version=version) == {validation}
 
 
 def test_distill_dag_registers_a_challenger_that_the_gate_judged(airflow_trained):
     settings = airflow_trained.settings
     version = latest_teacher(settings)
-    assert HOLDOUT in dates_present(settings, TEACHER_LOGITS, [HOLDOUT], teacher_version=version)
+    windows = windows_for(settings, HOLDOUT)
+    # The teacher had not trained on the students' days; the DAG scored them and the held-out date.
+    assert max(teacher_manifest(settings, version)["data_dates"]) < str(windows.train[0])
+    needed = {*windows.train, windows.calibration, HOLDOUT}
+    assert dates_present(settings, TEACHER_LOGITS, needed, teacher_version=version) == needed
     kinds = sorted(json.loads(p.read_text())["kind"]
                    for p in (settings.lakehouse.artifacts / "students").glob("*/manifest.json"))
     assert kinds == sorted(["base", "kd", "debiased"] * len(settings.student.seeds))

@@ -27,7 +27,7 @@ def teacher(trained_lakehouse):
     settings = trained_lakehouse
     windows = default_windows(settings)
     run = train_teacher(settings, windows.teacher_train, [windows.calibration])
-    for day in [*windows.teacher_train, windows.calibration, windows.holdout]:
+    for day in [*windows.train, windows.calibration, windows.holdout]:
         dump_logits(settings, day, run.version)
     return settings, windows, run
 
@@ -37,11 +37,31 @@ def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     manifest = teacher_manifest(settings, run.version)
     assert manifest["data_dates"] == [str(d) for d in windows.teacher_train]
     assert manifest["config_hash"] == settings.config_hash() and manifest["code_version"]
-    assert (run.directory / "ps" / "LATEST").exists()
+    assert (run.directory / "ps" / "LATEST").exists() and (run.directory / "best" / "LATEST").exists()
+    # Early stopping: the published teacher is the best epoch on the validation date.
+    val_aucs = manifest["validation_aucs"]
+    assert len(val_aucs) == settings.teacher.epochs
+    assert manifest["best_epoch"] == int(np.argmax(val_aucs)) + 1 and manifest["metrics"]["val_auc"] == max(val_aucs)
+    net = open_teacher(settings, run.version)
+    try:
+        scored = score_teacher(net, settings, [windows.calibration], neutral_position=False)
+    finally:
+        net.server.close()
+    assert auc(scored.labels, scored.logits) == pytest.approx(max(val_aucs), abs=1e-9)
     mlflow.set_tracking_uri(settings.tracking_uri)
     history = mlflow.MlflowClient().get_metric_history(run.run_id, "val_auc")
     assert [m.step for m in history] == list(range(1, settings.teacher.epochs + 1))
     assert any(k.startswith("hps/") for k in mlflow.get_run(run.run_id).data.metrics)
+
+
+def test_students_get_the_newest_teacher_that_never_saw_their_days(teacher):
+    from pipeline.train.students import resolve_teacher
+
+    settings, windows, run = teacher
+    assert resolve_teacher(settings, data_before=windows.train[0]) == run.version
+    last = windows.teacher_train[-1]
+    with pytest.raises(ValueError, match=f"no finished teacher trained only on dates before {last}"):
+        resolve_teacher(settings, data_before=last)
 
 
 def test_logit_dump_is_idempotent_and_rejects_bad_input(teacher):
@@ -88,7 +108,9 @@ def test_teacher_with_capacity_and_the_long_sequence_beats_the_base_student(teac
 
 def test_kd_moves_the_student_toward_the_teacher(teacher):
     settings, windows, run = teacher
-    settings = settings.model_copy(update={"student": settings.student.model_copy(update={"kd_lambda": 5.0})})
+    # Enough steps to fit: the tiny window is a few batches an epoch, and the teacher never saw it.
+    settings = settings.model_copy(update={"student": settings.student.model_copy(update={"kd_lambda": 5.0,
+                                                                                         "epochs": 16})})
     base = train_student(settings, "base", windows.train, seed=0)
     kd = train_student(settings, "kd", windows.train, seed=0, teacher_version=run.version)
     day = windows.train[0]
@@ -154,6 +176,38 @@ def test_a_killed_student_run_resumes_to_the_same_weights(teacher, monkeypatch):
     assert all(np.allclose(resumed[k].numpy(), straight[k].numpy(), atol=1e-6) for k in straight)
 
 
+def test_a_killed_teacher_run_resumes_to_the_same_teacher(teacher, tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline.train import teacher as teacher_module
+
+    settings, windows, _ = teacher
+    runs = {}
+    for name in ("killed", "straight"):
+        runs[name] = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
+            update={"root": tmp_path / name})})
+        shutil.copytree(settings.lakehouse.tables, runs[name].lakehouse.tables)
+    calls = {"n": 0}
+    original = teacher_module.evaluate_scored
+
+    def dies_validating_epoch_three(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return original(*args, **kw)
+
+    monkeypatch.setattr(teacher_module, "evaluate_scored", dies_validating_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(runs["killed"], windows.teacher_train, [windows.calibration])
+    monkeypatch.setattr(teacher_module, "evaluate_scored", original)
+    resumed = train_teacher(runs["killed"], windows.teacher_train, [windows.calibration])
+    straight = train_teacher(runs["straight"], windows.teacher_train, [windows.calibration])
+    manifests = [teacher_manifest(runs["killed"], resumed.version), teacher_manifest(runs["straight"], straight.version)]
+    assert manifests[0]["data_dates"] == manifests[1]["data_dates"]
+    assert manifests[0]["validation_aucs"] == pytest.approx(manifests[1]["validation_aucs"], abs=1e-9)
+    assert manifests[0]["best_epoch"] == manifests[1]["best_epoch"]
+
+
 def test_evaluation_reports_every_model_and_transferability(teacher):
     settings, windows, run = teacher
     for kind in ("base", "kd", "debiased"):
@@ -174,6 +228,8 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
     assert all(0 <= m["auc"] <= 1 for m in report.metrics.values())
     assert "random_auc" in report.metrics["teacher"]
     assert {"kd_mean", "kd_ci_low", "kd_ci_high", "debiased_mean"} <= set(report.transferability)
+    paired = report.debiased_vs_kd  # seed 0 is the only seed with both a KD and a debiased student here
+    assert paired["seeds"] == 1 and paired["random_auc_wins"] in (0, 1) and "random_auc_mean" in paired
     out = settings.lakehouse.artifacts / "evaluations" / f"{windows.holdout}-{run.version}"
     assert (out / "comparison.png").stat().st_size > 0
     assert json.loads((out / "report.json").read_text())["teacher_version"] == run.version
