@@ -212,17 +212,8 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                 log_params({**cfg.model_dump(), "world_size": world, "train_days": [str(d) for d in days],
                             "model": teacher_config(settings).model_dump_json()})
             for epoch in range(start_epoch, cfg.epochs + 1):
-                net.train()
-                torch.manual_seed(cfg.seed * 1000 + epoch)  # position dropout: a resumed epoch draws what it drew
-                total, steps = 0.0, 0
-                for batch in server.pipeline(_batches(settings, days, cfg.seed * 1000 + epoch), net.ids_of):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = teacher_loss(model(batch), batch) + net.model.aux_loss()
-                    loss.backward()
-                    optimizer.step()
-                    total, steps = total + float(loss.detach()), steps + 1
+                history["train_loss"].append(_train_epoch(net, model, optimizer, settings, days, epoch))
                 metrics = evaluate_scored(score_teacher(net, settings, validation_days, neutral_position=False), "val_")
-                history["train_loss"].append(total / max(steps, 1))
                 history["val_auc"].append(metrics["val_auc"])
                 if tracked:
                     mlflow.log_metrics({"train_loss": history["train_loss"][-1], **metrics,
@@ -250,6 +241,25 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     finally:
         server.close()
     return TeacherRun(version, directory, metrics, run.info.run_id if tracked else "")
+
+
+def _train_epoch(net: TeacherWithPS, model: nn.Module, optimizer: torch.optim.Optimizer, settings: Settings,
+                 days: list[date], epoch: int) -> float:
+    """One pass over `days` through the parameter server; returns the mean loss.
+
+    Batch order and position dropout are seeded by the epoch, so a resumed epoch draws what it drew.
+    """
+    seed = settings.teacher.seed * 1000 + epoch
+    net.train()
+    torch.manual_seed(seed)
+    total, steps = 0.0, 0
+    for batch in net.server.pipeline(_batches(settings, days, seed), net.ids_of):
+        optimizer.zero_grad(set_to_none=True)
+        loss = teacher_loss(model(batch), batch) + net.model.aux_loss()
+        loss.backward()
+        optimizer.step()
+        total, steps = total + float(loss.detach()), steps + 1
+    return total / max(steps, 1)
 
 
 def init_distributed_from_env() -> None:
