@@ -99,3 +99,31 @@ def test_distill_dag_registers_a_challenger_that_the_gate_judged(airflow_trained
     assert tags["gate.decision"] in {"promoted", "refused"} and json.loads(tags["gate.checks"])
     champion = client.get_registered_model(RegistryConfig().student_model).aliases.get("champion")
     assert (champion == registered[0].version) == (tags["gate.decision"] == "promoted")
+
+
+def test_streaming_dag_scores_the_stream_and_turns_the_champion_into_a_gated_challenger(airflow_trained):
+    """`airflow dags test recdistill_streaming` after the training DAGs: spark-submit of the stream,
+    the teacher's logits for it, then an update of the champion if the distill DAG's gate made one."""
+    import pyarrow.compute as pc
+
+    from pipeline.streaming import STREAM_TAG
+    from pipeline.tables import STREAM_SAMPLES, TRAINING_SAMPLES, read_arrow
+
+    settings = airflow_trained.settings
+    client = connect(settings)
+    model = RegistryConfig().student_model
+    champion = client.get_registered_model(model).aliases.get("champion")
+    versions_before = {v.version for v in client.search_model_versions(f"name = '{model}'")}
+    # Its logical date D gates on D − 1, the distill DAG's held-out date, which the update never trains on.
+    airflow_trained.airflow("dags", "test", "recdistill_streaming", (HOLDOUT + timedelta(days=1)).isoformat())
+
+    streamed = read_arrow(settings, STREAM_SAMPLES)
+    assert streamed.num_rows == read_arrow(settings, TRAINING_SAMPLES).num_rows > 0  # every event streamed once
+    logits = read_arrow(settings, TEACHER_LOGITS)
+    assert pc.count_distinct(logits.column("sample_id")).as_py() == logits.num_rows == streamed.num_rows
+    new = [v for v in client.search_model_versions(f"name = '{model}'") if v.version not in versions_before]
+    if champion is None:  # the gate refused the daily student: nothing to fine-tune, the update is skipped
+        assert new == []
+    else:
+        assert len(new) == 1 and new[0].tags[f"{STREAM_TAG}parent_version"] == str(champion)
+        assert new[0].tags["gate.decision"] in {"promoted", "refused"}
