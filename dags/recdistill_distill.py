@@ -48,10 +48,16 @@ def recdistill_distill() -> None:
 
     @task
     def teacher(ds: str | None = None) -> str:
-        """The newest teacher that has not trained on the students' window."""
+        """The newest teacher that has not trained on the students' window; the run is skipped, with
+        the reason, until the teacher DAG has made one (the first days after the first period)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from pipeline.train.students import resolve_teacher
 
-        return resolve_teacher(settings, data_before=_windows(ds).train[0])  # type: ignore[arg-type]
+        try:
+            return resolve_teacher(settings, data_before=_windows(ds).train[0])  # type: ignore[arg-type]
+        except ValueError as err:
+            raise AirflowSkipException(str(err)) from err
 
     @task(outlets=[assets.TEACHER_LOGITS])
     def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:

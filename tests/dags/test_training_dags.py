@@ -56,6 +56,20 @@ def test_distill_chains_logits_students_evaluation_and_a_gated_release(distill_d
     assert distill_dag.start_date.date() == windows_for(TINY, distill_dag.start_date.date()).holdout
 
 
+def test_distill_skips_with_the_reason_until_a_teacher_has_not_seen_its_window(distill_dag, tmp_path, monkeypatch):
+    import sys
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    callable_ = distill_dag.get_task("teacher").python_callable
+    monkeypatch.setattr(sys.modules[callable_.__module__], "settings",
+                        load_settings("tiny", lakehouse={"root": str(tmp_path / "lakehouse")}))
+    first_student_day = windows_for(TINY, HOLDOUT).train[0]
+    reason = f"no finished teacher trained only on dates before {first_student_day}"
+    with pytest.raises(AirflowSkipException, match=reason):
+        callable_(ds=HOLDOUT.isoformat())
+
+
 @pytest.fixture(scope="module")
 def airflow_trained(tiny_samples, tmp_path_factory):
     """A tiny lakehouse with samples, after `airflow dags test` of the teacher DAG and then the distill DAG."""
