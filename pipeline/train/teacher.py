@@ -189,14 +189,14 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     net = TeacherWithPS(settings, server)
     model: nn.Module = nn.parallel.DistributedDataParallel(net.model) if world > 1 else net.model
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
-    start_epoch, history = 1, {"train_loss": [], "val_auc": []}
-    best: dict[str, float] = {}  # the best epoch's validation metrics
+    start_epoch, losses, validation = 1, [], []  # per epoch: mean train loss, validation metrics
     warm_from = None
     if (snapshots / "LATEST").exists():
         dense = server.restore(snapshots)
         net.model.load_state_dict(dense["model"])
         optimizer.load_state_dict(dense["optimizer"])
-        start_epoch, history, best = int(dense["epoch"]) + 1, json.loads(dense["history"]), json.loads(dense["best"])
+        start_epoch, losses, validation = (int(dense["epoch"]) + 1, json.loads(dense["losses"]),
+                                           json.loads(dense["validation"]))
         log.info("resuming %s after epoch %d", version, start_epoch - 1)
     elif (warm_from := latest_teacher(settings, before=version)) is not None:
         dense = server.restore(teacher_root(settings) / warm_from / BEST)
@@ -212,29 +212,29 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                 log_params({**cfg.model_dump(), "world_size": world, "train_days": [str(d) for d in days],
                             "model": teacher_config(settings).model_dump_json()})
             for epoch in range(start_epoch, cfg.epochs + 1):
-                history["train_loss"].append(_train_epoch(net, model, optimizer, settings, days, epoch))
+                losses.append(_train_epoch(net, model, optimizer, settings, days, epoch))
                 metrics = evaluate_scored(score_teacher(net, settings, validation_days, neutral_position=False), "val_")
-                history["val_auc"].append(metrics["val_auc"])
+                validation.append(metrics)
                 if tracked:
-                    mlflow.log_metrics({"train_loss": history["train_loss"][-1], **metrics,
-                                        **server.stats().as_dict()}, step=epoch)
-                if metrics["val_auc"] > best.get("val_auc", -1.0):
+                    mlflow.log_metrics({"train_loss": losses[-1], **metrics, **server.stats().as_dict()}, step=epoch)
+                if metrics["val_auc"] > max((m["val_auc"] for m in validation[:-1]), default=-1.0):
                     # Before the epoch snapshot: a run killed in between redoes this epoch and rewrites it.
-                    best = {**metrics, "epoch": epoch}
                     server.checkpoint(directory / BEST, dense={"model": net.model.state_dict(), "epoch": epoch})
                 server.checkpoint(snapshots, dense={"model": net.model.state_dict(), "epoch": epoch,
-                                                    "optimizer": optimizer.state_dict(),
-                                                    "history": json.dumps(history), "best": json.dumps(best)})
+                                                    "optimizer": optimizer.state_dict(), "losses": json.dumps(losses),
+                                                    "validation": json.dumps(validation)})
                 log.info("teacher %s epoch %d: %s | %s", version, epoch, metrics, server.stats().summary())
-            metrics = {k: v for k, v in best.items() if k != "epoch"}
+            val_aucs = [m["val_auc"] for m in validation]
+            best_epoch = int(np.argmax(val_aucs)) + 1  # the first with the best AUC: the one in best/
+            metrics = validation[best_epoch - 1]
             if tracked:
-                mlflow.log_metric("best_epoch", best["epoch"])
-                log_curves(history, version, "curves/teacher.png")
+                mlflow.log_metric("best_epoch", best_epoch)
+                log_curves({"train_loss": losses, "val_auc": val_aucs}, version, "curves/teacher.png")
                 write_json(directory / MANIFEST, {
                     "version": version, "data_dates": [str(d) for d in days], "config_hash": settings.config_hash(),
                     "code_version": code_version(), "snapshot": str((directory / BEST).resolve()),
                     "warm_start": warm_from,
-                    "metrics": metrics, "best_epoch": int(best["epoch"]), "validation_aucs": history["val_auc"],
+                    "metrics": metrics, "best_epoch": best_epoch, "validation_aucs": val_aucs,
                     "run_id": run.info.run_id, "world_size": world,
                     "finished_at": datetime.now(timezone.utc).isoformat(),
                 })
