@@ -148,55 +148,52 @@ def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
     assert not np.allclose(outputs[0], outputs[3])
 
 
+def _dies_on_call(function, n: int):
+    """`function`, except that its n-th call raises KeyboardInterrupt: a task killed at that point."""
+    calls = {"n": 0}
+
+    def wrapper(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("killed")
+        return function(*args, **kw)
+
+    return wrapper
+
+
+def _lakehouse_copy(settings, root, *artifacts: str):
+    """Settings for a lakehouse at `root` holding copies of the tables and of the named artifact folders."""
+    import shutil
+
+    other = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"root": root})})
+    shutil.copytree(settings.lakehouse.tables, other.lakehouse.tables)
+    for folder in artifacts:
+        shutil.copytree(settings.lakehouse.artifacts / folder, other.lakehouse.artifacts / folder)
+    return other
+
+
 def test_a_killed_student_run_resumes_to_the_same_weights(teacher, monkeypatch):
     settings, windows, run = teacher
     kwargs = dict(days=windows.train, seed=1, teacher_version=run.version)
-    calls = {"n": 0}
     original = distill.train_epoch
-
-    def dies_in_second_epoch(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed")
-        return original(*args, **kw)
-
-    monkeypatch.setattr(distill, "train_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(distill, "train_epoch", _dies_on_call(original, 2))  # in the second epoch
     with pytest.raises(KeyboardInterrupt):
         train_student(settings, "kd", **kwargs)
     monkeypatch.setattr(distill, "train_epoch", original)
     resumed = load_student(train_student(settings, "kd", **kwargs).artifact_dir).state_dict()
 
-    other = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
-        update={"root": settings.lakehouse.root.parent / "uninterrupted"})})
-    import shutil
-
-    shutil.copytree(settings.lakehouse.tables, other.lakehouse.tables)
-    shutil.copytree(settings.lakehouse.artifacts / "teachers", other.lakehouse.artifacts / "teachers")
+    other = _lakehouse_copy(settings, settings.lakehouse.root.parent / "uninterrupted", "teachers")
     straight = load_student(train_student(other, "kd", **kwargs).artifact_dir).state_dict()
     assert all(np.allclose(resumed[k].numpy(), straight[k].numpy(), atol=1e-6) for k in straight)
 
 
 def test_a_killed_teacher_run_resumes_to_the_same_teacher(teacher, tmp_path, monkeypatch):
-    import shutil
-
     from pipeline.train import teacher as teacher_module
 
     settings, windows, _ = teacher
-    runs = {}
-    for name in ("killed", "straight"):
-        runs[name] = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(
-            update={"root": tmp_path / name})})
-        shutil.copytree(settings.lakehouse.tables, runs[name].lakehouse.tables)
-    calls = {"n": 0}
+    runs = {name: _lakehouse_copy(settings, tmp_path / name) for name in ("killed", "straight")}
     original = teacher_module.evaluate_scored
-
-    def dies_validating_epoch_three(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return original(*args, **kw)
-
-    monkeypatch.setattr(teacher_module, "evaluate_scored", dies_validating_epoch_three)
+    monkeypatch.setattr(teacher_module, "evaluate_scored", _dies_on_call(original, 3))  # validating epoch 3
     with pytest.raises(KeyboardInterrupt):
         train_teacher(runs["killed"], windows.teacher_train, [windows.calibration])
     monkeypatch.setattr(teacher_module, "evaluate_scored", original)
