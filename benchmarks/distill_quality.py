@@ -8,7 +8,8 @@ Spark jobs → teacher on the parameter server → neutral-position logit dump �
 which also logs every metric to the dataset's MLflow store. Coat's held-out date is its
 random-exposure set (the unbiased test); ML-100K spans 213 days, so it uses the contiguous window
 `--ml-100k-days` ending on its last busy day, and as its last weeks hold few ratings a day its
-students train on `--ml-100k-window-days` days (2 days gave 0.36–0.82 validation AUC across seeds). The table and a plot land in `--workdir`.
+students train on `--ml-100k-window-days` days (2 days gave 0.36–0.82 validation AUC across seeds).
+The table and a plot land in `--workdir`.
 Goals (issue #5): KD transferability ≥ 60 % with a teacher gain ≥ +0.01 AUC on generated data;
 on Coat's random-exposure test the debiased student beats plain KD.
 """
