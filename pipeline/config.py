@@ -221,10 +221,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         "generator": {"n_users": 1000, "n_days": 12},
         "features": {"hash_buckets": 1 << 16},
         "sequences": {"teacher_length": 256, "student_length": 32},
-        # Up to 3 epochs, the best on the validation date kept (epoch 2 on this data and on Coat, where one
+        # Up to 3 epochs, the best on the validation date kept (epoch 2 on the 8-day data and on Coat, where one
         # epoch was a few steps and left the teacher at 0.6757 against 0.7038).
         "teacher": {"preset": "tiny", "epochs": 3, "embedding_dim": 16, "period_days": 6},
-        # Early stopping on the calibration date picks each student's epoch (2 of 3 on this data); lr 1e-3
+        # Early stopping on the calibration date picks each student's epoch (2 of 3 on the 8-day data); lr 1e-3
         # beat 2e-3 there for the base student (validation AUC 0.6818 against 0.6768, 2 seeds).
         "student": {"token_dim": 32, "epochs": 3, "batch_size": 128, "lr": 1e-3, "window_days": 2, "seeds": [0, 1]},
     },
