@@ -1,6 +1,6 @@
 """Data-plane throughput: synthetic events → training samples at two sizes, side by side.
 
-    .venv/bin/python benchmarks/spark_jobs.py [--sizes 1000000 10000000] [--teacher-length 1000]
+    .venv/bin/python -m benchmarks.spark_jobs [--sizes 1000000 10000000] [--teacher-length 1000]
 
 Both sizes keep days and per-user activity equal and scale users, so time(large)/time(small)
 measures how each job scales with events (goal: ≤ the size ratio, i.e. linear or better).
