@@ -2,8 +2,12 @@
 
 Every converter writes the landing layout under its source name (`ml-100k`, `movielens`, `coat`,
 `yahoo-r3`): a rating ≥ 4 is a click, rows from random exposure get scenario `random` and all
-others `feed`. Inputs are read with pyarrow; when that fails, the file is scanned line by line so
-the error names the file, line and field.
+others `feed`. Real timestamps are kept where the data has them, and every day between the first and
+the last rating gets a landing folder (empty on a day without ratings), so a multi-year file with
+gaps ingests day by day. Item side information becomes `item_category` (MovieLens: the first genre;
+Coat: the jacket type) and user side information the user slots where the data has them. Inputs
+are read with pyarrow; when that fails, the file is scanned line by line so the error names the
+file, line and field.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from pipeline.data.landing import LandingFormat, LandingSummary, event_ids, write_landing
+from pipeline.data.landing import LandingFormat, LandingSummary, event_ids, write_empty_landing, write_landing
 
 ColumnKind = Literal["id", "number", "text"]
 
@@ -33,6 +37,9 @@ CLICK_MIN_RATING = 4.0
 TRIPLES_START = date(2026, 1, 1)
 TRIPLES_BIASED_DAYS = 7
 YAHOO_R3_FILES = ("ydata-ymusic-rating-study-v1-0-train.txt", "ydata-ymusic-rating-study-v1-0-test.txt")
+TRIPLES_FILES = ("user.txt", "random.txt")  # the names Coat and common Yahoo! R3 copies use
+COAT_FEATURES = "user_item_features"
+DAY_SPREAD_SEED = 20_260_101
 _ARROW_TYPES = {"id": pa.int64(), "number": pa.float64(), "text": pa.string()}
 
 
@@ -82,13 +89,15 @@ def convert_movielens(src: Path | str, landing_root: Path | str, fmt: LandingFor
 
 def convert_rating_triples(biased_path: Path | str, random_path: Path | str, landing_root: Path | str, source: str,
                            fmt: LandingFormat = "parquet", start: date = TRIPLES_START,
-                           biased_days: int = TRIPLES_BIASED_DAYS) -> LandingSummary:
+                           biased_days: int = TRIPLES_BIASED_DAYS, seed: int = DAY_SPREAD_SEED,
+                           users: pd.DataFrame | None = None, items: pd.DataFrame | None = None) -> LandingSummary:
     """A biased and a random-exposure set of `user item rating` lines (comma, tab or space separated).
 
     These sets carry no times, so times are made up, deterministically, to keep the random slice a
-    held-out later date: each user's biased rows, in file order, are spread evenly over the
-    `biased_days` days from `start`; all random rows fall on the day after. Within a (user, day) the
-    rows are spaced evenly across the day in file order.
+    held-out later date: each user's biased rows are spread evenly over the `biased_days` days from
+    `start` in a seeded random order (`spread_over_days`), never in file order — rating dumps are
+    often sorted by item within a user, and file order would make each day an item-id band. All
+    random rows fall on the day after. `users`/`items` (keyed by user_id/item_id) add side columns.
     """
     started = clock.perf_counter()
     if biased_days < 1:
@@ -101,33 +110,64 @@ def convert_rating_triples(biased_path: Path | str, random_path: Path | str, lan
             line, user, item = rows[["line", "user_id", "item_id"]].to_numpy()[duplicate.argmax()]
             raise MalformedInputError(f"{path}, line {line}: user {user} rated item {item} twice")
         first_day, span = (start, biased_days) if scenario == "feed" else (start + timedelta(biased_days), 1)
-        by_user = rows.groupby("user_id")
-        rows["day"] = by_user.cumcount() * span // by_user["user_id"].transform("size")
-        by_user_day = rows.groupby(["user_id", "day"])
-        slot, slots = by_user_day.cumcount(), by_user_day["day"].transform("size")
-        rows["event_time"] = (pd.Timestamp(first_day, tz="UTC") + pd.to_timedelta(rows["day"], unit="D")
-                              + pd.to_timedelta((2 * slot + 1) * 43_200_000 // slots, unit="ms"))  # mid-slot
+        day, millisecond = spread_over_days(rows["user_id"].to_numpy(), rows["item_id"].to_numpy(), span, seed)
+        rows["event_time"] = (pd.Timestamp(first_day, tz="UTC") + pd.to_timedelta(day, unit="D")
+                              + pd.to_timedelta(millisecond, unit="ms"))
         rows["scenario"] = scenario
         rows["event_id"] = event_ids(_id_prefix(source) + f"-{scenario}", rows["user_id"], rows["item_id"])
         parts.append(rows)
     events = pd.concat(parts, ignore_index=True)
     events["click"] = (events["rating"] >= CLICK_MIN_RATING).astype(np.int8)
-    return _write_by_date(events.drop(columns=["rating", "line", "day"]), landing_root, source, fmt, started)
+    for side in (users, items):
+        if side is not None:
+            key = "user_id" if "user_id" in side.columns else "item_id"
+            events = events.merge(side, on=key, how="left")
+    return _write_by_date(events.drop(columns=["rating", "line"]), landing_root, source, fmt, started)
+
+
+def spread_over_days(users: np.ndarray, items: np.ndarray, n_days: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(day index, millisecond of the day) per (user, item) row, for data without times.
+
+    Each user's rows are ordered by a seeded hash of (user, item) and dealt evenly over `n_days`
+    days in that order; the time of day is another hash. Both depend only on the pair and the seed,
+    so a file sorted any way gets the same days.
+    """
+    frame = pd.DataFrame({"user": users, "item": items})
+    key = pd.util.hash_pandas_object(frame, index=False, hash_key=f"{seed % 10**16:016d}").to_numpy()
+    order = np.lexsort((key, users))
+    rank = np.empty(len(users), np.int64)
+    sorted_users = users[order]
+    first = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1] if len(users) else np.array([], np.int64)
+    counts = np.diff(np.r_[first, len(users)])
+    rank[order] = np.arange(len(users)) - np.repeat(first, counts)
+    size = np.empty(len(users), np.int64)
+    size[order] = np.repeat(counts, counts)
+    day = rank * n_days // np.maximum(size, 1)
+    millisecond = (key >> np.uint64(20)) % np.uint64(86_400_000)
+    return day, millisecond.astype(np.int64)
 
 
 def convert_coat(src: Path | str, landing_root: Path | str, fmt: LandingFormat = "parquet",
                  source: str = "coat") -> LandingSummary:
-    """Coat: `user.txt` (self-selected ratings) and `random.txt` (ratings of random items)."""
+    """Coat: `user.txt` (self-selected ratings) and `random.txt` (ratings of random items), plus the
+    one-hot user and item features of `user_item_features/` where present: jacket type is the item
+    category; gender, age band and location|fashion interest fill the user slots."""
     src = Path(src)
-    return convert_rating_triples(src / "user.txt", src / "random.txt", landing_root, source, fmt)
+    users, items = _coat_side_information(src / COAT_FEATURES)
+    return convert_rating_triples(src / "user.txt", src / "random.txt", landing_root, source, fmt,
+                                  users=users, items=items)
 
 
 def convert_yahoo_r3(src: Path | str, landing_root: Path | str, fmt: LandingFormat = "parquet",
                      source: str = "yahoo-r3") -> LandingSummary:
-    """Yahoo! R3: the user-selected train file and the randomly selected test file."""
+    """Yahoo! R3: the user-selected and the randomly selected files, under their original names
+    (`YAHOO_R3_FILES`) or the common `user.txt`/`random.txt`."""
     src = Path(src)
-    train, test = (src / name for name in YAHOO_R3_FILES)
-    return convert_rating_triples(train, test, landing_root, source, fmt)
+    for names in (YAHOO_R3_FILES, TRIPLES_FILES):
+        if all((src / name).is_file() for name in names):
+            return convert_rating_triples(*(src / name for name in names), landing_root, source, fmt)
+    raise FileNotFoundError(f"expected Yahoo! R3 files in {src}: either {list(YAHOO_R3_FILES)} or "
+                            f"{list(TRIPLES_FILES)}")
 
 
 CONVERTERS: dict[str, Callable[..., LandingSummary]] = {
@@ -159,17 +199,51 @@ def _rating_events(ratings: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def _write_by_date(events: pd.DataFrame, landing_root: Path | str, source: str, fmt: LandingFormat,
                    started: float) -> LandingSummary:
-    """Write one landing date per UTC day of `events`, rows ordered by time then id."""
+    """Write one landing date per UTC day from the first event's to the last's, rows ordered by time
+    then id; a day without events gets an empty landing folder, so ingesting the range never fails."""
     events = events.sort_values(["event_time", "event_id"], ignore_index=True)
     summary = LandingSummary(source=source)
-    for midnight, frame in events.groupby(events["event_time"].dt.floor("D"), sort=True):
-        day = midnight.date()
-        summary.files += write_landing(frame, landing_root, source, day, fmt)
-        summary.days.append(day)
+    days = events["event_time"].dt.floor("D")
+    for midnight, frame in events.groupby(days, sort=True):
+        summary.files += write_landing(frame, landing_root, source, midnight.date(), fmt)
+    if len(events):
+        summary.days = [d.date() for d in pd.date_range(days.min(), days.max(), freq="D")]
+        busy = set(days.dt.date)
+        summary.files += write_empty_landing(landing_root, source, [d for d in summary.days if d not in busy], fmt)
     summary.events = len(events)
     summary.clicks = int(events["click"].sum())
     summary.seconds = clock.perf_counter() - started
     return summary
+
+
+def _coat_side_information(folder: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Coat's one-hot `user_features.ascii`/`item_features.ascii` (row i = id i) decoded by their
+    `*_map.txt` (`field:value` per column) into landing columns; (None, None) without the folder."""
+    if not folder.is_dir():
+        return None, None
+    users = _one_hot_fields(folder / "user_features.ascii", folder / "user_features_map.txt", "user_id")
+    items = _one_hot_fields(folder / "item_features.ascii", folder / "item_features_map.txt", "item_id")
+    age_bands = sorted(users["age"].dropna().unique())
+    return (pd.DataFrame({"user_id": users["user_id"], "user_gender": users["gender"],
+                          "user_age": users["age"].map({band: i for i, band in enumerate(age_bands)}),
+                          "user_segment": users["location"] + "|" + users["fashioninterest"]}),
+            pd.DataFrame({"item_id": items["item_id"], "item_category": items["jackettype"]}))
+
+
+def _one_hot_fields(matrix_path: Path, map_path: Path, key: str) -> pd.DataFrame:
+    """One column per field of `field:value` one-hot columns; the value whose flag is set (else null)."""
+    names = [line.strip() for line in _require(map_path).read_text().splitlines() if line.strip()]
+    flags = np.loadtxt(_require(matrix_path), dtype=np.int8, ndmin=2)
+    if flags.shape[1] != len(names) or any(":" not in name for name in names):
+        raise MalformedInputError(f"{matrix_path}: {flags.shape[1]} columns, but {map_path} names {len(names)} "
+                                  f"`field:value` columns")
+    fields, values = zip(*(name.split(":", 1) for name in names))
+    out = pd.DataFrame({key: np.arange(len(flags))})
+    for field in dict.fromkeys(fields):
+        columns = [i for i, f in enumerate(fields) if f == field]
+        block = flags[:, columns] > 0
+        out[field] = np.where(block.any(axis=1), np.array(values, dtype=object)[columns][block.argmax(axis=1)], None)
+    return out
 
 
 def _read_triples(path: Path) -> pd.DataFrame:

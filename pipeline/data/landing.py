@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -131,24 +132,49 @@ def _landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
 
 def write_partition(table: pa.Table, target: Path, fmt: LandingFormat,
                     rows_per_part: int = ROWS_PER_PART) -> list[Path]:
-    """Write `table` as part files of one folder, swapping the folder in whole.
-
-    Parts are written to a hidden sibling (Spark skips names starting with '.') that then replaces
-    the folder by rename, so a reader never sees a half-written date — at worst, for the instant
-    between two renames, no folder.
-    """
+    """Write `table` as part files of one folder, swapping the folder in whole."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown landing format {fmt!r}; expected one of {FORMATS}")
     if rows_per_part < 1:
         raise ValueError(f"rows_per_part must be ≥ 1, got {rows_per_part}")
+    n_parts = max(1, -(-table.num_rows // rows_per_part))
+    names = [f"part-{i:05d}.{fmt}" for i in range(n_parts)]
+
+    def write(staging: Path) -> None:
+        for i, name in enumerate(names):
+            _write_file(table.slice(i * rows_per_part, rows_per_part), staging / name, fmt)
+
+    _replace_folder(target, write)
+    return [target / name for name in names]
+
+
+def write_empty_landing(landing_root: Path | str, source: str, days: list[date], fmt: LandingFormat) -> list[Path]:
+    """An empty landing folder (one zero-row part) for each of `days`: days without events in a source
+    that has events around them, so ingesting a date range never fails on a gap. The empty part is
+    rendered once and its bytes copied, because a multi-year source can have thousands of such days."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown landing format {fmt!r}; expected one of {FORMATS}")
+    sink = pa.BufferOutputStream()
+    if fmt != "jsonl":  # an empty JSON-lines file has no bytes at all
+        _write_file(LANDING_SCHEMA.empty_table(), sink, fmt)
+    empty, name = sink.getvalue().to_pybytes(), f"part-00000.{fmt}"
+    files = []
+    for day in days:
+        target = landing_dir(landing_root, source, day)
+        _replace_folder(target, lambda staging: (staging / name).write_bytes(empty))
+        files.append(target / name)
+    return files
+
+
+def _replace_folder(target: Path, write: Callable[[Path], object]) -> None:
+    """Let `write` fill a hidden sibling (Spark skips names starting with '.'), then swap it in by
+    rename, so a reader never sees a half-written date — at worst, for the instant between two
+    renames, no folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     staging.mkdir()
     try:
-        n_parts = max(1, -(-table.num_rows // rows_per_part))
-        names = [f"part-{i:05d}.{fmt}" for i in range(n_parts)]
-        for i, name in enumerate(names):
-            _write_file(table.slice(i * rows_per_part, rows_per_part), staging / name, fmt)
+        write(staging)
         retired = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
         if target.exists():
             target.rename(retired)
@@ -156,7 +182,6 @@ def write_partition(table: pa.Table, target: Path, fmt: LandingFormat,
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return [target / name for name in names]
 
 
 def read_landing(landing_root: Path | str, source: str, day: date) -> pd.DataFrame:
@@ -217,7 +242,7 @@ def _raise_at_first(bad: pa.Array, values: pd.Series, message: str) -> None:
         raise LandingError(f"{message}; row {values.index[row]!r} holds {shown} ({len(positions)} bad rows in all)")
 
 
-def _write_file(table: pa.Table, path: Path, fmt: LandingFormat) -> None:
+def _write_file(table: pa.Table, path: Path | pa.NativeFile, fmt: LandingFormat) -> None:
     if fmt == "parquet":
         pq.write_table(table, path, compression="zstd")
     elif fmt == "csv":

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipeline.data.converters import (YAHOO_R3_FILES, MalformedInputError, convert, convert_coat, convert_ml100k,
-                                      convert_movielens, convert_rating_triples)
+from pipeline.data.converters import (TRIPLES_FILES, YAHOO_R3_FILES, MalformedInputError, convert, convert_coat,
+                                      convert_ml100k, convert_movielens, convert_rating_triples)
 from pipeline.data.landing import LANDING_FIELDS, read_landing
 
 
@@ -34,7 +34,7 @@ def write_ml100k(folder: Path, data: str | None = None) -> Path:
 def test_ml100k_becomes_feed_events_with_user_and_genre(tmp_path: Path) -> None:
     summary = convert_ml100k(write_ml100k(tmp_path / "ml-100k"), tmp_path / "landing", "csv")
     assert summary.source == "ml-100k" and summary.events == 3 and summary.clicks == 2
-    assert summary.days == [date(1997, 12, 4), date(1998, 4, 4)]
+    assert summary.days[0] == date(1997, 12, 4) and summary.days[-1] == date(1998, 4, 4)
     events = read_all(tmp_path / "landing", "ml-100k", summary.days)
     assert list(events.columns) == [*LANDING_FIELDS, "date"]
     assert events["event_id"].tolist() == ["ml100k-196-242-881250949", "ml100k-196-302-881250950",
@@ -65,7 +65,8 @@ def test_later_movielens_csv_with_quoted_titles_and_half_stars(tmp_path: Path) -
                                     '2,"American President, The (1995)",Comedy|Drama|Romance\n'
                                     "3,Some Film (2000),(no genres listed)\n")
     summary = convert_movielens(src, tmp_path / "landing", "jsonl")
-    events = read_all(tmp_path / "landing", "movielens", summary.days)
+    assert (summary.days[0], summary.days[-1]) == (date(2000, 7, 30), date(2015, 10, 24))
+    events = read_all(tmp_path / "landing", "movielens", [summary.days[0], summary.days[-1]])
     assert events["event_id"].tolist() == ["movielens-1-3-964981247", "movielens-1-1-964982703",
                                            "movielens-2-2-1445714835"]
     assert events["click"].tolist() == ["0", "1", "1"]
@@ -99,8 +100,62 @@ def test_coat_tags_random_exposure_and_puts_it_on_a_later_day(tmp_path: Path) ->
     assert by_id[["coat-feed-0-136", "coat-feed-0-150", "coat-feed-1-11", "coat-random-0-12"]].tolist() == ["1"] * 4
     assert by_id[["coat-feed-0-72", "coat-feed-0-171", "coat-random-0-17"]].tolist() == ["0"] * 3
     user0 = feed[feed["user_id"] == "0"].sort_values("event_time")
-    assert user0["item_id"].tolist() == ["72", "136", "150", "171", "188"]  # file order is time order
     assert user0["date"].nunique() == 5  # spread over the biased days
+    assert events["item_category"].isna().all()  # no user_item_features folder
+
+
+def test_days_of_untimed_ratings_do_not_follow_file_order(tmp_path: Path) -> None:
+    # 40 users × 35 items, sorted by item within user as Coat's user.txt is, and the same rows shuffled.
+    rows = [(user, item, 1 + (user * item) % 5) for user in range(40) for item in range(0, 70, 2)]
+    shuffled = pd.DataFrame(rows).sample(frac=1.0, random_state=3).itertuples(index=False)
+    results = []
+    for name, ordered in (("sorted", rows), ("shuffled", list(shuffled))):
+        summary = convert_rating_triples(write_triples(tmp_path / name / "b.txt", ordered, ","),
+                                         write_triples(tmp_path / name / "r.txt", RANDOM, ","), tmp_path / name,
+                                         "coat")
+        events = read_all(tmp_path / name, "coat", summary.days)
+        results.append(events.set_index("event_id")[["date", "event_time"]].sort_index())
+    pd.testing.assert_frame_equal(*results)
+    feed = results[0][results[0].index.str.startswith("coat-feed")].copy()
+    feed["item"] = feed.index.str.split("-").str[-1].astype(int)
+    mean_item_by_day = feed.groupby("date")["item"].mean()
+    assert mean_item_by_day.max() - mean_item_by_day.min() < 15  # file order would give bands 0–8 … 60–68
+    assert feed.groupby("date").size().min() >= 35 * 40 // 7 - 40
+
+
+def test_coat_side_information_becomes_categories_and_user_slots(tmp_path: Path) -> None:
+    write_triples(tmp_path / "coat" / "user.txt", BIASED, ",")
+    write_triples(tmp_path / "coat" / "random.txt", RANDOM, ",")
+    features = tmp_path / "coat" / "user_item_features"
+    features.mkdir()
+    (features / "item_features_map.txt").write_text("gender:men\ngender:women\njackettype:bomber\njackettype:parkas\n")
+    items = {10: "1 0 1 0", 11: "0 1 0 1", 12: "1 0 0 0"}
+    (features / "item_features.ascii").write_text(
+        "".join(items.get(i, "1 0 0 1") + "\n" for i in range(200)))
+    (features / "user_features_map.txt").write_text("gender:men\ngender:women\nage:20-30\nage:30-40\n"
+                                                    "location:urban\nfashioninterest:very\n")
+    (features / "user_features.ascii").write_text("0 1 0 1 1 1\n1 0 1 0 1 1\n")
+    summary = convert_coat(tmp_path / "coat", tmp_path / "landing")
+    events = read_all(tmp_path / "landing", "coat", summary.days).set_index("event_id")
+    assert events.loc[["coat-feed-1-10", "coat-feed-1-11", "coat-feed-0-72"], "item_category"].tolist() == [
+        "bomber", "parkas", "parkas"]
+    assert pd.isna(events.loc["coat-random-0-12", "item_category"])  # no jacket type flagged
+    assert events.loc["coat-feed-0-72", ["user_gender", "user_age", "user_segment"]].tolist() == [
+        "women", "1", "urban|very"]
+    assert events.loc["coat-feed-1-10", ["user_gender", "user_age"]].tolist() == ["men", "0"]
+    (features / "item_features.ascii").write_text("1 0 1\n")
+    with pytest.raises(MalformedInputError, match=r"item_features\.ascii: 3 columns, but .*names 4"):
+        convert_coat(tmp_path / "coat", tmp_path / "landing")
+
+
+def test_multi_year_movielens_with_gaps_writes_every_day(tmp_path: Path) -> None:
+    # 2 ratings in 2000, one in 2003: every day between them has a landing folder, most of them empty.
+    data = "1\t1\t4\t946684800\n1\t2\t2\t946771200\n2\t1\t5\t1041379200\n"
+    summary = convert_ml100k(write_ml100k(tmp_path / "ml-100k", data), tmp_path / "landing")
+    assert summary.days == [date(2000, 1, 1) + timedelta(days=i) for i in range(1097)]
+    assert summary.events == 3
+    assert len(read_landing(tmp_path / "landing", "ml-100k", date(2001, 6, 1))) == 0
+    assert len(read_landing(tmp_path / "landing", "ml-100k", date(2003, 1, 1))) == 1
 
 
 @pytest.mark.parametrize("sep", ["\t", " ", "  \t "])
@@ -121,6 +176,11 @@ def test_convert_dispatches_by_kind(tmp_path: Path) -> None:
     summary = convert("yahoo-r3", tmp_path / "yahoo", tmp_path / "landing")
     assert summary.source == "yahoo-r3" and summary.events == 10
     assert read_landing(tmp_path / "landing", "yahoo-r3", summary.days[0])["event_id"][0].startswith("yahoor3-feed-")
+    for name, rows in zip(TRIPLES_FILES, (BIASED, RANDOM)):
+        write_triples(tmp_path / "yahoo-copy" / name, rows, "\t")
+    assert convert("yahoo-r3", tmp_path / "yahoo-copy", tmp_path / "copy").events == 10
+    with pytest.raises(FileNotFoundError, match=r"expected Yahoo! R3 files in .*user\.txt"):
+        convert("yahoo-r3", tmp_path / "nowhere", tmp_path / "landing")
     with pytest.raises(ValueError, match="unknown dataset kind 'netflix'"):
         convert("netflix", tmp_path, tmp_path / "landing")
 
