@@ -15,8 +15,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from pipeline.models.config import STUDENT_PRESETS
 
 ProfileName = Literal["tiny", "demo", "prod"]
 ENV_PREFIX = "RECDISTILL_"
@@ -124,8 +126,9 @@ class TeacherTrainConfig(BaseModel):
 class StudentTrainConfig(BaseModel):
     """Students (base, KD, debiased) share architecture, data and budget; only the loss differs."""
 
-    preset: Literal["tiny", "default"] = "tiny"
-    token_dim: int = Field(64, ge=8)
+    # A size from `STUDENT_PRESETS` (xs, s, m: serving budgets); token_dim overrides its width.
+    preset: str = "s"
+    token_dim: int | None = Field(None, ge=8)
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(512, ge=1)
     lr: float = Field(2e-3, gt=0)
@@ -136,6 +139,14 @@ class StudentTrainConfig(BaseModel):
     # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates and
     # validates): a fresh window, while the teacher carries the long history (Rec-Distill's decoupling).
     window_days: int = Field(3, ge=1)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str) -> str:
+        if name not in STUDENT_PRESETS:
+            raise ValueError(f"student.preset {name!r} (RECDISTILL_STUDENT__PRESET) is not a student preset; "
+                             f"expected one of {list(STUDENT_PRESETS)}")
+        return name
 
 
 class DebiasConfig(BaseModel):
@@ -211,7 +222,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sequences": {"teacher_length": 32, "student_length": 8, "lookback_days": 30},
         "teacher": {"preset": "tiny", "epochs": 4, "batch_size": 128, "embedding_dim": 8, "memory_tier_mib": 4,
                     "period_days": 2},
-        "student": {"token_dim": 32, "epochs": 4, "batch_size": 128, "window_days": 1, "seeds": [0, 1]},
+        "student": {"preset": "tiny", "epochs": 4, "batch_size": 128, "window_days": 1, "seeds": [0, 1]},
         "evaluation": {"bootstrap_rounds": 50},
     },
     # Sized so `make demo` runs end to end in minutes on 2 cores. As in production, the teacher learns from
@@ -226,7 +237,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "teacher": {"preset": "tiny", "epochs": 3, "embedding_dim": 16, "period_days": 6},
         # Early stopping on the calibration date picks each student's epoch (2 of 3 on the 8-day data); lr 1e-3
         # beat 2e-3 there for the base student (validation AUC 0.6818 against 0.6768, 2 seeds).
-        "student": {"token_dim": 32, "epochs": 3, "batch_size": 128, "lr": 1e-3, "window_days": 2, "seeds": [0, 1]},
+        "student": {"preset": "s", "epochs": 3, "batch_size": 128, "lr": 1e-3, "window_days": 2, "seeds": [0, 1]},
     },
     "prod": {
         "spark": {"master": "spark://spark-master:7077", "shuffle_partitions": 400, "driver_memory": "16g"},

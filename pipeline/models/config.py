@@ -20,6 +20,7 @@ one (L <= `StudentConfig.sequence_length`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -304,25 +305,45 @@ class StudentConfig(BaseModel):
         return self
 
     @classmethod
-    def preset(cls, name: Literal["tiny", "default"], **overrides: object) -> StudentConfig:
-        """tiny: unit tests (6 user + 2 group tokens, D = 32); default: the serving student."""
-        presets: dict[str, dict[str, object]] = {
-            "tiny": dict(
-                user_token_groups=[
-                    TokenGroup(name="user_id", features=["user_id"]),
-                    TokenGroup(name="user_profile", features=["user_age", "user_gender", "user_segment"]),
-                    TokenGroup(name="context", features=["device", "hour", "scenario"]),
-                    TokenGroup(name="user_dense", features=[DENSE_USER]),
-                    TokenGroup(name="short_sequence", features=[SEQUENCE_SUMMARY], n_tokens=2),
-                ],
-                group_token_groups=[
-                    TokenGroup(name="item", features=["item_id", "item_category", DENSE_ITEM]),
-                    TokenGroup(name="item_history_cross", features=[TARGET_ATTENTION, CATEGORY_HISTORY]),
-                ],
-                embedding_dim=8, token_dim=32, sequence_length=8, n_sequence_queries=2,
-                compensation_dim=16, head_dim=16),
-            "default": {},
-        }
-        if name not in presets:
-            raise ValueError(f"unknown student preset {name!r}; expected one of {sorted(presets)}")
-        return cls(**{**presets[name], **overrides})
+    def preset(cls, name: str, **overrides: object) -> StudentConfig:
+        """A named size from `STUDENT_PRESETS`: `xs`/`s`/`m` are the serving-budget sizes (token
+        width, tokens, layers, embedding width), `tiny` the unit tests', `default` the UG-Sep benchmark's."""
+        if name not in STUDENT_PRESETS:
+            raise ValueError(f"unknown student preset {name!r}; expected one of {list(STUDENT_PRESETS)}")
+        return cls(**{**STUDENT_PRESETS[name](), **overrides})
+
+
+def _compact_user_groups() -> list[TokenGroup]:
+    """Six user tokens: one per profile/context/dense group, two for the short sequence."""
+    return [
+        TokenGroup(name="user_id", features=["user_id"]),
+        TokenGroup(name="user_profile", features=["user_age", "user_gender", "user_segment"]),
+        TokenGroup(name="context", features=["device", "hour", "scenario"]),
+        TokenGroup(name="user_dense", features=[DENSE_USER]),
+        TokenGroup(name="short_sequence", features=[SEQUENCE_SUMMARY], n_tokens=2),
+    ]
+
+
+def _compact_group_groups() -> list[TokenGroup]:
+    """Two group tokens: the candidate (ids, category, dense) and its cross features."""
+    return [
+        TokenGroup(name="item", features=["item_id", "item_category", DENSE_ITEM]),
+        TokenGroup(name="item_history_cross", features=[TARGET_ATTENTION, CATEGORY_HISTORY]),
+    ]
+
+
+def _compact(token_dim: int, n_layers: int, embedding_dim: int, head_dim: int) -> dict[str, object]:
+    return dict(user_token_groups=_compact_user_groups(), group_token_groups=_compact_group_groups(),
+                embedding_dim=embedding_dim, token_dim=token_dim, n_layers=n_layers, sequence_length=8,
+                n_sequence_queries=2, compensation_dim=16, head_dim=head_dim)
+
+
+# Serving-budget sizes, smallest first; each is (token width D, tokens T = user + group, layers, embedding width).
+STUDENT_PRESETS: dict[str, Callable[[], dict[str, object]]] = {
+    "xs": lambda: _compact(token_dim=16, n_layers=1, embedding_dim=8, head_dim=16),  # T = 6 + 2
+    "s": lambda: _compact(token_dim=32, n_layers=2, embedding_dim=8, head_dim=16),  # T = 6 + 2
+    "m": lambda: dict(embedding_dim=16, token_dim=64, n_layers=2, compensation_dim=32, head_dim=64),  # T = 12 + 4
+    "tiny": lambda: _compact(token_dim=32, n_layers=2, embedding_dim=8, head_dim=16),
+    "default": lambda: {},
+}
+STUDENT_SIZES = ("xs", "s", "m")

@@ -25,5 +25,6 @@ def teacher_config(settings: Settings) -> TeacherConfig:
 
 def student_config(settings: Settings, auxiliary_head: bool = False) -> StudentConfig:
     cfg = settings.student
-    return StudentConfig.preset(cfg.preset, features=feature_schema(settings), token_dim=cfg.token_dim,
+    width = {} if cfg.token_dim is None else {"token_dim": cfg.token_dim}
+    return StudentConfig.preset(cfg.preset, features=feature_schema(settings), **width,
                                 sequence_length=settings.sequences.student_length, auxiliary_head=auxiliary_head)

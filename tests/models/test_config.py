@@ -10,10 +10,13 @@ from pipeline.models.config import (
     SEQUENCE_SUMMARY,
     TARGET_ATTENTION,
     FeatureSchema,
+    STUDENT_SIZES,
     StudentConfig,
     TeacherConfig,
     TokenGroup,
 )
+from pipeline.config import load_settings
+from pipeline.models.student import UGSepStudent
 
 
 def test_presets_build_and_satisfy_mixing_width():
@@ -22,6 +25,23 @@ def test_presets_build_and_satisfy_mixing_width():
         assert config.token_dim % config.n_tokens == 0
     default = StudentConfig()
     assert (default.n_user_tokens, default.n_group_tokens, default.token_dim) == (12, 4, 256)
+
+
+def test_student_sizes_grow_with_the_budget():
+    sizes = [StudentConfig.preset(name) for name in STUDENT_SIZES]
+    assert STUDENT_SIZES == ("xs", "s", "m")
+    assert [sum(p.numel() for p in UGSepStudent(config).parameters()) for config in sizes] == sorted(
+        sum(p.numel() for p in UGSepStudent(config).parameters()) for config in sizes)
+    assert [(c.token_dim, c.n_tokens, c.n_layers, c.embedding_dim) for c in sizes] == [
+        (16, 8, 1, 8), (32, 8, 2, 8), (64, 16, 2, 16)]
+
+
+def test_unknown_student_preset_lists_the_presets():
+    with pytest.raises(ValueError, match=r"unknown student preset 'xl'; expected one of \['xs', 's', 'm', "):
+        StudentConfig.preset("xl")
+    with pytest.raises(ValueError, match=r"student.preset 'xl' \(RECDISTILL_STUDENT__PRESET\) is not a student "
+                                         r"preset; expected one of \['xs', 's', 'm'"):
+        load_settings("tiny", student={"preset": "xl"})
 
 
 def test_token_dim_must_divide_by_token_count():
