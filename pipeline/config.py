@@ -134,11 +134,19 @@ class StudentTrainConfig(BaseModel):
     lr: float = Field(2e-3, gt=0)
     kd_lambda: float = Field(1.0, ge=0)
     kd_temperature: float = Field(2.0, gt=0)
+    # The built-in λ/T search: a KD student (seed 0) per grid point, the best calibration AUC wins; empty
+    # lists keep kd_lambda / kd_temperature (`pipeline.train.distill.search_kd_weights`).
+    kd_search_lambdas: list[float] = Field(default_factory=list)
+    kd_search_temperatures: list[float] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     threads: int = Field(1, ge=1, description="intra-op threads; small models lose from more on a busy CPU")
     # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates and
     # validates): a fresh window, while the teacher carries the long history (Rec-Distill's decoupling).
     window_days: int = Field(3, ge=1)
+    # KD beyond the labels: items drawn from the window's catalogue per labelled impression, scored by the
+    # teacher (`pipeline.train.unexposed`); 0 turns the unexposed pairs off.
+    unexposed_per_impression: int = Field(1, ge=0)
+    unexposed_weight: float = Field(1.0, ge=0, description="weight of the KD term on unexposed pairs")
 
     @field_validator("preset")
     @classmethod
@@ -155,10 +163,21 @@ class DebiasConfig(BaseModel):
     auxiliary_head: bool = True
     stale_adapter: bool = True
     neutral_position: bool = True
+    # Selection bias: the debiased student also learns from the random-exposure uniform share
+    # (`pipeline.train.exposure`), each of its rows weighted `uniform_weight`, and the stale adapter is fitted
+    # there, on unbiased rows. None: on exactly when the data has a uniform share.
+    uniform_data: bool | None = None
+    uniform_weight: float = Field(2.0, gt=0)
 
 
 class EvaluationConfig(BaseModel):
+    """Held-out evaluation and the random-exposure protocol (`pipeline.train.exposure`)."""
+
     bootstrap_rounds: int = Field(200, ge=10)
+    # Share of each user's random-exposure rows that training may use (calibration, early stopping,
+    # debiasing); the rest of the held-out date's are the test share, which nothing trains on.
+    uniform_share: float = Field(0.1, ge=0, lt=1)
+    uniform_seed: int = 0
 
 
 class MLflowConfig(BaseModel):
@@ -237,7 +256,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "teacher": {"preset": "tiny", "epochs": 3, "embedding_dim": 16, "period_days": 6},
         # Early stopping on the calibration date picks each student's epoch (2 of 3 on the 8-day data); lr 1e-3
         # beat 2e-3 there for the base student (validation AUC 0.6818 against 0.6768, 2 seeds).
-        "student": {"preset": "s", "epochs": 3, "batch_size": 128, "lr": 1e-3, "window_days": 2, "seeds": [0, 1]},
+        "student": {"preset": "s", "epochs": 3, "batch_size": 128, "lr": 1e-3, "window_days": 2, "seeds": [0, 1],
+                    "kd_search_lambdas": [0.5, 2.0], "kd_search_temperatures": [1.0, 3.0]},
     },
     "prod": {
         "spark": {"master": "spark://spark-master:7077", "shuffle_partitions": 400, "driver_memory": "16g"},

@@ -157,7 +157,7 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
 
     torch.manual_seed(last)
     batches = iter_batches(settings, days, cfg.batch_size, "student", seed=last, sample_ids=fresh.column("sample_id"))
-    loss = train_epoch(batches, step, optimizer, f"increment of v{parent_version}")
+    loss = train_epoch(((batch, step) for batch in batches), optimizer, f"increment of v{parent_version}")
     name = f"student-stream-v{parent_version}-b{first}-{last}"
     student_dir = stream_student_root(settings) / name
     save_student(model.eval(), student_dir, {

@@ -124,10 +124,12 @@ TRAINING_SAMPLES = TableSpec(
 
 TEACHER_LOGITS = TableSpec(
     name="teacher_logits",
-    ddl=("sample_id BIGINT, teacher_version STRING, logit_click FLOAT, logit_conversion FLOAT, "
+    ddl=("sample_id BIGINT, teacher_version STRING, pair_kind STRING, logit_click FLOAT, logit_conversion FLOAT, "
          "written_at TIMESTAMP, date DATE"),
     key=("sample_id", "teacher_version"),
-    doc="Teacher logits per sample (at the neutral position), one set per teacher version; written by torch.",
+    doc=("Teacher logits per sample (at the neutral position), one set per teacher version; written by torch. "
+         "pair_kind: `labelled` (a sample of training_samples) or `unexposed` (an item the user was not shown, "
+         "`pipeline.train.unexposed`; sample_id is the pair's id)."),
 )
 
 STREAM_SAMPLES = TableSpec(

@@ -36,7 +36,7 @@ def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     assert set(logits.teacher_version) == {teacher} and len(logits) == generated
     students = list((tiny_env.lakehouse.artifacts / "students").glob("*/manifest.json"))
     assert len(students) == 3 * len(tiny_env.student.seeds)
-    assert (tiny_env.lakehouse.artifacts / "evaluations" / f"{days[-1]}-{teacher}" / "report.json").exists()
+    assert (tiny_env.lakehouse.artifacts / "evaluations" / f"{days[-1]}-{teacher}-tiny" / "report.json").exists()
     assert "transferability kd" in result.output
     assert "recdistill-student version 1:" in result.output
     # The summary: quality, transferability, the served path's latency gain, the stream, the champion.

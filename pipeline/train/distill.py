@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import mlflow
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
@@ -29,10 +32,13 @@ from pipeline.data.batches import iter_batches
 from pipeline.models.student import UGSepStudent
 from pipeline.train.builders import student_config
 from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
+from pipeline.train.exposure import exposure_split
 from pipeline.train.logit_store import LogitLookup
 from pipeline.train.logits import configured_label
 from pipeline.train.loop import Batch, score, train_epoch
 from pipeline.train.metrics import auc
+from pipeline.train.unexposed import Catalogue, catalogue, unexposed_pairs
+from pipeline.train.windows import ONE_DAY
 from pipeline.registry.lineage import code_version
 from pipeline.train.tracking import log_curves, log_params, training_run
 
@@ -51,21 +57,23 @@ class StaleAdapter:
         return logits * self.scale + self.shift
 
 
-def fit_stale_adapter(settings: Settings, day: date, teacher_version: str) -> StaleAdapter:
+def fit_stale_adapter(settings: Settings, day: date, teacher_version: str,
+                      rows: UniformShare | None = None) -> StaleAdapter:
     """Fit the adapter on `day`'s labels and the teacher's logits for that day (`teacher_version` is
-    the logits' label, see `configured_label`)."""
+    the logits' label, see `configured_label`), or on the uniform share's `rows` when given."""
     from sklearn.linear_model import LogisticRegression
 
-    lookup = LogitLookup(settings, [day], teacher_version)
+    days = rows.days if rows is not None else [day]
+    lookup = LogitLookup(settings, days, teacher_version)
     logits, labels = [], []
-    for batch in iter_batches(settings, [day], 4096, "student"):
+    for batch in iter_batches(settings, days, 4096, "student", sample_ids=rows.ids if rows is not None else None):
         values, found = lookup.lookup(batch["sample_id"])
         logits.append(values[found].numpy())
         labels.append(batch["click"][found].numpy())
     x, y = np.concatenate(logits), np.concatenate(labels)
     if len(x) == 0 or y.min() == y.max():
-        raise ValueError(f"cannot fit the stale-logit adapter on {day}: it needs teacher logits of "
-                         f"{teacher_version!r} for that day and both click labels")
+        raise ValueError(f"cannot fit the stale-logit adapter on {[str(d) for d in days]}: it needs teacher logits "
+                         f"of {teacher_version!r} there and both click labels")
     model = LogisticRegression(C=1e6).fit(x.reshape(-1, 1), y)
     return StaleAdapter(float(model.coef_[0, 0]), float(model.intercept_[0]))
 
@@ -81,8 +89,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: t
 
 
 def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, lookup: LogitLookup | None,
-                 adapter: StaleAdapter) -> torch.Tensor:
-    """Label BCE on the serving head, plus λ·KD on the teacher's (adapted) logits where a lookup is given.
+                 adapter: StaleAdapter, items: Catalogue | None = None) -> torch.Tensor:
+    """Label BCE on the serving head, plus λ·KD on the teacher's (adapted) logits where a lookup is given,
+    on the labelled rows and, with a catalogue, on their unexposed pairs (weighted `unexposed_weight`).
 
     The KD term trains the auxiliary head when the model has one, so the serving head fits labels only.
     """
@@ -90,9 +99,44 @@ def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, loo
     loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
     if lookup is None:
         return loss
+    head = "auxiliary" if model.config.auxiliary_head else "serving"
     teacher, found = lookup.lookup(batch["sample_id"])
-    kd_logits = heads["auxiliary"] if model.config.auxiliary_head else heads["serving"]
-    return loss + cfg.kd_lambda * kd_loss(kd_logits, adapter(teacher), found, cfg.kd_temperature)
+    loss = loss + cfg.kd_lambda * kd_loss(heads[head], adapter(teacher), found, cfg.kd_temperature)
+    if items is None:
+        return loss
+    pairs = unexposed_pairs(batch, items, cfg.unexposed_per_impression)
+    teacher, found = lookup.lookup(pairs["sample_id"])
+    pair_logits = model.forward_heads(pairs)[head]
+    return loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, adapter(teacher), found,
+                                                                 cfg.kd_temperature)
+
+
+@dataclass(frozen=True)
+class UniformShare:
+    """The random-exposure rows training may use (`pipeline.train.exposure`), as the batches reader takes them."""
+
+    days: list[date]
+    ids: pa.Array
+
+
+UNIFORM_MIN_ROWS = 100
+
+
+def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | None:
+    """The uniform share of the run whose calibration date is `calibration_day` (held-out the day after),
+    or None without random exposure; a share too small to learn from is an error naming its numbers."""
+    holdout = calibration_day + ONE_DAY
+    split = exposure_split(settings, calibration_day, holdout)
+    if not split.exists:
+        return None
+    labels = np.concatenate([b["click"].numpy() for b in iter_batches(
+        settings, [calibration_day, holdout], 4096, "student", sample_ids=pa.array(split.uniform))] or [np.zeros(0)])
+    if len(labels) < UNIFORM_MIN_ROWS or labels.min() == labels.max():
+        raise ValueError(f"the uniform share of {calibration_day}..{holdout} is too small for the selection-bias "
+                         f"debiasing part: {len(labels)} rows ({int(labels.sum())} clicks) with "
+                         f"evaluation.uniform_share = {settings.evaluation.uniform_share}; it needs ≥ "
+                         f"{UNIFORM_MIN_ROWS} rows and both labels (raise the share or set debias.uniform_data = false)")
+    return UniformShare([calibration_day, holdout], pa.array(split.uniform))
 
 
 @dataclass
@@ -117,13 +161,19 @@ def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[da
 
 def train_student(settings: Settings, kind: StudentKind, days: list[date], seed: int,
                   teacher_version: str | None = None, calibration_day: date | None = None,
-                  debias: DebiasConfig | None = None) -> StudentRun:
-    """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts."""
+                  debias: DebiasConfig | None = None, role: Literal["student", "search"] = "student") -> StudentRun:
+    """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts.
+
+    `role` "search" marks a λ/T search candidate, which evaluation leaves out."""
     if not days:
         raise ValueError("train_student needs at least one training date (--from/--to)")
     debias = debias or settings.debias
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
+    if kind != "base" and (settings.student.kd_search_lambdas or settings.student.kd_search_temperatures):
+        if calibration_day is None:
+            raise ValueError("the λ/T search needs a calibration date (--calibration-date)")
+        settings = search_kd_weights(settings, days, teacher_version, calibration_day)  # type: ignore[arg-type]
     cfg = settings.student
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
     artifact_dir = settings.lakehouse.artifacts / "students" / name
@@ -135,14 +185,32 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     # Position debiasing: learn from the neutral-position logits unless the ablation turns it off.
     label = configured_label(settings, teacher_version, debias.neutral_position) if teacher_version else None
     lookup = LogitLookup(settings, days, label) if label is not None and kind != "base" else None
+    if kind == "debiased" and (debias.stale_adapter or debias.uniform_data) and calibration_day is None:
+        raise ValueError("the stale adapter and the uniform share need a calibration date (--calibration-date)")
+    uniform = None
+    if kind == "debiased" and debias.uniform_data is not False:
+        uniform = uniform_share(settings, calibration_day)  # type: ignore[arg-type]
+        if uniform is None and debias.uniform_data:
+            raise ValueError(f"debias.uniform_data is on, but {calibration_day} and the day after have no "
+                             f"random-exposure rows to draw a uniform share from")
     adapter = StaleAdapter()
     if kind == "debiased" and debias.stale_adapter:
-        if calibration_day is None:
-            raise ValueError("the stale adapter needs a calibration date (--calibration-date)")
-        adapter = fit_stale_adapter(settings, calibration_day, label)  # type: ignore[arg-type]
+        adapter = fit_stale_adapter(settings, calibration_day, label, uniform)  # type: ignore[arg-type]
+    items = catalogue(settings, days) if lookup is not None and cfg.unexposed_per_impression > 0 else None
 
     def step(batch: Batch) -> torch.Tensor:
-        return student_loss(model, batch, cfg, lookup, adapter)
+        return student_loss(model, batch, cfg, lookup, adapter, items)
+
+    def uniform_step(batch: Batch) -> torch.Tensor:  # unbiased labels; their logits are not in the lookup
+        return debias.uniform_weight * student_loss(model, batch, cfg, None, adapter)
+
+    def epoch_batches(epoch: int) -> Iterator[tuple[Batch, Callable[[Batch], torch.Tensor]]]:
+        for batch in iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch):
+            yield batch, step
+        if uniform is not None:
+            for batch in iter_batches(settings, uniform.days, cfg.batch_size, "student", seed=seed * 1000 + epoch,
+                                      sample_ids=uniform.ids):
+                yield batch, uniform_step
 
     fingerprint = f"{name}|{settings.config_hash()}"
     checkpoint_path = artifact_dir / "checkpoint.pt"
@@ -159,13 +227,14 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             "recdistill.data_dates": f"{days[0]}..{days[-1]}"}
     with training_run(settings, name, tags) as run:
         log_params({"kind": kind, "seed": seed, "kd_lambda": cfg.kd_lambda, "kd_temperature": cfg.kd_temperature,
+                    "preset": cfg.preset, "unexposed_per_impression": cfg.unexposed_per_impression,
                     "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, **debias.model_dump(),
                     "adapter_scale": adapter.scale, "adapter_shift": adapter.shift,
+                    "uniform_share_rows": len(uniform.ids) if uniform is not None else 0,
                     "logits_available": len(lookup) if lookup else 0})
         for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
-            batches = iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch)
-            losses.append(train_epoch(batches, step, optimizer, f"{kind} epoch {epoch}"))
+            losses.append(train_epoch(epoch_batches(epoch), optimizer, f"{kind} epoch {epoch}"))
             mlflow.log_metric("train_loss", losses[-1], step=epoch)
             if calibration_day is not None:
                 val_aucs.append(validation_auc(model, settings, calibration_day))
@@ -185,11 +254,38 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             "name": name, "kind": kind, "seed": seed, "teacher_version": teacher_version,
             "data_dates": [str(d) for d in days], "calibration_date": str(calibration_day),
             "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "debias": debias.model_dump(),
-            "best_epoch": best_epoch, "validation_aucs": val_aucs,
+            "uniform_share_rows": len(uniform.ids) if uniform is not None else 0, "role": role,
+            "best_epoch": best_epoch, "validation_aucs": val_aucs, "preset": cfg.preset,
+            "kd_lambda": cfg.kd_lambda, "kd_temperature": cfg.kd_temperature,
             "config_hash": settings.config_hash(), "code_version": code_version(), "run_id": run.info.run_id,
         })
         mlflow.log_artifact(str(artifact_dir / "manifest.json"))
     return StudentRun(name, kind, seed, artifact_dir, teacher_version, run.info.run_id)
+
+
+def search_kd_weights(settings: Settings, days: list[date], teacher_version: str, calibration_day: date) -> Settings:
+    """`settings` with the (λ, T) of the grid `kd_search_lambdas × kd_search_temperatures` whose KD student
+    (seed 0) reaches the best AUC on the calibration date, the search itself switched off.
+
+    Every grid point is a normal KD student run, so it resumes from its artifact when it exists: the
+    search costs its students once per window, teacher and config, and the winner's seed-0 student is
+    reused as is.
+    """
+    cfg = settings.student
+    lambdas, temperatures = cfg.kd_search_lambdas or [cfg.kd_lambda], cfg.kd_search_temperatures or [cfg.kd_temperature]
+    scored: list[tuple[float, float, float]] = []
+    for kd_lambda in lambdas:
+        for temperature in temperatures:
+            candidate = settings.model_copy(update={"student": cfg.model_copy(update={
+                "kd_lambda": kd_lambda, "kd_temperature": temperature,
+                "kd_search_lambdas": [], "kd_search_temperatures": []})})
+            run = train_student(candidate, "kd", days, 0, teacher_version, calibration_day, role="search")
+            manifest = json.loads((run.artifact_dir / "manifest.json").read_text())
+            scored.append((max(manifest["validation_aucs"]), kd_lambda, temperature))
+    _, kd_lambda, temperature = max(scored, key=lambda s: s[0])
+    log.info("λ/T search on %s: %s → λ = %s, T = %s", calibration_day, scored, kd_lambda, temperature)
+    return settings.model_copy(update={"student": cfg.model_copy(update={
+        "kd_lambda": kd_lambda, "kd_temperature": temperature, "kd_search_lambdas": [], "kd_search_temperatures": []})})
 
 
 def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:
@@ -211,8 +307,6 @@ def save_student(model: UGSepStudent, artifact_dir: Path, manifest: dict[str, ob
 
 def load_student(artifact_dir: Path) -> UGSepStudent:
     """The trained student from `save_student`'s files (weights only, nothing unpickled)."""
-    import json
-
     from pipeline.models.config import StudentConfig
 
     manifest = json.loads((artifact_dir / "manifest.json").read_text())

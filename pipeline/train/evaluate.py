@@ -8,6 +8,7 @@ student is compared with plain KD seed by seed, on the unbiased slice where ther
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -20,12 +21,17 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
+from pipeline.export.latency import measure as measure_latency
+from pipeline.export.latency import requests_of
+from pipeline.models.quantize import quantize_w8a16
 from pipeline.train.checkpoints import write_json
 from pipeline.train.distill import load_student
+from pipeline.train.exposure import ExposureSplit, exposure_split
 from pipeline.train.loop import Scored, score
-from pipeline.train.metrics import auc, bootstrap_transferability, transferability
+from pipeline.train.metrics import auc, paired_gain, transfer_estimate
 from pipeline.train.teacher import evaluate_scored, open_teacher, score_teacher
 from pipeline.train.tracking import log_params, training_run
+from pipeline.train.windows import ONE_DAY
 
 log = logging.getLogger(__name__)
 KINDS = ("base", "kd", "debiased")
@@ -36,9 +42,12 @@ class EvaluationReport:
     day: str
     teacher_version: str
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model → metric → value
-    transferability: dict[str, float] = field(default_factory=dict)
+    transferability: dict[str, object] = field(default_factory=dict)
     # debiased − KD per seed (same seed, same data): whether debiasing beats plain KD beyond seed noise
     debiased_vs_kd: dict[str, float] = field(default_factory=dict)
+    exposure: dict[str, object] = field(default_factory=dict)  # the random-exposure split's sizes, or why none
+    preset: str = ""  # the students' size
+    latency: dict[str, object] = field(default_factory=dict)  # per-request serving latency of that size
 
     def to_json(self) -> dict[str, object]:
         """Plain JSON (an XCom, report.json): a metric that is undefined on this day, such as the AUC of
@@ -52,21 +61,26 @@ class EvaluationReport:
 
 
 def students_for(settings: Settings, teacher_version: str, before: date) -> dict[str, list[Path]]:
-    """Finished students by kind: KD/debiased ones of this teacher, base ones of any; trained before `before`."""
+    """Finished students of the configured size by kind: KD/debiased ones of this teacher, base ones of any;
+    trained before `before`; λ/T search candidates left out."""
     found: dict[str, list[Path]] = {kind: [] for kind in KINDS}
     for manifest_path in sorted((settings.lakehouse.artifacts / "students").glob("*/manifest.json")):
         manifest = json.loads(manifest_path.read_text())
-        if max(manifest["data_dates"]) >= str(before):
+        if max(manifest["data_dates"]) >= str(before) or manifest.get("role", "student") != "student":
+            continue
+        if manifest.get("preset", settings.student.preset) != settings.student.preset:
             continue
         if manifest["kind"] == "base" or manifest["teacher_version"] == teacher_version:
             found[manifest["kind"]].append(manifest_path.parent)
     return found
 
 
-def _slice_metrics(scored: Scored) -> dict[str, float]:
+def _slice_metrics(scored: Scored, split: ExposureSplit) -> dict[str, float]:
+    """Metrics on the whole date and, prefixed `random_`, on the random-exposure test share."""
     metrics = evaluate_scored(scored, "")
-    if scored.random_exposure.any():
-        metrics.update(evaluate_scored(scored.subset(scored.random_exposure), "random_"))
+    test = split.in_test(scored.sample_id)
+    if test.any():
+        metrics.update(evaluate_scored(scored.subset(test), "random_"))
     return metrics
 
 
@@ -85,9 +99,13 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
         observed = score_teacher(net, settings, [day], neutral_position=False)
     finally:
         net.server.close()
-    report = EvaluationReport(str(day), teacher_version)
-    report.metrics["teacher"] = _slice_metrics(teacher)
-    report.metrics["teacher_observed"] = _slice_metrics(observed)
+    report = EvaluationReport(str(day), teacher_version, preset=settings.student.preset)
+    report.latency = serving_latency(settings, day, (students["kd"] or students["base"])[0])
+    split = exposure_split(settings, day - ONE_DAY, day)
+    report.exposure = ({"uniform_share_rows": len(split.uniform), "test_share_rows": len(split.test)} if split.exists
+                       else {"note": "no random-exposure slice: no uniform- or test-share metrics"})
+    report.metrics["teacher"] = _slice_metrics(teacher, split)
+    report.metrics["teacher_observed"] = _slice_metrics(observed, split)
     per_kind: dict[str, dict[int, Scored]] = {}
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
     for kind, dirs in students.items():
@@ -97,43 +115,102 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
             seed = json.loads((artifact_dir / "manifest.json").read_text())["seed"]
             scored = score(iter_batches(settings, [day], 4096, "student"), model, f"{kind} seed {seed}")
             per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
-        per_seed[kind] = {seed: _slice_metrics(s) for seed, s in per_kind[kind].items()}
+        per_seed[kind] = {seed: _slice_metrics(s, split) for seed, s in per_kind[kind].items()}
         if per_seed[kind]:
             runs = list(per_seed[kind].values())
             report.metrics[kind] = {k: float(np.nanmean([r[k] for r in runs])) for k in runs[0]}
             report.metrics[kind].update({f"{k}_std": float(np.nanstd([r[k] for r in runs])) for k in runs[0]})
-    report.transferability = _transferability(teacher, per_kind, settings.evaluation.bootstrap_rounds)
-    report.debiased_vs_kd = paired_difference(per_seed.get("debiased", {}), per_seed["kd"])
+    rounds = settings.evaluation.bootstrap_rounds
+    report.transferability = _transferability(teacher, per_kind, split, rounds)
+    report.debiased_vs_kd = paired_difference(per_kind.get("debiased", {}), per_kind["kd"], split, rounds)
     _log(settings, report)
     return report
 
 
-def _transferability(teacher: Scored, per_kind: dict[str, dict[int, Scored]], rounds: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    teacher_auc = auc(teacher.labels, teacher.logits)
-    for kind in ("kd", "debiased"):
-        seeds = sorted(set(per_kind.get(kind, {})) & set(per_kind["base"]))
-        if not seeds:
-            continue
-        values = [transferability(teacher_auc, auc(teacher.labels, per_kind["base"][s].logits),
-                                  auc(teacher.labels, per_kind[kind][s].logits)) for s in seeds]
-        interval = bootstrap_transferability(teacher.labels, teacher.logits, per_kind["base"][seeds[0]].logits,
-                                             per_kind[kind][seeds[0]].logits, rounds=rounds)
-        out.update({f"{kind}_mean": float(np.mean(values)), f"{kind}_std": float(np.std(values)),
-                    f"{kind}_ci_low": interval.low, f"{kind}_ci_high": interval.high, f"{kind}_seeds": len(seeds)})
+def _transferability(teacher: Scored, per_kind: dict[str, dict[int, Scored]], split: ExposureSplit,
+                     rounds: int) -> dict[str, object]:
+    """Transferability of KD and debiased students (`metrics.transfer_estimate`) on the held-out date
+    and, prefixed `random_`, on the random-exposure test share."""
+    out: dict[str, object] = {}
+    slices = [("", np.ones(len(teacher.labels), bool))]
+    if split.exists:
+        slices.append(("random_", split.in_test(teacher.sample_id)))
+    for prefix, rows in slices:
+        for kind in ("kd", "debiased"):
+            seeds = sorted(set(per_kind.get(kind, {})) & set(per_kind["base"]))
+            if not seeds:
+                continue
+            estimate = transfer_estimate(teacher.labels[rows], teacher.logits[rows],
+                                         np.stack([per_kind["base"][s].logits[rows] for s in seeds]),
+                                         np.stack([per_kind[kind][s].logits[rows] for s in seeds]), rounds)
+            key = f"{prefix}{kind}"
+            out.update({f"{key}_teacher_gain": estimate.teacher_gain.value,
+                        f"{key}_teacher_gain_low": estimate.teacher_gain.low,
+                        f"{key}_teacher_gain_high": estimate.teacher_gain.high, f"{key}_seeds": len(seeds)})
+            if estimate.value is None:
+                out[f"{key}_note"] = estimate.note
+            else:
+                out.update({f"{key}_value": estimate.value.value, f"{key}_low": estimate.value.low,
+                            f"{key}_high": estimate.value.high})
     return out
 
 
-def paired_difference(treated: dict[int, dict[str, float]], control: dict[int, dict[str, float]]) -> dict[str, float]:
-    """AUC of `treated` − `control` per shared seed, on the unbiased (random-exposure) slice where there
-    is one: mean, std, and on how many seeds `treated` won."""
+def paired_difference(treated: dict[int, Scored], control: dict[int, Scored], split: ExposureSplit,
+                      rounds: int) -> dict[str, float]:
+    """AUC of `treated` − `control`, paired by seed, on the random-exposure test share where there is
+    one (else the whole date): mean with a bootstrap interval over seeds and rows, and the seeds won."""
     seeds = sorted(set(treated) & set(control))
     if not seeds:
         return {}
-    key = "random_auc" if "random_auc" in treated[seeds[0]] else "auc"
-    diffs = np.array([treated[s][key] - control[s][key] for s in seeds])
-    return {f"{key}_mean": float(diffs.mean()), f"{key}_std": float(diffs.std()),
-            f"{key}_wins": float((diffs > 0).sum()), "seeds": float(len(seeds))}
+    first = control[seeds[0]]
+    rows = split.in_test(first.sample_id) if split.exists else np.ones(len(first.labels), bool)
+    key = "random_auc" if split.exists else "auc"
+    stack = {name: np.stack([runs[s].logits[rows] for s in seeds]) for name, runs in (("t", treated), ("c", control))}
+    labels = first.labels[rows]
+    estimate = paired_gain(labels, stack["t"], stack["c"], rounds)
+    wins = sum(auc(labels, t) > auc(labels, c) for t, c in zip(stack["t"], stack["c"]))
+    return {f"{key}_mean": estimate.value, f"{key}_low": estimate.low, f"{key}_high": estimate.high,
+            f"{key}_wins": float(wins), "seeds": float(len(seeds))}
+
+
+def serving_latency(settings: Settings, day: date, student_dir: Path, candidates: int = 256) -> dict[str, object]:
+    """Per-request milliseconds of a student of this size on `day`'s requests with `candidates` candidates:
+    naive, reuse, reuse + W8A16, and the path a release serves (W8A16 only where measured faster)."""
+    model = load_student(student_dir)
+    requests = list(itertools.islice(requests_of(settings, day, model), 64))
+    gain = measure_latency(model, quantize_w8a16(model), requests, candidates)
+    return {**asdict(gain), "served": gain.served, "served_ms": gain.served_ms,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def frontier_plot(reports: list[dict[str, object]], path: Path) -> Path:
+    """Quality against serving latency: AUC (random-exposure test share where there is one) per student
+    size for base, KD and debiased students (± std over seeds), the teacher as a horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reports = sorted(reports, key=lambda r: r["latency"]["served_ms"])  # type: ignore[index]
+    key = "random_auc" if "random_auc" in reports[0]["metrics"]["teacher"] else "auc"  # type: ignore[index]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    x = [r["latency"]["served_ms"] for r in reports]  # type: ignore[index]
+    for kind, marker in (("base", "o"), ("kd", "s"), ("debiased", "^")):
+        shown = [(xi, r["metrics"][kind]) for xi, r in zip(x, reports) if kind in r["metrics"]]  # type: ignore[index]
+        if shown:
+            ax.errorbar([s[0] for s in shown], [m[key] for _, m in shown], yerr=[m.get(f"{key}_std", 0) for _, m in shown],
+                        marker=marker, capsize=3, label=kind)
+    ax.axhline(reports[0]["metrics"]["teacher"][key], color="k", linestyle="--", label="teacher")  # type: ignore[index]
+    for xi, r in zip(x, reports):
+        ax.annotate(str(r["preset"]), (xi, ax.get_ylim()[0]), textcoords="offset points", xytext=(0, 4), ha="center")
+    ax.set_xlabel("serving latency per request, N = 256 (ms)")
+    ax.set_ylabel("test-share AUC" if key == "random_auc" else "held-out AUC")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def comparison_plot(report: EvaluationReport, path: Path) -> Path:
@@ -163,15 +240,21 @@ def comparison_plot(report: EvaluationReport, path: Path) -> Path:
 
 
 def _log(settings: Settings, report: EvaluationReport) -> None:
-    out = settings.lakehouse.artifacts / "evaluations" / f"{report.day}-{report.teacher_version}"
+    evaluations = settings.lakehouse.artifacts / "evaluations"
+    out = evaluations / f"{report.day}-{report.teacher_version}-{report.preset}"
     write_json(out / "report.json", report.to_json())
     plot = comparison_plot(report, out / "comparison.png")
+    sizes = [json.loads(p.read_text()) for p in evaluations.glob(f"{report.day}-{report.teacher_version}-*/report.json")]
+    frontier = frontier_plot(sizes, evaluations / f"{report.day}-{report.teacher_version}-frontier.png")
     with training_run(settings, f"evaluate-{report.day}", {"recdistill.teacher_version": report.teacher_version}):
         log_params({"day": report.day})
         mlflow.log_metrics({f"{model}/{k}": v for model, values in report.metrics.items()
                             for k, v in values.items() if np.isfinite(v)})
-        mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()})
+        mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()
+                            if isinstance(v, (int, float)) and np.isfinite(v)})
         mlflow.log_metrics({f"debiased_vs_kd/{k}": v for k, v in report.debiased_vs_kd.items() if np.isfinite(v)})
         mlflow.log_artifact(str(plot))
+        mlflow.log_artifact(str(frontier))
+        mlflow.log_metrics({f"latency/{k}": float(v) for k, v in report.latency.items() if isinstance(v, (int, float))})
         mlflow.log_artifact(str(out / "report.json"))
     log.info("evaluation %s", json.dumps(report.to_json(), default=str))

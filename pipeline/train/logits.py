@@ -21,6 +21,7 @@ from pipeline.tables import (STREAM_SAMPLES, TEACHER_LOGITS, insert_missing_arro
                              write_partition_arrow)
 from pipeline.train.loop import Batch
 from pipeline.train.teacher import TeacherWithPS, _batches, open_teacher
+from pipeline.train.unexposed import catalogue, unexposed_pairs
 
 OBSERVED_POSITION = "@observed-position"
 
@@ -34,8 +35,12 @@ def configured_label(settings: Settings, version: str, neutral_position: bool | 
     return logit_label(version, settings.debias.neutral_position if neutral_position is None else neutral_position)
 
 
+LABELLED, UNEXPOSED = "labelled", "unexposed"
+
+
 @torch.no_grad()
-def _score(net: TeacherWithPS, batches: Iterable[Batch], label: str, day: date) -> pa.Table | None:
+def _score(net: TeacherWithPS, batches: Iterable[Batch], label: str, day: date,
+           pair_kind: str = LABELLED) -> pa.Table | None:
     """The teacher_logits rows of `batches` (all of `day`), or None when there are no samples."""
     neutral = not label.endswith(OBSERVED_POSITION)
     ids, clicks, conversions = [], [], []
@@ -50,6 +55,7 @@ def _score(net: TeacherWithPS, batches: Iterable[Batch], label: str, day: date) 
     return pa.table({
         "sample_id": pa.array(np.concatenate(ids), pa.int64()),
         "teacher_version": pa.array([label] * rows, pa.string()),
+        "pair_kind": pa.array([pair_kind] * rows, pa.string()),
         "logit_click": pa.array(np.concatenate(clicks), pa.float32()),
         "logit_conversion": pa.array(np.concatenate(conversions), pa.float32()),
         "written_at": pa.array([datetime.now(timezone.utc)] * rows, pa.timestamp("us", tz="UTC")),
@@ -70,8 +76,33 @@ def dump_logits(settings: Settings, day: date, version: str, neutral_position: b
         net.server.close()
     if table is None:
         raise ValueError(f"no training_samples on {day}: nothing to dump (run `recdistill data run --date {day}`)")
-    write_partition_arrow(table, settings, TEACHER_LOGITS, day, where={"teacher_version": label})
+    write_partition_arrow(table, settings, TEACHER_LOGITS, day, where={"teacher_version": label, "pair_kind": LABELLED})
     return table.num_rows
+
+
+def dump_unexposed_logits(settings: Settings, days: list[date], version: str,
+                          neutral_position: bool | None = None) -> int:
+    """The teacher's logits on `student.unexposed_per_impression` unexposed pairs per sample of the
+    students' window `days` (`pipeline.train.unexposed`); idempotent per (date, teacher version)."""
+    per_impression = settings.student.unexposed_per_impression
+    if per_impression < 1:
+        return 0
+    label = configured_label(settings, version, neutral_position)
+    items = catalogue(settings, days)
+    net = open_teacher(settings, version)
+    written = 0
+    try:
+        for day in days:
+            pairs = (unexposed_pairs(batch, items, per_impression) for batch in _batches(settings, [day], None))
+            table = _score(net, pairs, label, day, UNEXPOSED)
+            if table is None:
+                raise ValueError(f"no training_samples on {day}: no unexposed pairs to score")
+            write_partition_arrow(table, settings, TEACHER_LOGITS, day,
+                                  where={"teacher_version": label, "pair_kind": UNEXPOSED})
+            written += table.num_rows
+    finally:
+        net.server.close()
+    return written
 
 
 def unscored_stream_samples(settings: Settings, label: str) -> dict[date, pa.Array]:

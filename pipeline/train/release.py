@@ -7,19 +7,16 @@ inputs are identical (same user, context and sequence) form one request with N c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-import torch
 
 from pipeline.config import Settings
-from pipeline.data.batches import iter_batches
 from pipeline.export.artifact import export_student
 from pipeline.export.latency import LatencyGain
 from pipeline.export.latency import measure as measure_latency
+from pipeline.export.latency import requests_of
 from pipeline.export.parity import ParityReport, parity_report
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
@@ -31,23 +28,8 @@ from pipeline.registry.request import RequestContract
 from pipeline.train.distill import load_student
 from pipeline.train.teacher import register_teacher_version
 
-Request = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]
 PARITY_REQUESTS = 200
 LATENCY_FILE = "latency.json"
-
-
-def requests_of(settings: Settings, day: date, model: UGSepStudent) -> Iterator[Request]:
-    """The held-out samples of `day` regrouped into (user inputs, candidate inputs, labels) requests."""
-    user_names = [s.name for s in model.user_inputs()]
-    candidate_names = [s.name for s in model.candidate_inputs()]
-    for batch in iter_batches(settings, [day], 4096, "student"):
-        flat = np.concatenate([batch[n].reshape(len(batch["click"]), -1).double().numpy() for n in user_names], 1)
-        _, first, group = np.unique(flat, axis=0, return_index=True, return_inverse=True)
-        for g, row in enumerate(first):
-            members = torch.from_numpy(np.flatnonzero(group == g))
-            user = {n: batch[n][row:row + 1] for n in user_names}
-            candidates = {n: batch[n][members] for n in candidate_names}
-            yield user, candidates, batch["click"][members]
 
 
 @dataclass(frozen=True)
@@ -75,10 +57,12 @@ def export_release(settings: Settings, student_dir: Path, holdout: date) -> tupl
     requests = list(requests_of(settings, holdout, model))  # one read of the held-out date serves both uses
     parity = parity_report(model.score, quantized.score, requests[:PARITY_REQUESTS])
     export_dir = settings.lakehouse.artifacts / "exports" / manifest["name"]
-    export_student(quantized, export_dir)
-    (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
     latency = measure_latency(model, quantized, requests)
-    (export_dir / LATENCY_FILE).write_text(json.dumps({**asdict(latency), "gain": latency.gain}, indent=2))
+    # W8A16 only where it is faster on this machine (it can be slower at small N): the choice is in latency.json.
+    export_student(quantized if latency.served == "w8a16" else model, export_dir)
+    (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
+    (export_dir / LATENCY_FILE).write_text(json.dumps({**asdict(latency), "gain": latency.gain, "served": latency.served},
+                                                      indent=2))
     write_heldout(heldout_path(settings, holdout), RequestContract.of_artifact(export_dir), requests)
     return export_dir, parity, latency
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.train.metrics import auc, bootstrap_transferability, gauc, logloss, transferability
+from pipeline.train.metrics import auc, gauc, logloss, paired_gain, transfer_estimate, transferability
 
 
 def test_transferability_on_hand_made_numbers():
@@ -27,30 +27,40 @@ def test_auc_and_gauc_on_hand_made_numbers():
     assert logloss(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(np.log(2))
 
 
-def test_bootstrap_interval_brackets_the_point_estimate():
+def test_transferability_is_a_ratio_of_means_with_an_interval_over_seeds_and_rows():
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 2000)
-    signal = labels + rng.normal(0, 1.0, 2000)
-    teacher = signal + rng.normal(0, 0.3, 2000)
-    base = signal + rng.normal(0, 1.5, 2000)
-    kd = signal + rng.normal(0, 0.8, 2000)
-    estimate = bootstrap_transferability(labels, teacher, base, kd, rounds=100)
-    assert estimate.low <= estimate.value <= estimate.high
-    assert 0 < estimate.value < 1
+    labels = rng.integers(0, 2, 3000)
+    signal = labels + rng.normal(0, 1.0, 3000)
+    teacher = signal + rng.normal(0, 0.3, 3000)
+    base = signal + rng.normal(0, 1.5, (5, 3000))
+    kd = signal + rng.normal(0, 0.8, (5, 3000))
+    estimate = transfer_estimate(labels, teacher, base, kd, rounds=60)
+    aucs = {name: np.array([auc(labels, s) for s in stack]) for name, stack in (("base", base), ("kd", kd))}
+    expected = (aucs["kd"].mean() - aucs["base"].mean()) / (auc(labels, teacher) - aucs["base"].mean())
+    assert estimate.value is not None and estimate.value.value == pytest.approx(expected)
+    assert estimate.value.low <= expected <= estimate.value.high and 0 < estimate.value.low
+    assert estimate.teacher_gain.low > 0 and estimate.seeds == 5 and estimate.note == ""
 
 
-def test_paired_difference_compares_seed_by_seed_on_the_unbiased_slice():
-    from pipeline.train.evaluate import paired_difference
+def test_transferability_is_not_measurable_when_the_teacher_gain_interval_includes_zero():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    signal = labels + rng.normal(0, 1.0, 400)
+    same = signal + rng.normal(0, 1.0, (4, 400))
+    estimate = transfer_estimate(labels, same[0], same[1:3], same[2:4], rounds=60)
+    assert estimate.teacher_gain.low < 0 < estimate.teacher_gain.high
+    assert estimate.value is None and estimate.note.startswith("not measurable")
 
-    debiased = {0: {"auc": 0.70, "random_auc": 0.62}, 1: {"auc": 0.71, "random_auc": 0.60},
-                2: {"auc": 0.70, "random_auc": 0.50}}
-    kd = {0: {"auc": 0.72, "random_auc": 0.58}, 1: {"auc": 0.69, "random_auc": 0.61}}
-    paired = paired_difference(debiased, kd)
-    assert paired == pytest.approx({"random_auc_mean": 0.015, "random_auc_std": 0.025, "random_auc_wins": 1,
-                                    "seeds": 2})
-    without_random = paired_difference({0: {"auc": 0.7}}, {0: {"auc": 0.6}})
-    assert without_random == pytest.approx({"auc_mean": 0.1, "auc_std": 0.0, "auc_wins": 1, "seeds": 1})
-    assert paired_difference({}, kd) == {}
+
+def test_paired_gain_is_the_mean_per_seed_difference():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    better = np.array([[0.1, 0.2, 0.8, 0.9, 0.3, 0.7], [0.2, 0.1, 0.9, 0.8, 0.4, 0.6]])
+    worse = np.array([[0.9, 0.2, 0.8, 0.1, 0.3, 0.7], [0.2, 0.1, 0.9, 0.8, 0.7, 0.6]])
+    gain = paired_gain(labels, better, worse, rounds=40)
+    expected = np.mean([auc(labels, b) - auc(labels, w) for b, w in zip(better, worse)])
+    assert gain.value == pytest.approx(expected) and gain.low <= gain.value <= gain.high
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_gain(labels, better, worse[:1].repeat(3, axis=0))
 
 
 def test_an_evaluation_report_is_strict_json_when_a_metric_is_undefined():
@@ -59,7 +69,7 @@ def test_an_evaluation_report_is_strict_json_when_a_metric_is_undefined():
     from pipeline.train.evaluate import EvaluationReport
 
     report = EvaluationReport("2026-01-05", "teacher-x", metrics={"kd": {"auc": 0.7, "random_auc": float("nan")}},
-                              transferability={"kd_mean": float("inf")})
+                              transferability={"kd_value": float("inf")})
     plain = report.to_json()
-    assert plain["metrics"] == {"kd": {"auc": 0.7, "random_auc": None}} and plain["transferability"] == {"kd_mean": None}
+    assert plain["metrics"] == {"kd": {"auc": 0.7, "random_auc": None}} and plain["transferability"] == {"kd_value": None}
     json.dumps(plain, allow_nan=False)  # what Airflow's XCom client does

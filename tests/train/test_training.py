@@ -224,10 +224,13 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
     assert report.metrics["teacher"]["auc"] != report.metrics["teacher_observed"]["auc"]
     assert all(0 <= m["auc"] <= 1 for m in report.metrics.values())
     assert "random_auc" in report.metrics["teacher"]
-    assert {"kd_mean", "kd_ci_low", "kd_ci_high", "debiased_mean"} <= set(report.transferability)
+    assert report.exposure["test_share_rows"] > 0 and report.exposure["uniform_share_rows"] > 0
+    t = report.transferability
+    assert {"kd_teacher_gain", "kd_teacher_gain_low", "kd_teacher_gain_high", "random_kd_teacher_gain"} <= set(t)
+    assert ("kd_value" in t) != ("kd_note" in t)  # a value with its interval, or why it is not measurable
     paired = report.debiased_vs_kd  # seed 0 is the only seed with both a KD and a debiased student here
-    assert paired["seeds"] == 1 and paired["random_auc_wins"] in (0, 1) and "random_auc_mean" in paired
-    out = settings.lakehouse.artifacts / "evaluations" / f"{windows.holdout}-{run.version}"
+    assert paired["seeds"] == 1 and paired["random_auc_low"] <= paired["random_auc_mean"] <= paired["random_auc_high"]
+    out = settings.lakehouse.artifacts / "evaluations" / f"{windows.holdout}-{run.version}-tiny"
     assert (out / "comparison.png").stat().st_size > 0
     assert json.loads((out / "report.json").read_text())["teacher_version"] == run.version
 
@@ -235,7 +238,8 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
 def test_release_exports_w8a16_registers_with_lineage_and_gates(teacher):
     from pipeline.export.loader import load_student_artifact
     from pipeline.registry.registry import connect
-    from pipeline.train.release import release_student, requests_of
+    from pipeline.export.latency import requests_of
+    from pipeline.train.release import release_student
 
     settings, windows, run = teacher
     student = train_student(settings, "debiased", windows.train, seed=0, teacher_version=run.version,
