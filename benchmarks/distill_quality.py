@@ -1,17 +1,21 @@
-"""Distillation quality: teacher vs base, KD and debiased students on generated data, Coat and ML-100K.
+"""Distillation quality: teacher vs base, KD and debiased students of every size on generated data, Coat, ML-100K.
 
-    .venv/bin/python -m benchmarks.distill_quality [--generated] [--coat] [--ml-100k] [--profile demo] [--seeds N]
+    .venv/bin/python -m benchmarks.distill_quality [--generated] [--coat] [--ml-100k] [--seeds N] [--sizes xs,s,m]
 
-Each selected dataset goes through the real pipeline: landing files (generator or converter) →
-Spark jobs → teacher on the parameter server → neutral-position logit dump → students per seed →
-`pipeline.train.evaluate.evaluate` on the held-out date (`pipeline.train.windows.default_windows`),
-which also logs every metric to the dataset's MLflow store. Coat's held-out date is its
-random-exposure set (the unbiased test); ML-100K spans 213 days, so it uses the contiguous window
-`--ml-100k-days` ending on its last busy day, and as its last weeks hold few ratings a day its
-students train on `--ml-100k-window-days` days (2 days gave 0.36–0.82 validation AUC across seeds).
-The table and a plot land in `--workdir`.
-Goals (issue #5): KD transferability ≥ 60 % with a teacher gain ≥ +0.01 AUC on generated data;
-on Coat's random-exposure test the debiased student beats plain KD.
+Each selected dataset goes through the real pipeline once: landing files (generator or converter) →
+Spark jobs → ONE teacher on the parameter server → neutral-position logit dump (labelled rows and
+unexposed pairs of the students' window) → for every student size, base/KD/debiased students per
+seed (KD λ and T from the built-in search on the calibration date) → `pipeline.train.evaluate.evaluate`
+on the held-out date, which measures the size's serving latency in the same run, scores the
+random-exposure test share, computes transferability with its paired seed×row bootstrap interval
+and logs everything, with the quality–latency frontier, to MLflow. Coat's held-out date is its
+random-exposure set, so its figures are on the test share (the uniform share, 10 % per user, is what
+the debiased student may use); ML-100K uses the contiguous window `--ml-100k-days` ending on its last
+busy day with a `--ml-100k-window-days` student window. The tables, `results.json` and the frontier
+plot land in `--workdir`.
+Goals (issue #19): teacher ≥ `s` base + 0.02 AUC everywhere; `s` KD transferability ≥ 60 % on generated
+data and ≥ 50 % on Coat (test share) and ML-100K with the interval's lower bound above 0; on Coat's
+test share the debiased student beats KD with the paired interval above 0.
 """
 
 from __future__ import annotations
@@ -25,11 +29,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
+from pipeline.models.config import STUDENT_PRESETS, STUDENT_SIZES
 from pipeline.train.evaluate import EvaluationReport, evaluate
 from pipeline.train.windows import default_windows
 
@@ -45,6 +49,7 @@ class Dataset:
     settings: Settings
     source: str
     landing: Callable[[], object]  # writes the landing files
+    unbiased_holdout: bool = False  # the held-out date is the random-exposure set: report its test share
 
 
 def generated(profile: str, root: Path, student: dict[str, object]) -> Dataset:
@@ -56,12 +61,12 @@ def generated(profile: str, root: Path, student: dict[str, object]) -> Dataset:
 
 
 def converted(kind: str, src: Path, root: Path, start: date, n_days: int, profile: str,
-              student: dict[str, object]) -> Dataset:
+              student: dict[str, object], unbiased_holdout: bool = False) -> Dataset:
     from pipeline.data.converters import convert
 
     settings = load_settings(profile, lakehouse={"root": str(root)},
                              generator={"start_date": start, "n_days": n_days}, student=student)
-    return Dataset(kind, settings, kind, lambda: convert(kind, src, settings.lakehouse.landing))
+    return Dataset(kind, settings, kind, lambda: convert(kind, src, settings.lakehouse.landing), unbiased_holdout)
 
 
 def build_tables(dataset: Dataset, console: Console) -> None:
@@ -85,12 +90,13 @@ def build_tables(dataset: Dataset, console: Console) -> None:
     console.print(f"{dataset.name}: tables for {len(days)} days in {time.perf_counter() - started:.0f}s")
 
 
-def train_and_evaluate(settings: Settings, console: Console) -> tuple[EvaluationReport, float]:
-    """Teacher, logits, every student kind per seed, then the held-out evaluation; returns it and teacher seconds."""
+def train_and_evaluate(dataset: Dataset, sizes: list[str], console: Console) -> list[dict[str, object]]:
+    """One teacher and its logits, then every size's students and evaluation; a result row per size."""
     from pipeline.train.distill import train_student
-    from pipeline.train.logits import dump_logits
+    from pipeline.train.logits import dump_logits, dump_unexposed_logits
     from pipeline.train.teacher import train_teacher
 
+    settings = dataset.settings
     # A fresh artifacts folder: no warm start from, or reuse of, an earlier run's teacher and students.
     shutil.rmtree(settings.lakehouse.artifacts, ignore_errors=True)
     windows = default_windows(settings)
@@ -99,79 +105,96 @@ def train_and_evaluate(settings: Settings, console: Console) -> tuple[Evaluation
     teacher_seconds = time.perf_counter() - started
     for day in [*windows.train, windows.calibration, windows.holdout]:
         dump_logits(settings, day, teacher.version)
-    for seed in settings.student.seeds:
-        for kind in KINDS:
-            train_student(settings, kind, windows.train, seed, None if kind == "base" else teacher.version,
-                          windows.calibration)
-    console.print(f"teacher {teacher.version}: {teacher_seconds:.0f}s; students: "
-                  f"{time.perf_counter() - started - teacher_seconds:.0f}s")
-    return evaluate(settings, windows.holdout, teacher.version), teacher_seconds
+    dump_unexposed_logits(settings, windows.train, teacher.version)
+    console.print(f"{dataset.name}: teacher {teacher.version} in {teacher_seconds:.0f}s, logits dumped")
+    rows = []
+    for size in sizes:
+        sized = settings.model_copy(update={"student": settings.student.model_copy(update={"preset": size})})
+        began = time.perf_counter()
+        for seed in sized.student.seeds:
+            for kind in KINDS:
+                train_student(sized, kind, windows.train, seed, None if kind == "base" else teacher.version,
+                              windows.calibration)
+        report = evaluate(sized, windows.holdout, teacher.version)
+        rows.append(row_of(dataset, size, report, teacher_seconds, time.perf_counter() - began))
+        console.print(f"{dataset.name} / {size}: students and evaluation in {time.perf_counter() - began:.0f}s")
+    return rows
 
 
-def row_of(name: str, report: EvaluationReport, teacher_seconds: float) -> dict[str, object]:
+def row_of(dataset: Dataset, size: str, report: EvaluationReport, teacher_seconds: float,
+           student_seconds: float) -> dict[str, object]:
+    """The figures of one dataset and size on its primary slice (Coat: the random-exposure test share)."""
+    prefix = "random_" if dataset.unbiased_holdout else ""
     metrics, transfer = report.metrics, report.transferability
-    row: dict[str, object] = {"dataset": name, "holdout": report.day, "teacher_seconds": round(teacher_seconds, 1)}
+    row: dict[str, object] = {"dataset": dataset.name, "size": size, "holdout": report.day,
+                              "slice": "test share" if prefix else "held-out date", "exposure": report.exposure,
+                              "teacher_seconds": round(teacher_seconds, 1), "student_seconds": round(student_seconds, 1),
+                              "latency": report.latency}
     for model in ("teacher", *KINDS):
-        row[f"{model}_auc"] = metrics[model]["auc"]
-        row[f"{model}_auc_std"] = metrics[model].get("auc_std", 0.0)
-        row[f"{model}_random_auc"] = metrics[model].get("random_auc", float("nan"))
+        row[f"{model}_auc"] = metrics[model][f"{prefix}auc"]
+        row[f"{model}_auc_std"] = metrics[model].get(f"{prefix}auc_std", 0.0)
     for kind in ("kd", "debiased"):
-        row[f"{kind}_transfer_mean"] = transfer.get(f"{kind}_mean", float("nan"))
-        row[f"{kind}_transfer_std"] = transfer.get(f"{kind}_std", float("nan"))
-    row["seeds"] = transfer.get("kd_seeds", 0)
-    paired = report.debiased_vs_kd
-    key = "random_auc" if "random_auc_mean" in paired else "auc"
-    row["debiased_vs_kd"] = {"slice": "random exposure" if key == "random_auc" else "all",
-                             "mean": paired.get(f"{key}_mean", float("nan")),
-                             "std": paired.get(f"{key}_std", float("nan")),
-                             "wins": int(paired.get(f"{key}_wins", 0)), "seeds": int(paired.get("seeds", 0))}
+        key = f"{prefix}{kind}"
+        row[f"{kind}_transfer"] = {name: transfer.get(f"{key}_{name}") for name in
+                                   ("value", "low", "high", "note", "teacher_gain", "teacher_gain_low",
+                                    "teacher_gain_high", "seeds")}
+    row["debiased_vs_kd"] = report.debiased_vs_kd
     return row
 
 
+def _interval(value: object, low: object, high: object, scale: float = 1.0, digits: int = 4) -> str:
+    return f"{scale * value:+.{digits}f} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"  # type: ignore[operator]
+
+
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
-    table = Table(title="distillation quality on the held-out date (teacher at the neutral position)")
-    for column in ("dataset", "teacher AUC", "base AUC", "KD AUC", "debiased AUC", "random-exposure AUC t/b/kd/deb",
-                   "teacher gain", "transfer KD", "transfer debiased", "debiased − KD, paired", "teacher s"):
+    table = Table(title="distillation quality (teacher at the neutral position) and serving latency per size")
+    for column in ("dataset", "size", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
+                   "transfer KD [90% CI]", "transfer debiased", "debiased − KD [90% CI], won", "served ms (path)"):
         table.add_column(column, justify="right")
     for row in rows:
         auc = {m: f"{row[f'{m}_auc']:.4f}" + (f" ± {row[f'{m}_auc_std']:.4f}" if m != "teacher" else "")
                for m in ("teacher", *KINDS)}
-        random = "/".join("—" if np.isnan(row[f"{m}_random_auc"]) else f"{row[f'{m}_random_auc']:.3f}"
-                          for m in ("teacher", *KINDS))
-        # With no teacher gain the ratio's sign flips and it means nothing: mark it.
-        caveat = "" if row["teacher_auc"] > row["base_auc"] else " (teacher ≤ base)"
-        transfer = {k: f"{100 * row[f'{k}_transfer_mean']:.0f} ± {100 * row[f'{k}_transfer_std']:.0f} %{caveat}"
-                    for k in ("kd", "debiased")}
+        kd = row["kd_transfer"]
+        gain = _interval(kd["teacher_gain"], kd["teacher_gain_low"], kd["teacher_gain_high"])  # type: ignore[index]
+        transfer = {k: (_interval(t["value"], t["low"], t["high"], 100, 0) + " %" if t["value"] is not None  # type: ignore[index]
+                        else "not measurable") for k in ("kd", "debiased") for t in [row[f"{k}_transfer"]]}
         paired = row["debiased_vs_kd"]
-        versus = (f"{paired['mean']:+.4f} ± {paired['std']:.4f} ({paired['slice']}), "  # type: ignore[index]
-                  f"won {paired['wins']}/{paired['seeds']}")  # type: ignore[index]
-        table.add_row(str(row["dataset"]), auc["teacher"], auc["base"], auc["kd"], auc["debiased"], random,
-                      f"{row['teacher_auc'] - row['base_auc']:+.4f}", transfer["kd"], transfer["debiased"], versus,
-                      f"{row['teacher_seconds']:.0f}")
+        key = "random_auc" if "random_auc_mean" in paired else "auc"  # type: ignore[operator]
+        versus = (_interval(paired[f"{key}_mean"], paired[f"{key}_low"], paired[f"{key}_high"])  # type: ignore[index]
+                  + f", {int(paired[f'{key}_wins'])}/{int(paired['seeds'])}") if paired else "—"  # type: ignore[index]
+        latency = row["latency"]
+        table.add_row(str(row["dataset"]), str(row["size"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
+                      auc["debiased"], gain, transfer["kd"], transfer["debiased"], versus,
+                      f"{latency['served_ms']:.2f} ({latency['served']})")  # type: ignore[index]
     console.print(table)
-    console.print(f"transferability = (AUC_kd − AUC_base) / (AUC_teacher − AUC_base), mean ± std over "
-                  f"{rows[0]['seeds']} student seeds; ± on AUCs is the std over those seeds; debiased − KD is the "
-                  f"AUC difference of the two students of the same seed (on the random-exposure slice where there "
-                  f"is one), mean ± std and the seeds the debiased one won")
+    console.print("± on AUCs: std over seeds; intervals: 90 % paired bootstrap over seeds and test rows; "
+                  "transferability = (mean AUC_student − mean AUC_base) / (AUC_teacher − mean AUC_base), not measurable "
+                  "when the teacher gain's interval includes 0; debiased − KD paired by seed (test share where there "
+                  "is one); latency: median per request, N = 256 candidates, the path a release serves")
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> Path:
+    """The quality–latency frontier, one panel per dataset (`evaluate.frontier_plot`'s picture, side by side)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = ("teacher", *KINDS)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(models)
-    for i, model in enumerate(models):
-        ax.bar(np.arange(len(rows)) + (i - 1.5) * width, [r[f"{model}_auc"] for r in rows], width,
-               yerr=[r[f"{model}_auc_std"] for r in rows], label=model)
-    ax.set_xticks(range(len(rows)), [str(r["dataset"]) for r in rows])
-    low = min(float(r[f"{m}_auc"]) for r in rows for m in models)
-    ax.set_ylim(max(0.0, low - 0.05), None)
-    ax.set_ylabel("held-out AUC")
-    ax.legend(ncols=4, fontsize="small")
+    names = list(dict.fromkeys(str(r["dataset"]) for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        mine = sorted((r for r in rows if r["dataset"] == name), key=lambda r: r["latency"]["served_ms"])  # type: ignore[index]
+        x = [r["latency"]["served_ms"] for r in mine]  # type: ignore[index]
+        for kind, marker in (("base", "o"), ("kd", "s"), ("debiased", "^")):
+            ax.errorbar(x, [r[f"{kind}_auc"] for r in mine], yerr=[r[f"{kind}_auc_std"] for r in mine],
+                        marker=marker, capsize=3, label=kind)
+        ax.axhline(mine[0]["teacher_auc"], color="k", linestyle="--", label="teacher")  # type: ignore[arg-type]
+        for xi, r in zip(x, mine):
+            ax.annotate(str(r["size"]), (xi, r["base_auc"]), textcoords="offset points", xytext=(0, -14), ha="center")
+        ax.set_title(f"{name} ({mine[0]['slice']})")
+        ax.set_xlabel("ms per request, N = 256")
+        ax.set_ylabel("AUC")
+    axes[0][0].legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -188,12 +211,17 @@ def main() -> None:
     parser.add_argument("--ml-100k-days", type=int, default=30)
     parser.add_argument("--ml-100k-window-days", type=int, default=7, help="the ML-100K students' window")
     parser.add_argument("--seeds", type=int, help="student seeds 0…N−1 (default: the profile's student.seeds)")
+    parser.add_argument("--sizes", default=",".join(STUDENT_SIZES), help="student presets, comma separated")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/distill_quality"))
     parser.add_argument("--reuse-tables", action="store_true", help="skip the data plane where tables exist")
     args = parser.parse_args()
     if not (args.generated or args.coat or args.ml_100k):
         parser.error("select at least one dataset: --generated, --coat, --ml-100k")
+    sizes = [size.strip() for size in args.sizes.split(",") if size.strip()]
+    unknown = [size for size in sizes if size not in STUDENT_PRESETS]
+    if unknown:
+        parser.error(f"--sizes: unknown student presets {unknown}; expected some of {list(STUDENT_PRESETS)}")
     console = Console(width=260)
     student = {"seeds": list(range(args.seeds))} if args.seeds else {}
     datasets = []
@@ -201,24 +229,23 @@ def main() -> None:
         datasets.append(generated(args.profile, args.workdir / "generated" / "lakehouse", student))
     if args.coat:
         datasets.append(converted("coat", args.data / "coat", args.workdir / "coat" / "lakehouse",
-                                  date(2026, 1, 1), COAT_DAYS, args.profile, student))
+                                  date(2026, 1, 1), COAT_DAYS, args.profile, student, unbiased_holdout=True))
     if args.ml_100k:
         start = ML100K_LAST_BUSY_DAY - timedelta(days=args.ml_100k_days - 1)
         datasets.append(converted("ml-100k", args.data / "ml-100k", args.workdir / "ml-100k" / "lakehouse",
                                   start, args.ml_100k_days, args.profile,
                                   {**student, "window_days": args.ml_100k_window_days}))
-    rows = []
+    rows: list[dict[str, object]] = []
     for dataset in datasets:
         tables = dataset.settings.lakehouse.tables
         if not (args.reuse_tables and tables.exists()):
             shutil.rmtree(dataset.settings.lakehouse.root, ignore_errors=True)
             build_tables(dataset, console)
-        report, teacher_seconds = train_and_evaluate(dataset.settings, console)
-        rows.append(row_of(dataset.name, report, teacher_seconds))
+        rows += train_and_evaluate(dataset, sizes, console)
         (args.workdir / "results.json").parent.mkdir(parents=True, exist_ok=True)
         (args.workdir / "results.json").write_text(json.dumps(rows, indent=2, default=str))
-    print_table(rows, console)
-    console.print(f"plot: {plot(rows, args.workdir / 'distill_quality.png')}")
+        print_table(rows, console)
+    console.print(f"plot: {plot(rows, args.workdir / 'distill_frontier.png')}")
 
 
 if __name__ == "__main__":

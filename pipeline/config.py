@@ -168,6 +168,7 @@ class DebiasConfig(BaseModel):
     # there, on unbiased rows. None: on exactly when the data has a uniform share.
     uniform_data: bool | None = None
     uniform_weight: float = Field(2.0, gt=0)
+    uniform_min_rows: int = Field(100, ge=1, description="a smaller uniform share is an error, not a weak fit")
 
 
 class EvaluationConfig(BaseModel):
@@ -242,7 +243,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "teacher": {"preset": "tiny", "epochs": 4, "batch_size": 128, "embedding_dim": 8, "memory_tier_mib": 4,
                     "period_days": 2},
         "student": {"preset": "tiny", "epochs": 4, "batch_size": 128, "window_days": 1, "seeds": [0, 1]},
-        "evaluation": {"bootstrap_rounds": 50},
+        # Tiny days hold a few dozen random-exposure rows: a larger share so the debiasing part has some.
+        "evaluation": {"bootstrap_rounds": 50, "uniform_share": 0.5},
+        "debias": {"uniform_min_rows": 10},
     },
     # Sized so `make demo` runs end to end in minutes on 2 cores. As in production, the teacher learns from
     # a longer window (7 days against the students' 2) and a longer sequence (8x); with 8 days and L = 16

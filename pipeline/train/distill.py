@@ -119,9 +119,6 @@ class UniformShare:
     ids: pa.Array
 
 
-UNIFORM_MIN_ROWS = 100
-
-
 def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | None:
     """The uniform share of the run whose calibration date is `calibration_day` (held-out the day after),
     or None without random exposure; a share too small to learn from is an error naming its numbers."""
@@ -131,11 +128,12 @@ def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | N
         return None
     labels = np.concatenate([b["click"].numpy() for b in iter_batches(
         settings, [calibration_day, holdout], 4096, "student", sample_ids=pa.array(split.uniform))] or [np.zeros(0)])
-    if len(labels) < UNIFORM_MIN_ROWS or labels.min() == labels.max():
+    minimum = settings.debias.uniform_min_rows
+    if len(labels) < minimum or labels.min() == labels.max():
         raise ValueError(f"the uniform share of {calibration_day}..{holdout} is too small for the selection-bias "
                          f"debiasing part: {len(labels)} rows ({int(labels.sum())} clicks) with "
                          f"evaluation.uniform_share = {settings.evaluation.uniform_share}; it needs ≥ "
-                         f"{UNIFORM_MIN_ROWS} rows and both labels (raise the share or set debias.uniform_data = false)")
+                         f"{minimum} rows (debias.uniform_min_rows) and both labels (raise the share or set debias.uniform_data = false)")
     return UniformShare([calibration_day, holdout], pa.array(split.uniform))
 
 

@@ -56,20 +56,23 @@ def catalogue(settings: Settings, days: list[date]) -> Catalogue:
 
 
 def unexposed_pairs(batch: Batch, items: Catalogue, per_impression: int) -> Batch:
-    """`per_impression` pairs per row of `batch`: its user side and context with a drawn item.
+    """`per_impression` pairs per row of `batch`: its user side and context with a drawn item
+    (distinct items per row while the catalogue has that many).
 
     Labels are absent (`click` is NaN): only the teacher's soft label trains on a pair.
     """
     rows = torch.arange(len(batch["sample_id"])).repeat_interleave(per_impression)
     draw = torch.arange(per_impression).repeat(len(batch["sample_id"]))
     source = batch["sample_id"][rows].numpy()
-    key = mix64(source * per_impression + draw.numpy(), PAIR_SEED)
-    pick = torch.from_numpy((key % np.uint64(len(items))).astype(np.int64))
+    # Consecutive catalogue entries from a hashed start: a row's pairs are distinct items (catalogue
+    # order is by hashed id, so neighbours are unrelated items).
+    start = mix64(source, PAIR_SEED) % np.uint64(len(items))
+    pick = torch.from_numpy(((start + draw.numpy().astype(np.uint64)) % np.uint64(len(items))).astype(np.int64))
     pairs = {name: value[rows] for name, value in batch.items()}
     for name in ITEM_SLOTS:
         pairs[name] = items.slots[name][pick]
     pairs[DENSE_ITEM] = items.dense_item[pick]
-    pair_id = mix64(source ^ mix64(pairs[ITEM_SLOTS[0]].numpy(), PAIR_SEED + 1), PAIR_SEED + 2)
+    pair_id = mix64(source.astype(np.uint64) ^ mix64(pairs[ITEM_SLOTS[0]].numpy(), PAIR_SEED + 1), PAIR_SEED + 2)
     pairs["sample_id"] = torch.from_numpy(pair_id.view(np.int64).copy())
     pairs["click"] = torch.full((len(rows),), float("nan"))
     pairs["conversion"] = torch.full((len(rows),), float("nan"))

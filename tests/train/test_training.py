@@ -7,6 +7,7 @@ import json
 import mlflow
 import numpy as np
 import pytest
+import torch
 from deltalake import DeltaTable
 
 from pipeline.config import DebiasConfig
@@ -15,10 +16,11 @@ from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
 from pipeline.train import distill
 from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
-from pipeline.train.logits import dump_logits
+from pipeline.train.logits import dump_logits, dump_unexposed_logits
 from pipeline.train.loop import score
 from pipeline.train.metrics import auc
 from pipeline.train.teacher import open_teacher, score_teacher, teacher_manifest, train_teacher
+from pipeline.train.unexposed import catalogue, unexposed_pairs
 from pipeline.train.windows import default_windows
 
 
@@ -129,9 +131,14 @@ def test_kd_moves_the_student_toward_the_teacher(teacher):
 def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
     settings, windows, run = teacher
     kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
-    full = train_student(settings, "debiased", debias=DebiasConfig(), **kwargs)
-    no_aux = train_student(settings, "debiased", debias=DebiasConfig(auxiliary_head=False), **kwargs)
-    no_adapter = train_student(settings, "debiased", debias=DebiasConfig(stale_adapter=False), **kwargs)
+    parts = settings.debias
+
+    def ablated(**off: bool) -> DebiasConfig:
+        return parts.model_copy(update=off)
+
+    full = train_student(settings, "debiased", debias=parts, **kwargs)
+    no_aux = train_student(settings, "debiased", debias=ablated(auxiliary_head=False), **kwargs)
+    no_adapter = train_student(settings, "debiased", debias=ablated(stale_adapter=False), **kwargs)
     manifests = {r.name: json.loads((r.artifact_dir / "manifest.json").read_text()) for r in (full, no_aux, no_adapter)}
     assert len(manifests) == 3
     assert load_student(full.artifact_dir).heads.auxiliary is not None
@@ -141,11 +148,62 @@ def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
     # Position ablation: the student learns from the teacher's observed-position logits instead.
     for one in [*windows.train, windows.calibration]:
         dump_logits(settings, one, run.version, neutral_position=False)
-    observed = train_student(settings, "debiased", debias=DebiasConfig(neutral_position=False), **kwargs)
+    observed = train_student(settings, "debiased", debias=ablated(neutral_position=False), **kwargs)
     day = windows.holdout
     outputs = [_logits(settings, r.artifact_dir, day) for r in (full, no_aux, no_adapter, observed)]
     assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[0], outputs[2])
     assert not np.allclose(outputs[0], outputs[3])
+
+
+def test_unexposed_pairs_are_dumped_and_used_by_the_kd_student(teacher):
+    settings, windows, run = teacher
+    per_impression = settings.student.unexposed_per_impression
+    written = dump_unexposed_logits(settings, windows.train, run.version)
+    logits = read_arrow(settings, TEACHER_LOGITS, days=windows.train).to_pandas()
+    logits = logits[logits.teacher_version == run.version]
+    kinds = logits.pair_kind.value_counts()
+    assert written == kinds["unexposed"] == per_impression * kinds["labelled"] > 0
+    assert logits.sample_id.is_unique
+    # The student rebuilds the very pairs the teacher scored: every pair id of a batch has a logit.
+    items = catalogue(settings, windows.train)
+    batch = next(iter_batches(settings, windows.train, 64, "student"))
+    pairs = unexposed_pairs(batch, items, per_impression)
+    assert set(pairs["sample_id"].tolist()) <= set(logits.sample_id[logits.pair_kind == "unexposed"])
+    assert torch.equal(pairs["user_id"], batch["user_id"].repeat_interleave(per_impression))
+    assert set(pairs["item_id"].tolist()) <= set(items.slots["item_id"].tolist())
+    kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
+    with_pairs = train_student(settings, "kd", **kwargs)
+    labelled_only = settings.model_copy(update={"student": settings.student.model_copy(
+        update={"unexposed_per_impression": 0})})
+    without = train_student(labelled_only, "kd", **kwargs)
+    assert not np.allclose(_logits(settings, with_pairs.artifact_dir, windows.holdout),
+                           _logits(settings, without.artifact_dir, windows.holdout))
+
+
+def test_uniform_share_debiasing_changes_the_student_and_is_off_without_random_exposure(teacher, monkeypatch):
+    from pipeline.train.exposure import ExposureSplit
+
+    settings, windows, run = teacher
+    kwargs = dict(days=windows.train, seed=1, teacher_version=run.version, calibration_day=windows.calibration)
+    on = train_student(settings, "debiased", **kwargs)  # the tiny data has random exposure: on by default
+    off = train_student(settings, "debiased", debias=settings.debias.model_copy(update={"uniform_data": False}),
+                        **kwargs)
+    manifests = [json.loads((r.artifact_dir / "manifest.json").read_text()) for r in (on, off)]
+    assert manifests[0]["uniform_share_rows"] >= settings.debias.uniform_min_rows
+    assert manifests[1]["uniform_share_rows"] == 0
+    assert not np.allclose(_logits(settings, on.artifact_dir, windows.holdout),
+                           _logits(settings, off.artifact_dir, windows.holdout))
+    strict = settings.debias.model_copy(update={"uniform_min_rows": 10**6})
+    with pytest.raises(ValueError, match=r"uniform share .* too small .*: \d+ rows \(\d+ clicks\) .* needs ≥ 1000000"):
+        train_student(settings, "debiased", debias=strict, **kwargs)
+    # A data set without random exposure: no uniform share, the part stays off and nothing fails.
+    empty = np.zeros(0, np.int64)
+    monkeypatch.setattr(distill, "exposure_split", lambda *_: ExposureSplit(empty, empty))
+    plain = train_student(settings, "debiased", debias=strict, **{**kwargs, "seed": 2})
+    assert json.loads((plain.artifact_dir / "manifest.json").read_text())["uniform_share_rows"] == 0
+    with pytest.raises(ValueError, match="debias.uniform_data is on, but .* no random-exposure rows"):
+        train_student(settings, "debiased", debias=strict.model_copy(update={"uniform_data": True}),
+                      **{**kwargs, "seed": 3})
 
 
 def _dies_on_call(function, n: int):
