@@ -121,6 +121,10 @@ class TeacherTrainConfig(BaseModel):
     # One teacher run per period (the teacher DAG's schedule): it trains on the period's days but the
     # last, validates on the last, and warm-starts from the previous period's teacher.
     period_days: int = Field(7, ge=2)
+    # Without dates (`pipeline.train.windows`): train on day 1's labels too (all labelled history before the
+    # students' window), and, as an option to measure, on the students' window as well.
+    first_day_labels: bool = True
+    include_student_window: bool = False
 
 
 class StudentTrainConfig(BaseModel):

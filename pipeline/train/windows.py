@@ -43,7 +43,12 @@ def windows_for(settings: Settings, holdout: date) -> Windows:
         raise ValueError(f"no teacher days before the students' {window}-day window for held-out {holdout}: "
                          f"the days with history before the calibration date {calibration} are "
                          f"{[str(d) for d in history]}; lower student.window_days or add days")
-    return Windows(train=history[-window:], calibration=calibration, holdout=holdout, teacher_train=history[:-window])
+    # The teacher learns from all labelled history before the window: day 1's labels too (its samples
+    # have no sequence yet), and, as a measured option, the window itself.
+    teacher = ([settings.generator.start_date] if settings.teacher.first_day_labels else []) + history[:-window]
+    if settings.teacher.include_student_window:
+        teacher += history[-window:]
+    return Windows(train=history[-window:], calibration=calibration, holdout=holdout, teacher_train=teacher)
 
 
 def first_holdout(settings: Settings) -> date:

@@ -15,15 +15,19 @@ def test_the_teacher_never_trains_on_the_students_window():
     windows = windows_for(settings, date(2026, 1, 8))
     assert windows.calibration == date(2026, 1, 7)
     assert windows.train == [date(2026, 1, 5), date(2026, 1, 6)]
-    assert windows.teacher_train == date_range(date(2026, 1, 2), date(2026, 1, 4))  # day 1 has no history
+    assert windows.teacher_train == date_range(date(2026, 1, 1), date(2026, 1, 4))  # all labelled history
     assert max(windows.teacher_train) < min(windows.train)
+    later = load_settings("demo", student={"window_days": 2}, teacher={"first_day_labels": False})
+    assert windows_for(later, date(2026, 1, 8)).teacher_train == date_range(date(2026, 1, 2), date(2026, 1, 4))
+    both = load_settings("demo", student={"window_days": 2}, teacher={"include_student_window": True})
+    assert windows_for(both, date(2026, 1, 8)).teacher_train == date_range(date(2026, 1, 1), date(2026, 1, 6))
 
 
 def test_first_holdout_is_the_first_date_with_every_window():
     settings = load_settings("demo", student={"window_days": 3})
     first = first_holdout(settings)
     windows = windows_for(settings, first)
-    assert len(windows.teacher_train) == 1 and len(windows.train) == 3
+    assert len(windows.teacher_train) == 2 and len(windows.train) == 3
     with pytest.raises(ValueError, match="no teacher days before the students' 3-day window"):
         windows_for(settings, first - timedelta(days=1))
 
