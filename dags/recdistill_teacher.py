@@ -15,8 +15,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from airflow.sdk import DeltaDataIntervalTimetable, dag, task
 
-from pipeline import assets
-from pipeline.airflow_env import TRAINING_POOL
+from pipeline.airflow import assets
+from pipeline.airflow.env import TRAINING_POOL
 from pipeline.config import load_settings
 
 settings = load_settings()

@@ -15,7 +15,7 @@ import pandas as pd
 from torch import Tensor
 
 from pipeline.registry.request import SCORES, RequestContract
-from pipeline.train.metrics import auc
+from pipeline.metrics import auc
 
 LABELS = "labels"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,3 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     state = torch.load(path, weights_only=True)
     return state if state.get("fingerprint") == fingerprint else None
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)

@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.artifacts import TeacherManifest, latest_teacher, teacher_folder, teacher_manifest
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
 from pipeline.hps.config import HPSConfig
@@ -38,16 +39,13 @@ from pipeline.models.config import SEQ_ITEM_CATEGORY, SEQ_ITEM_ID
 from pipeline.models.teacher import Teacher
 from pipeline.slots import SPARSE_SLOTS
 from pipeline.train.builders import teacher_config
-from pipeline.train.checkpoints import write_json
 from pipeline.train.loop import Batch, Scored, score
-from pipeline.train.metrics import auc, gauc, logloss
-from pipeline.registry.lineage import code_version
+from pipeline.metrics import auc, gauc, logloss
+from pipeline.lineage import Lineage, code_version
 from pipeline.train.tracking import log_curves, log_params, training_run
+from pipeline.train.windows import require_samples
 
 log = logging.getLogger(__name__)
-SNAPSHOTS = "ps"  # every epoch's, for resuming
-BEST = "best"  # the best epoch's on the validation days: the teacher that scores, warm-starts and is registered
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -58,41 +56,16 @@ class TeacherRun:
     run_id: str
 
 
-def teacher_root(settings: Settings) -> Path:
-    return settings.lakehouse.artifacts / "teachers"
-
-
 def teacher_version(settings: Settings, days: list[date]) -> str:
     payload = f"{[str(d) for d in days]}|{settings.config_hash()}|{code_version()}"
     return f"teacher-{days[-1]:%Y%m%d}-{hashlib.sha1(payload.encode()).hexdigest()[:8]}"
 
 
-def teacher_manifest(settings: Settings, version: str) -> dict[str, object]:
-    """The manifest of a finished teacher; a clear error for an unknown or unfinished version."""
-    path = teacher_root(settings) / version / MANIFEST
-    if not path.exists():
-        known = sorted(p.parent.name for p in teacher_root(settings).glob(f"*/{MANIFEST}"))
-        raise ValueError(f"unknown teacher version {version!r}; finished teachers: {known or 'none'}")
-    return json.loads(path.read_text())
-
-
-def latest_teacher(settings: Settings, before: str | None = None, data_before: date | None = None) -> str | None:
-    """The finished teacher with the newest data window, optionally other than the version `before`
-    and trained only on dates before `data_before`."""
-    finished = []
-    for path in teacher_root(settings).glob(f"*/{MANIFEST}"):
-        manifest = json.loads(path.read_text())
-        last_day = manifest["data_dates"][-1]
-        if manifest["version"] != before and (data_before is None or last_day < str(data_before)):
-            finished.append((last_day, manifest["finished_at"], manifest["version"]))
-    return max(finished)[2] if finished else None
-
-
-def hps_config(settings: Settings, directory: Path) -> HPSConfig:
+def hps_config(settings: Settings, ssd_path: Path) -> HPSConfig:
     cfg = settings.teacher
-    return HPSConfig(dim=cfg.embedding_dim, num_keys=settings.features.hash_buckets, optimizer="rowwise_adagrad",
-                     lr=cfg.sparse_lr, init_scale=0.05, seed=cfg.seed, memory_capacity_bytes=cfg.memory_tier_mib << 20,
-                     ssd_path=directory / "ssd", prefetch=True)
+    return HPSConfig(dim=cfg.embedding_dim, num_keys=settings.features.hash_buckets, optimizer=cfg.sparse_optimizer,
+                     lr=cfg.sparse_lr, init_scale=cfg.init_scale, seed=cfg.seed, memory_capacity_bytes=cfg.memory_tier_mib << 20,
+                     ssd_path=ssd_path, prefetch=True)
 
 
 class TeacherWithPS(nn.Module):
@@ -166,26 +139,25 @@ def evaluate_scored(scored: Scored, prefix: str) -> dict[str, float]:
 def open_teacher(settings: Settings, version: str) -> TeacherWithPS:
     """A finished teacher, restored from its snapshot, ready to score."""
     teacher_manifest(settings, version)
-    directory = teacher_root(settings) / version
-    server = ParameterServer(hps_config(settings, directory / "serve"))
+    folder = teacher_folder(settings, version)
+    server = ParameterServer(hps_config(settings, folder.serving_tier))
     net = TeacherWithPS(settings, server)
-    dense = server.restore(directory / BEST)
+    dense = server.restore(folder.best)
     net.model.load_state_dict(dense["model"])
     return net.eval()
 
 
 def train_teacher(settings: Settings, days: list[date], validation_days: list[date]) -> TeacherRun:
     """Train (or resume) the teacher version for `days`; per-epoch metrics on `validation_days`."""
-    if not days:
-        raise ValueError("train_teacher needs at least one training date (--from/--to)")
+    require_samples(settings, days, "teacher training")
     cfg = settings.teacher
     rank, world = _rank_world()
     version = teacher_version(settings, days)
-    directory = teacher_root(settings) / version
-    snapshots = directory / SNAPSHOTS
+    folder = teacher_folder(settings, version)
+    snapshots = folder.snapshots
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    server = ParameterServer(hps_config(settings, directory / f"rank{rank}"))
+    server = ParameterServer(hps_config(settings, folder.training_tier(rank)))
     net = TeacherWithPS(settings, server)
     model: nn.Module = nn.parallel.DistributedDataParallel(net.model) if world > 1 else net.model
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
@@ -199,7 +171,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                                            json.loads(dense["validation"]))
         log.info("resuming %s after epoch %d", version, start_epoch - 1)
     elif (warm_from := latest_teacher(settings, before=version)) is not None:
-        dense = server.restore(teacher_root(settings) / warm_from / BEST)
+        dense = server.restore(teacher_folder(settings, warm_from).best)
         net.model.load_state_dict(dense["model"])
         log.info("warm-starting %s from %s", version, warm_from)
 
@@ -219,7 +191,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                     mlflow.log_metrics({"train_loss": losses[-1], **metrics, **server.stats().as_dict()}, step=epoch)
                 if metrics["val_auc"] > max((m["val_auc"] for m in validation[:-1]), default=-1.0):
                     # Before the epoch snapshot: a run killed in between redoes this epoch and rewrites it.
-                    server.checkpoint(directory / BEST, dense={"model": net.model.state_dict(), "epoch": epoch})
+                    server.checkpoint(folder.best, dense={"model": net.model.state_dict(), "epoch": epoch})
                 server.checkpoint(snapshots, dense={"model": net.model.state_dict(), "epoch": epoch,
                                                     "optimizer": optimizer.state_dict(), "losses": json.dumps(losses),
                                                     "validation": json.dumps(validation)})
@@ -230,17 +202,15 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
             if tracked:
                 mlflow.log_metric("best_epoch", best_epoch)
                 log_curves({"train_loss": losses, "val_auc": val_aucs}, version, "curves/teacher.png")
-                write_json(directory / MANIFEST, {
-                    "version": version, "data_dates": [str(d) for d in days], "config_hash": settings.config_hash(),
-                    "code_version": code_version(), "snapshot": str((directory / BEST).resolve()),
-                    "warm_start": warm_from,
-                    "metrics": metrics, "best_epoch": best_epoch, "validation_aucs": val_aucs,
-                    "run_id": run.info.run_id, "world_size": world,
-                    "finished_at": datetime.now(timezone.utc).isoformat(),
-                })
+                TeacherManifest(
+                    version=version, data_dates=days, config_hash=settings.config_hash(), code_version=code_version(),
+                    snapshot=str(folder.best.resolve()), warm_start=warm_from, metrics=metrics, best_epoch=best_epoch,
+                    validation_aucs=val_aucs, run_id=run.info.run_id, world_size=world,
+                    finished_at=datetime.now(timezone.utc),
+                ).write(folder.manifest_path)
     finally:
         server.close()
-    return TeacherRun(version, directory, metrics, run.info.run_id if tracked else "")
+    return TeacherRun(version, folder.directory, metrics, run.info.run_id if tracked else "")
 
 
 def _train_epoch(net: TeacherWithPS, model: nn.Module, optimizer: torch.optim.Optimizer, settings: Settings,
@@ -273,14 +243,13 @@ def register_teacher_version(settings: Settings, version: str) -> str:
 
     Idempotent: a teacher registered before keeps its registry version.
     """
-    from pipeline.registry.lineage import Lineage
     from pipeline.registry.registry import register_teacher
 
     manifest = teacher_manifest(settings, version)
-    if manifest.get("registry_version"):
-        return str(manifest["registry_version"])
-    days = [date.fromisoformat(d) for d in manifest["data_dates"]]  # type: ignore[union-attr]
-    lineage = Lineage.collect(settings, days, metrics=manifest["metrics"])  # type: ignore[arg-type]
-    registry_version = register_teacher(settings, teacher_root(settings) / version / BEST, lineage)
-    write_json(teacher_root(settings) / version / MANIFEST, {**manifest, "registry_version": registry_version})
+    if manifest.registry_version:
+        return manifest.registry_version
+    lineage = Lineage.collect(settings, manifest.data_dates, metrics=manifest.metrics)
+    folder = teacher_folder(settings, version)
+    registry_version = register_teacher(settings, folder.best, lineage)
+    manifest.model_copy(update={"registry_version": registry_version}).write(folder.manifest_path)
     return registry_version
