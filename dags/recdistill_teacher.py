@@ -52,7 +52,7 @@ def recdistill_teacher() -> None:
 
     @task(outlets=[assets.TEACHER_MODEL])
     def register(version: str) -> str:
-        from pipeline.train.teacher import register_teacher_version
+        from pipeline.train.release import register_teacher_version
 
         return register_teacher_version(settings, version)
 

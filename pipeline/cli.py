@@ -204,7 +204,8 @@ def _teacher(settings: Settings, version: str | None, data_before: date | None =
 def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
                   validation: Annotated[Optional[str], typer.Option("--validation-date")] = None) -> None:
     """Train (or resume) the teacher on a window of dates; works under torchrun too."""
-    from pipeline.train.teacher import init_distributed_from_env, train_teacher
+    from pipeline.train.ranks import init_distributed_from_env
+    from pipeline.train.teacher import train_teacher
     from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
@@ -221,7 +222,7 @@ def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt 
 @teacher_app.command("register")
 def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = None) -> None:
     """Register a finished teacher in MLflow as `recdistill-teacher` (a pointer to its PS snapshot)."""
-    from pipeline.train.teacher import register_teacher_version
+    from pipeline.train.release import register_teacher_version
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)

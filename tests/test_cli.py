@@ -7,12 +7,12 @@ from datetime import date, timedelta
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.artifacts import daily_students, evaluation_folder, latest_teacher, teacher_manifest
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.data.landing import read_landing
 from pipeline.mlflow_store import connect
 from pipeline.tables import EVENTS, TEACHER_LOGITS, TRAINING_SAMPLES, USER_FEATURES, read_arrow
-from pipeline.artifacts import evaluation_folder, latest_teacher, teacher_manifest
 from spark_jobs import build_features
 
 
@@ -34,8 +34,7 @@ def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     assert teacher is not None and teacher_manifest(tiny_env, teacher).registry_version == "1"
     logits = read_arrow(tiny_env, TEACHER_LOGITS).to_pandas()
     assert set(logits.teacher_version) == {teacher} and len(logits) == generated
-    students = list((tiny_env.lakehouse.artifacts / "students").glob("*/manifest.json"))
-    assert len(students) == 3 * len(tiny_env.student.seeds)
+    assert len(daily_students(tiny_env)) == 3 * len(tiny_env.student.seeds)
     assert evaluation_folder(tiny_env, days[-1], teacher).report.exists()
     assert "transferability kd" in result.output
     assert "recdistill-student version 1:" in result.output
@@ -56,6 +55,9 @@ def test_bad_flags_get_clear_errors(tiny_env):
     assert result.exit_code == 2 and "unknown profile 'huge'" in result.output
     result = runner.invoke(app, ["data", "samples", "--profile", "tiny", "--from", "2026-01-05", "--to", "2026-01-01"])
     assert result.exit_code == 2 and "is before --from" in result.output
+    result = runner.invoke(app, ["teacher", "train", "--profile", "tiny", "--from", "2030-01-01", "--to", "2030-01-02"])
+    assert result.exit_code == 2 and "no training_samples" in result.output
+    assert not tiny_env.lakehouse.artifacts.exists()  # no teacher folder, no manifest
 
 
 def test_jobs_are_spark_submit_entry_points(spark, tiny_env):

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
-from pipeline.registry.evaluate import HeldoutAUC
 from pipeline.lineage import Lineage
+from pipeline.registry.evaluate import HeldoutAUC
 from pipeline.registry.registry import (
     list_versions,
     promote,

@@ -29,13 +29,13 @@ from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 
 from pipeline.config import Settings
-from pipeline.mlflow_store import connect, experiment_id
 from pipeline.export.loader import load_student_artifact
 from pipeline.hps.checkpoint import LATEST, latest_snapshot
-from pipeline.registry.gate import PREFIX as GATE
-from pipeline.registry.gate import Check, Decision, auc_check, parity_check, signature_check
 from pipeline.lineage import PREFIX as LINEAGE
 from pipeline.lineage import Lineage
+from pipeline.mlflow_store import connect, experiment_id
+from pipeline.registry.gate import PREFIX as GATE
+from pipeline.registry.gate import Check, Decision, auc_check, parity_check, signature_check
 from pipeline.registry.pyfunc import ARTIFACT_KEY, SERVING_MODULES
 from pipeline.registry.request import RequestContract
 

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from pipeline.artifacts import Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, student_folder
 from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
+from pipeline.lineage import code_version
+from pipeline.metrics import auc
 from pipeline.models.config import StudentConfig
 from pipeline.models.student import UGSepStudent
 from pipeline.train.builders import student_config
@@ -32,8 +34,6 @@ from pipeline.train.checkpoints import load_checkpoint, save_checkpoint
 from pipeline.train.logit_store import LogitLookup
 from pipeline.train.logits import configured_label
 from pipeline.train.loop import Batch, score, train_epoch
-from pipeline.metrics import auc
-from pipeline.lineage import code_version
 from pipeline.train.tracking import log_curves, log_params, training_run
 from pipeline.train.windows import require_samples
 

@@ -19,10 +19,11 @@ import numpy as np
 from pipeline.artifacts import EvaluationReport, evaluation_folder, students_for
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
+from pipeline.metrics import auc, bootstrap_transferability, transferability
 from pipeline.train.distill import load_student
 from pipeline.train.loop import Scored, score
-from pipeline.metrics import auc, bootstrap_transferability, transferability
-from pipeline.train.teacher import evaluate_scored, open_teacher, score_teacher
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.tracking import log_params, training_run
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""From a trained student to a served one: W8A16, parity, export, registration, gated promotion.
+"""From trained models to served ones: W8A16, parity, export, registration (student and teacher), the gate.
 
 The gate and the parity report see the held-out date as real requests: samples whose user-side
 inputs are identical (same user, context and sequence) form one request with N candidates.
@@ -13,23 +13,30 @@ from datetime import date
 import numpy as np
 import torch
 
-from pipeline.artifacts import ExportFolder, ExportManifest, StudentFolder, export_folder, heldout_path
+from pipeline.artifacts import (
+    ExportFolder,
+    ExportManifest,
+    StudentFolder,
+    export_folder,
+    heldout_path,
+    teacher_folder,
+    teacher_manifest,
+)
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
 from pipeline.export.artifact import export_student
 from pipeline.export.latency import LatencyGain
-from pipeline.export.loader import read_manifest
 from pipeline.export.latency import measure as measure_latency
+from pipeline.export.loader import read_manifest
 from pipeline.export.parity import ParityReport, parity_report
+from pipeline.lineage import Lineage
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.registry.evaluate import HeldoutAUC, write_heldout
 from pipeline.registry.gate import Decision
-from pipeline.lineage import Lineage
-from pipeline.registry.registry import promote, register_student
+from pipeline.registry.registry import promote, register_student, register_teacher
 from pipeline.registry.request import RequestContract
 from pipeline.train.distill import load_student
-from pipeline.train.teacher import register_teacher_version
 
 Request = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]
 PARITY_REQUESTS = 200
@@ -88,6 +95,21 @@ def register_release(settings: Settings, student: StudentFolder) -> str:
                                        "heldout_auc_w8a16": record.parity["auc_candidate"],
                                        "latency_gain": record.latency["gain"]})
     return register_student(settings, export_folder(settings, student.name).directory, lineage)
+
+
+def register_teacher_version(settings: Settings, version: str) -> str:
+    """Register a finished teacher in MLflow (a pointer to its snapshot); returns the registry version.
+
+    Idempotent: a teacher registered before keeps its registry version.
+    """
+    manifest = teacher_manifest(settings, version)
+    if manifest.registry_version:
+        return manifest.registry_version
+    lineage = Lineage.collect(settings, manifest.data_dates, metrics=manifest.metrics)
+    folder = teacher_folder(settings, version)
+    registry_version = register_teacher(settings, folder.best, lineage)
+    manifest.model_copy(update={"registry_version": registry_version}).write(folder.manifest_path)
+    return registry_version
 
 
 def gate_release(settings: Settings, version: str, holdout: date) -> Decision:

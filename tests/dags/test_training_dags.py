@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from pipeline.airflow.env import TRAINING_POOL, init
+from pipeline.artifacts import daily_students, heldout_path, latest_teacher, teacher_manifest
 from pipeline.config import load_settings
 from pipeline.mlflow_store import connect
 from pipeline.tables import TEACHER_LOGITS, dates_present
-from pipeline.artifacts import daily_students, heldout_path, latest_teacher, teacher_manifest
 from pipeline.train.windows import teacher_period, windows_for
 from tests.dags.conftest import make_lakehouse
 

@@ -20,12 +20,12 @@ from torch import Tensor
 from pipeline.config import RegistryConfig, Settings, load_settings
 from pipeline.export.artifact import export_student
 from pipeline.export.parity import parity_report
+from pipeline.lineage import Lineage
 from pipeline.models.config import StudentConfig
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import PlantedClickWorld
 from pipeline.registry.evaluate import HeldoutAUC, write_heldout
-from pipeline.lineage import Lineage
 from pipeline.registry.registry import connect, promote, register_student
 from pipeline.registry.request import RequestContract
 

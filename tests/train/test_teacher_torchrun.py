@@ -10,9 +10,10 @@ import sys
 import mlflow
 import pytest
 
-from pipeline.config import load_settings
 from pipeline.artifacts import latest_teacher, teacher_manifest
-from pipeline.train.teacher import evaluate_scored, open_teacher, score_teacher
+from pipeline.config import load_settings
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.windows import default_windows
 
 

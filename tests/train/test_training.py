@@ -10,17 +10,19 @@ import pytest
 from deltalake import DeltaTable
 
 from pipeline.artifacts import Platt
+from pipeline.artifacts import evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
 from pipeline.config import DebiasConfig
 from pipeline.data.batches import iter_batches
+from pipeline.metrics import auc
 from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
 from pipeline.train import distill
 from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
 from pipeline.train.logits import dump_logits
 from pipeline.train.loop import score
-from pipeline.metrics import auc
-from pipeline.artifacts import evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
-from pipeline.train.teacher import open_teacher, score_teacher, teacher_version, train_teacher
+from pipeline.train.teacher import teacher_version, train_teacher
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import score_teacher
 from pipeline.train.windows import default_windows
 
 
