@@ -63,8 +63,8 @@ def recdistill_distill() -> None:
     def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:
         """Logits of `version` for D and for every window day it has not scored yet."""
         from pipeline.tables import TEACHER_LOGITS, dates_present
-        from pipeline.train.logits import configured_label
-        from pipeline.train.logits import dump_logits as dump
+        from pipeline.train.logit_dump import configured_label
+        from pipeline.train.logit_dump import dump_logits as dump
 
         windows = _windows(ds)  # type: ignore[arg-type]
         earlier = [*windows.train, windows.calibration]

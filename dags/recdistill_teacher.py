@@ -59,7 +59,7 @@ def recdistill_teacher() -> None:
     @task(outlets=[assets.TEACHER_LOGITS])
     def dump_logits(version: str, ds: str | None = None) -> int:
         """Logits for the period's validation day, the first day the teacher has not trained on."""
-        from pipeline.train.logits import dump_logits as dump
+        from pipeline.train.logit_dump import dump_logits as dump
         from pipeline.train.windows import teacher_period
 
         _, validation = teacher_period(settings, date.fromisoformat(ds))  # type: ignore[arg-type]

@@ -223,8 +223,8 @@ class StudentFolder:
         return self.directory / "student.pt"
 
     @property
-    def checkpoint(self) -> Path:
-        """Resume state of an unfinished training run."""
+    def resume_state(self) -> Path:
+        """Resume state of an unfinished training run (`train.resume`)."""
         return self.directory / "checkpoint.pt"
 
     def manifest(self) -> StudentManifest:

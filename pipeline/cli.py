@@ -233,7 +233,7 @@ def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = N
 def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
                 teacher_version: TeacherOpt = None) -> None:
     """Score samples of each date with a teacher into teacher_logits (idempotent per date and version)."""
-    from pipeline.train.logits import dump_logits
+    from pipeline.train.logit_dump import dump_logits
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)

@@ -29,8 +29,8 @@ from pipeline.mlflow_store import connect
 from pipeline.registry.registry import METADATA_KEY, model_uri
 from pipeline.tables import STREAM_SAMPLES, read_arrow, table_exists
 from pipeline.train.distill import StaleAdapter, load_student, save_student, student_loss
-from pipeline.train.logit_store import LogitLookup
-from pipeline.train.logits import configured_label, dump_stream_logits
+from pipeline.train.logit_dump import configured_label, dump_stream_logits
+from pipeline.train.logit_lookup import LogitLookup
 from pipeline.train.loop import Batch, train_epoch
 from pipeline.train.release import export_release, gate_release, register_release
 from pipeline.train.windows import default_windows

@@ -10,7 +10,7 @@ from pipeline.mlflow_store import connect
 from pipeline.streaming import STREAM_TAG, champion_student, run_increment
 from pipeline.tables import STREAM_SAMPLES, TEACHER_LOGITS, TRAINING_SAMPLES, read_arrow
 from pipeline.train.distill import train_student
-from pipeline.train.logits import dump_logits, dump_stream_logits
+from pipeline.train.logit_dump import dump_logits, dump_stream_logits
 from pipeline.train.release import release_student
 from pipeline.train.teacher import train_teacher
 from pipeline.train.windows import default_windows

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, load_settings
 from pipeline.lineage import Lineage
-from pipeline.registry.evaluate import HeldoutAUC
+from pipeline.registry.heldout import HeldoutAUC
 from pipeline.registry.registry import (
     list_versions,
     promote,

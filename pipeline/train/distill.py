@@ -29,11 +29,11 @@ from pipeline.lineage import code_version
 from pipeline.metrics import auc
 from pipeline.models.config import StudentConfig
 from pipeline.models.student import UGSepStudent
-from pipeline.train.builders import student_config
-from pipeline.train.checkpoints import load_checkpoint, save_checkpoint
-from pipeline.train.logit_store import LogitLookup
-from pipeline.train.logits import configured_label
+from pipeline.train.logit_dump import configured_label
+from pipeline.train.logit_lookup import LogitLookup
 from pipeline.train.loop import Batch, score, train_epoch
+from pipeline.train.model_configs import student_config
+from pipeline.train.resume import load_resume_state, save_resume_state
 from pipeline.train.tracking import log_curves, log_params, training_run
 from pipeline.train.windows import require_samples
 
@@ -144,7 +144,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         return student_loss(model, batch, cfg, lookup, adapter)
 
     fingerprint = f"{name}|{settings.config_hash()}"
-    state = load_checkpoint(folder.checkpoint, fingerprint)
+    state = load_resume_state(folder.resume_state, fingerprint)
     start_epoch, losses, val_aucs = 1, [], []
     best_model: dict[str, torch.Tensor] | None = None  # the weights of the first epoch with max(val_aucs)
     if state is not None:
@@ -170,7 +170,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
                 mlflow.log_metric("val_auc", val_aucs[-1], step=epoch)
                 if val_aucs[-1] > max(val_aucs[:-1], default=-1.0):
                     best_model = copy.deepcopy(model.state_dict())
-            save_checkpoint(folder.checkpoint, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
+            save_resume_state(folder.resume_state, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
                                               "val_aucs": val_aucs, "best_model": best_model,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict()})
         best_epoch = int(np.argmax(val_aucs)) + 1 if val_aucs else cfg.epochs

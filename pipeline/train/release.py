@@ -32,8 +32,8 @@ from pipeline.export.parity import ParityReport, parity_report
 from pipeline.lineage import Lineage
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
-from pipeline.registry.evaluate import HeldoutAUC, write_heldout
 from pipeline.registry.gate import Decision
+from pipeline.registry.heldout import HeldoutAUC, write_heldout
 from pipeline.registry.registry import promote, register_student, register_teacher
 from pipeline.registry.request import RequestContract
 from pipeline.train.distill import load_student

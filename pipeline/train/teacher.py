@@ -32,8 +32,8 @@ from pipeline.artifacts import TeacherManifest, latest_teacher, teacher_folder
 from pipeline.config import Settings
 from pipeline.hps.server import ParameterServer
 from pipeline.lineage import code_version
-from pipeline.train.builders import teacher_config
 from pipeline.train.loop import train_epoch
+from pipeline.train.model_configs import teacher_config
 from pipeline.train.ranks import rank_world
 from pipeline.train.teacher_model import TeacherWithPS, hps_config, teacher_batches, teacher_loss
 from pipeline.train.teacher_scoring import evaluate_scored, score_teacher

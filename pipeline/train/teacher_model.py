@@ -19,8 +19,8 @@ from pipeline.hps.server import ParameterServer
 from pipeline.models.config import SEQ_ITEM_CATEGORY, SEQ_ITEM_ID
 from pipeline.models.teacher import Teacher
 from pipeline.slots import SPARSE_SLOTS
-from pipeline.train.builders import teacher_config
 from pipeline.train.loop import Batch
+from pipeline.train.model_configs import teacher_config
 from pipeline.train.ranks import rank_world, row_slice
 
 

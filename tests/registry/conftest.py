@@ -25,7 +25,7 @@ from pipeline.models.config import StudentConfig
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import PlantedClickWorld
-from pipeline.registry.evaluate import HeldoutAUC, write_heldout
+from pipeline.registry.heldout import HeldoutAUC, write_heldout
 from pipeline.registry.registry import connect, promote, register_student
 from pipeline.registry.request import RequestContract
 

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from pipeline.config import RegistryConfig, Settings
 from pipeline.lineage import Lineage
-from pipeline.registry.evaluate import HeldoutAUC
+from pipeline.registry.heldout import HeldoutAUC
 from pipeline.registry.registry import (
     list_versions,
     model_uri,

@@ -18,7 +18,7 @@ from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
 from pipeline.train import distill
 from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
-from pipeline.train.logits import dump_logits
+from pipeline.train.logit_dump import dump_logits
 from pipeline.train.loop import score
 from pipeline.train.teacher import teacher_version, train_teacher
 from pipeline.train.teacher_model import open_teacher
