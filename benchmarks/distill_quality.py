@@ -93,7 +93,7 @@ def build_tables(dataset: Dataset, console: Console) -> None:
 def train_and_evaluate(dataset: Dataset, sizes: list[str], console: Console) -> list[dict[str, object]]:
     """One teacher and its logits, then every size's students and evaluation; a result row per size."""
     from pipeline.train.distill import train_student
-    from pipeline.train.logits import dump_logits, dump_unexposed_logits
+    from pipeline.train.logit_dump import dump_logits, dump_unexposed_logits
     from pipeline.train.teacher import train_teacher
 
     settings = dataset.settings

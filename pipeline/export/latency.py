@@ -51,7 +51,7 @@ def requests_of(settings: Settings, day: date, model: UGSepStudent) -> Iterator[
     """The held-out samples of `day` regrouped into (user inputs, candidate inputs, labels) requests."""
     user_names = [s.name for s in model.user_inputs()]
     candidate_names = [s.name for s in model.candidate_inputs()]
-    for batch in iter_batches(settings, [day], 4096, "student"):
+    for batch in iter_batches(settings, [day], settings.student.scoring_batch_size, "student"):
         flat = np.concatenate([batch[n].reshape(len(batch["click"]), -1).double().numpy() for n in user_names], 1)
         _, first, group = np.unique(flat, axis=0, return_index=True, return_inverse=True)
         for g, row in enumerate(first):

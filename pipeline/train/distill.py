@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
 from typing import Literal
 
 import mlflow
@@ -27,23 +25,24 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
+from pipeline.artifacts import Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, student_folder
 from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
+from pipeline.lineage import code_version
+from pipeline.metrics import auc
+from pipeline.models.config import StudentConfig
 from pipeline.models.student import UGSepStudent
-from pipeline.train.builders import student_config
-from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
-from pipeline.train.exposure import exposure_split
-from pipeline.train.logit_store import LogitLookup
-from pipeline.train.logits import configured_label
+from pipeline.train.logit_dump import configured_label
+from pipeline.train.logit_lookup import LogitLookup
 from pipeline.train.loop import Batch, score, train_epoch
-from pipeline.train.metrics import auc
-from pipeline.train.unexposed import Catalogue, catalogue, unexposed_pairs
-from pipeline.train.windows import ONE_DAY
-from pipeline.registry.lineage import code_version
+from pipeline.train.model_configs import student_config
+from pipeline.train.exposure import exposure_split
+from pipeline.train.resume import load_resume_state, save_resume_state
 from pipeline.train.tracking import log_curves, log_params, training_run
+from pipeline.train.unexposed import Catalogue, catalogue, unexposed_pairs
+from pipeline.train.windows import ONE_DAY, require_samples
 
 log = logging.getLogger(__name__)
-StudentKind = Literal["base", "kd", "debiased"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,8 @@ def fit_stale_adapter(settings: Settings, day: date, teacher_version: str,
     days = rows.days if rows is not None else [day]
     lookup = LogitLookup(settings, days, teacher_version)
     logits, labels = [], []
-    for batch in iter_batches(settings, days, 4096, "student", sample_ids=rows.ids if rows is not None else None):
+    for batch in iter_batches(settings, days, settings.student.scoring_batch_size, "student",
+                              sample_ids=rows.ids if rows is not None else None):
         values, found = lookup.lookup(batch["sample_id"])
         logits.append(values[found].numpy())
         labels.append(batch["click"][found].numpy())
@@ -119,6 +119,9 @@ class UniformShare:
     ids: pa.Array
 
 
+UNIFORM_ROW = "uniform_share_row"  # marks a batch of uniform-share rows for the training step
+
+
 def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | None:
     """The uniform share of the run whose calibration date is `calibration_day` (held-out the day after),
     or None without random exposure; a share too small to learn from is an error naming its numbers."""
@@ -126,14 +129,16 @@ def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | N
     split = exposure_split(settings, calibration_day, holdout)
     if not split.exists:
         return None
-    labels = np.concatenate([b["click"].numpy() for b in iter_batches(
-        settings, [calibration_day, holdout], 4096, "student", sample_ids=pa.array(split.uniform))] or [np.zeros(0)])
+    batches = iter_batches(settings, [calibration_day, holdout], settings.student.scoring_batch_size, "student",
+                           sample_ids=pa.array(split.uniform))
+    labels = np.concatenate([b["click"].numpy() for b in batches] or [np.zeros(0)])
     minimum = settings.debias.uniform_min_rows
     if len(labels) < minimum or labels.min() == labels.max():
         raise ValueError(f"the uniform share of {calibration_day}..{holdout} is too small for the selection-bias "
                          f"debiasing part: {len(labels)} rows ({int(labels.sum())} clicks) with "
-                         f"evaluation.uniform_share = {settings.evaluation.uniform_share}; it needs ≥ "
-                         f"{minimum} rows (debias.uniform_min_rows) and both labels (raise the share or set debias.uniform_data = false)")
+                         f"evaluation.uniform_share = {settings.evaluation.uniform_share}; it needs ≥ {minimum} "
+                         f"rows (debias.uniform_min_rows) and both labels (raise the share or set "
+                         f"debias.uniform_data = false)")
     return UniformShare([calibration_day, holdout], pa.array(split.uniform))
 
 
@@ -144,7 +149,7 @@ class StudentRun:
     name: str
     kind: StudentKind
     seed: int
-    artifact_dir: Path
+    folder: StudentFolder
     teacher_version: str | None
     run_id: str
 
@@ -163,8 +168,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts.
 
     `role` "search" marks a λ/T search candidate, which evaluation leaves out."""
-    if not days:
-        raise ValueError("train_student needs at least one training date (--from/--to)")
+    require_samples(settings, days, f"{kind} student training")
     debias = debias or settings.debias
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
@@ -174,7 +178,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         settings = search_kd_weights(settings, days, teacher_version, calibration_day)  # type: ignore[arg-type]
     cfg = settings.student
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
-    artifact_dir = settings.lakehouse.artifacts / "students" / name
+    folder = student_folder(settings, name)
     auxiliary = kind == "debiased" and debias.auxiliary_head
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
@@ -197,22 +201,19 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     items = catalogue(settings, days) if lookup is not None and cfg.unexposed_per_impression > 0 else None
 
     def step(batch: Batch) -> torch.Tensor:
+        if UNIFORM_ROW in batch:  # unbiased labels, weighted; their logits are not in the window's lookup
+            return debias.uniform_weight * student_loss(model, batch, cfg, None, adapter)
         return student_loss(model, batch, cfg, lookup, adapter, items)
 
-    def uniform_step(batch: Batch) -> torch.Tensor:  # unbiased labels; their logits are not in the lookup
-        return debias.uniform_weight * student_loss(model, batch, cfg, None, adapter)
-
-    def epoch_batches(epoch: int) -> Iterator[tuple[Batch, Callable[[Batch], torch.Tensor]]]:
-        for batch in iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch):
-            yield batch, step
+    def epoch_batches(epoch: int) -> Iterator[Batch]:
+        yield from iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch)
         if uniform is not None:
             for batch in iter_batches(settings, uniform.days, cfg.batch_size, "student", seed=seed * 1000 + epoch,
                                       sample_ids=uniform.ids):
-                yield batch, uniform_step
+                yield {**batch, UNIFORM_ROW: torch.ones(len(batch["click"]))}
 
     fingerprint = f"{name}|{settings.config_hash()}"
-    checkpoint_path = artifact_dir / "checkpoint.pt"
-    state = load_checkpoint(checkpoint_path, fingerprint)
+    state = load_resume_state(folder.resume_state, fingerprint)
     start_epoch, losses, val_aucs = 1, [], []
     best_model: dict[str, torch.Tensor] | None = None  # the weights of the first epoch with max(val_aucs)
     if state is not None:
@@ -225,21 +226,21 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             "recdistill.data_dates": f"{days[0]}..{days[-1]}"}
     with training_run(settings, name, tags) as run:
         log_params({"kind": kind, "seed": seed, "kd_lambda": cfg.kd_lambda, "kd_temperature": cfg.kd_temperature,
-                    "preset": cfg.preset, "unexposed_per_impression": cfg.unexposed_per_impression,
+                    "preset": cfg.preset, "unexposed_per_impression": cfg.unexposed_per_impression, "role": role,
                     "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, **debias.model_dump(),
                     "adapter_scale": adapter.scale, "adapter_shift": adapter.shift,
                     "uniform_share_rows": len(uniform.ids) if uniform is not None else 0,
                     "logits_available": len(lookup) if lookup else 0})
         for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
-            losses.append(train_epoch(epoch_batches(epoch), optimizer, f"{kind} epoch {epoch}"))
+            losses.append(train_epoch(epoch_batches(epoch), step, optimizer, f"{kind} epoch {epoch}"))
             mlflow.log_metric("train_loss", losses[-1], step=epoch)
             if calibration_day is not None:
                 val_aucs.append(validation_auc(model, settings, calibration_day))
                 mlflow.log_metric("val_auc", val_aucs[-1], step=epoch)
                 if val_aucs[-1] > max(val_aucs[:-1], default=-1.0):
                     best_model = copy.deepcopy(model.state_dict())
-            save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
+            save_resume_state(folder.resume_state, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
                                               "val_aucs": val_aucs, "best_model": best_model,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict()})
         best_epoch = int(np.argmax(val_aucs)) + 1 if val_aucs else cfg.epochs
@@ -248,17 +249,16 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             mlflow.log_metric("best_epoch", best_epoch)
         log_curves({"train loss": losses, **({"validation AUC": val_aucs} if val_aucs else {})}, f"{name}",
                    "curves/train_loss.png")
-        save_student(model, artifact_dir, {
-            "name": name, "kind": kind, "seed": seed, "teacher_version": teacher_version,
-            "data_dates": [str(d) for d in days], "calibration_date": str(calibration_day),
-            "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "debias": debias.model_dump(),
-            "uniform_share_rows": len(uniform.ids) if uniform is not None else 0, "role": role,
-            "best_epoch": best_epoch, "validation_aucs": val_aucs, "preset": cfg.preset,
-            "kd_lambda": cfg.kd_lambda, "kd_temperature": cfg.kd_temperature,
-            "config_hash": settings.config_hash(), "code_version": code_version(), "run_id": run.info.run_id,
-        })
-        mlflow.log_artifact(str(artifact_dir / "manifest.json"))
-    return StudentRun(name, kind, seed, artifact_dir, teacher_version, run.info.run_id)
+        save_student(model, folder, StudentManifest(
+            name=name, kind=kind, seed=seed, teacher_version=teacher_version, data_dates=days,
+            calibration_date=calibration_day, adapter=Platt(scale=adapter.scale, shift=adapter.shift),
+            debias=debias.model_dump(), best_epoch=best_epoch, validation_aucs=val_aucs, preset=cfg.preset,
+            kd_lambda=cfg.kd_lambda, kd_temperature=cfg.kd_temperature, role=role,
+            uniform_share_rows=len(uniform.ids) if uniform is not None else 0,
+            config_hash=settings.config_hash(), code_version=code_version(), run_id=run.info.run_id,
+            student_config=model.config.model_dump(mode="json"), finished_at=datetime.now(timezone.utc)))
+        mlflow.log_artifact(str(folder.manifest_path))
+    return StudentRun(name, kind, seed, folder, teacher_version, run.info.run_id)
 
 
 def search_kd_weights(settings: Settings, days: list[date], teacher_version: str, calibration_day: date) -> Settings:
@@ -271,45 +271,45 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     """
     cfg = settings.student
     lambdas, temperatures = cfg.kd_search_lambdas or [cfg.kd_lambda], cfg.kd_search_temperatures or [cfg.kd_temperature]
-    scored: list[tuple[float, float, float]] = []
+
+    def chosen(kd_lambda: float, temperature: float) -> Settings:
+        return settings.model_copy(update={"student": cfg.model_copy(update={
+            "kd_lambda": kd_lambda, "kd_temperature": temperature, "kd_search_lambdas": [],
+            "kd_search_temperatures": []})})
+
+    scored = []
     for kd_lambda in lambdas:
         for temperature in temperatures:
-            candidate = settings.model_copy(update={"student": cfg.model_copy(update={
-                "kd_lambda": kd_lambda, "kd_temperature": temperature,
-                "kd_search_lambdas": [], "kd_search_temperatures": []})})
-            run = train_student(candidate, "kd", days, 0, teacher_version, calibration_day, role="search")
-            manifest = json.loads((run.artifact_dir / "manifest.json").read_text())
-            scored.append((max(manifest["validation_aucs"]), kd_lambda, temperature))
-    _, kd_lambda, temperature = max(scored, key=lambda s: s[0])
+            run = train_student(chosen(kd_lambda, temperature), "kd", days, 0, teacher_version, calibration_day,
+                                role="search")
+            scored.append((max(run.folder.manifest().validation_aucs), kd_lambda, temperature))
+    _, kd_lambda, temperature = max(scored)
     log.info("λ/T search on %s: %s → λ = %s, T = %s", calibration_day, scored, kd_lambda, temperature)
-    return settings.model_copy(update={"student": cfg.model_copy(update={
-        "kd_lambda": kd_lambda, "kd_temperature": temperature, "kd_search_lambdas": [], "kd_search_temperatures": []})})
+    return chosen(kd_lambda, temperature)
 
 
 def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:
     """The serving head's AUC on `day` (the calibration date): what early stopping compares."""
     model.eval()
     try:
-        scored = score(iter_batches(settings, [day], 4096, "student"), model, f"validating on {day}")
+        scored = score(iter_batches(settings, [day], settings.student.scoring_batch_size, "student"), model,
+                       f"validating on {day}")
     finally:
         model.train()
     return auc(scored.labels, scored.logits)
 
 
-def save_student(model: UGSepStudent, artifact_dir: Path, manifest: dict[str, object]) -> None:
-    """Weights (a plain state dict) plus a JSON manifest with the model config and lineage."""
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), artifact_dir / "student.pt")
-    write_json(artifact_dir / "manifest.json", {**manifest, "model_config": model.config.model_dump(mode="json")})
+def save_student(model: UGSepStudent, folder: StudentFolder, manifest: StudentManifest) -> None:
+    """Weights (a plain state dict), then the manifest that marks the student finished."""
+    with atomic_path(folder.weights) as tmp:
+        torch.save(model.state_dict(), tmp)
+    manifest.write(folder.manifest_path)
 
 
-def load_student(artifact_dir: Path) -> UGSepStudent:
+def load_student(folder: StudentFolder) -> UGSepStudent:
     """The trained student from `save_student`'s files (weights only, nothing unpickled)."""
-    from pipeline.models.config import StudentConfig
-
-    manifest = json.loads((artifact_dir / "manifest.json").read_text())
-    model = UGSepStudent(StudentConfig.model_validate(manifest["model_config"]))
-    model.load_state_dict(torch.load(artifact_dir / "student.pt", weights_only=True))
+    model = UGSepStudent(StudentConfig.model_validate(folder.manifest().student_config))
+    model.load_state_dict(torch.load(folder.weights, weights_only=True))
     return model.eval()
 
 

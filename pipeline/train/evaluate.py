@@ -1,9 +1,11 @@
 """Held-out evaluation of teacher and students, and Rec-Distill's transferability with uncertainty.
 
-Every model is scored on the same held-out date, overall and on its random-exposure slice (the
-unbiased test where the data has one). Transferability is computed per seed from paired base/KD
-students, reported as mean ± std over seeds plus a bootstrap interval over samples; the debiased
-student is compared with plain KD seed by seed, on the unbiased slice where there is one.
+Every model is scored on the same held-out date, overall and on the random-exposure test share (the
+unbiased test where the data has one, `pipeline.train.exposure`). Transferability is the ratio of
+seed means with a paired bootstrap interval over seeds and rows (`pipeline.metrics.transfer_estimate`),
+"not measurable" when the teacher's gain is not; the debiased student is compared with plain KD
+paired by seed, on the test share where there is one. Each evaluation also measures the serving
+latency of its student size and redraws the quality–latency frontier of every size evaluated so far.
 """
 
 from __future__ import annotations
@@ -11,68 +13,29 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
-from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
 import mlflow
 import numpy as np
 
+from pipeline.artifacts import (EvaluationReport, StudentFolder, evaluation_folder, evaluation_reports,
+                                frontier_path, students_for)
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
 from pipeline.export.latency import measure as measure_latency
 from pipeline.export.latency import requests_of
+from pipeline.metrics import auc, paired_gain, transfer_estimate
 from pipeline.models.quantize import quantize_w8a16
-from pipeline.train.checkpoints import write_json
 from pipeline.train.distill import load_student
 from pipeline.train.exposure import ExposureSplit, exposure_split
 from pipeline.train.loop import Scored, score
-from pipeline.train.metrics import auc, paired_gain, transfer_estimate
-from pipeline.train.teacher import evaluate_scored, open_teacher, score_teacher
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.tracking import log_params, training_run
 from pipeline.train.windows import ONE_DAY
 
 log = logging.getLogger(__name__)
-KINDS = ("base", "kd", "debiased")
-
-
-@dataclass
-class EvaluationReport:
-    day: str
-    teacher_version: str
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model → metric → value
-    transferability: dict[str, object] = field(default_factory=dict)
-    # debiased − KD per seed (same seed, same data): whether debiasing beats plain KD beyond seed noise
-    debiased_vs_kd: dict[str, float] = field(default_factory=dict)
-    exposure: dict[str, object] = field(default_factory=dict)  # the random-exposure split's sizes, or why none
-    preset: str = ""  # the students' size
-    latency: dict[str, object] = field(default_factory=dict)  # per-request serving latency of that size
-
-    def to_json(self) -> dict[str, object]:
-        """Plain JSON (an XCom, report.json): a metric that is undefined on this day, such as the AUC of
-        a slice with one class, is null rather than NaN, which strict JSON encoders refuse."""
-        def strict(value: object) -> object:
-            if isinstance(value, dict):
-                return {k: strict(v) for k, v in value.items()}
-            return None if isinstance(value, float) and not math.isfinite(value) else value
-
-        return strict(asdict(self))  # type: ignore[return-value]
-
-
-def students_for(settings: Settings, teacher_version: str, before: date) -> dict[str, list[Path]]:
-    """Finished students of the configured size by kind: KD/debiased ones of this teacher, base ones of any;
-    trained before `before`; λ/T search candidates left out."""
-    found: dict[str, list[Path]] = {kind: [] for kind in KINDS}
-    for manifest_path in sorted((settings.lakehouse.artifacts / "students").glob("*/manifest.json")):
-        manifest = json.loads(manifest_path.read_text())
-        if max(manifest["data_dates"]) >= str(before) or manifest.get("role", "student") != "student":
-            continue
-        if manifest.get("preset", settings.student.preset) != settings.student.preset:
-            continue
-        if manifest["kind"] == "base" or manifest["teacher_version"] == teacher_version:
-            found[manifest["kind"]].append(manifest_path.parent)
-    return found
 
 
 def _slice_metrics(scored: Scored, split: ExposureSplit) -> dict[str, float]:
@@ -82,6 +45,8 @@ def _slice_metrics(scored: Scored, split: ExposureSplit) -> dict[str, float]:
     if test.any():
         metrics.update(evaluate_scored(scored.subset(test), "random_"))
     return metrics
+
+
 
 
 def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationReport:
@@ -99,7 +64,7 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
         observed = score_teacher(net, settings, [day], neutral_position=False)
     finally:
         net.server.close()
-    report = EvaluationReport(str(day), teacher_version, preset=settings.student.preset)
+    report = EvaluationReport(day=day, teacher_version=teacher_version, preset=settings.student.preset)
     report.latency = serving_latency(settings, day, (students["kd"] or students["base"])[0])
     split = exposure_split(settings, day - ONE_DAY, day)
     report.exposure = ({"uniform_share_rows": len(split.uniform), "test_share_rows": len(split.test)} if split.exists
@@ -108,12 +73,13 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
     report.metrics["teacher_observed"] = _slice_metrics(observed, split)
     per_kind: dict[str, dict[int, Scored]] = {}
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
-    for kind, dirs in students.items():
+    for kind, folders in students.items():
         per_kind[kind] = {}
-        for artifact_dir in dirs:
-            model = load_student(artifact_dir)
-            seed = json.loads((artifact_dir / "manifest.json").read_text())["seed"]
-            scored = score(iter_batches(settings, [day], 4096, "student"), model, f"{kind} seed {seed}")
+        for folder in folders:
+            model = load_student(folder)
+            seed = folder.manifest().seed
+            scored = score(iter_batches(settings, [day], settings.student.scoring_batch_size, "student"), model,
+                           f"{kind} seed {seed}")
             per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
         per_seed[kind] = {seed: _slice_metrics(s, split) for seed, s in per_kind[kind].items()}
         if per_seed[kind]:
@@ -173,10 +139,10 @@ def paired_difference(treated: dict[int, Scored], control: dict[int, Scored], sp
             f"{key}_wins": float(wins), "seeds": float(len(seeds))}
 
 
-def serving_latency(settings: Settings, day: date, student_dir: Path, candidates: int = 256) -> dict[str, object]:
+def serving_latency(settings: Settings, day: date, student: StudentFolder, candidates: int = 256) -> dict[str, object]:
     """Per-request milliseconds of a student of this size on `day`'s requests with `candidates` candidates:
     naive, reuse, reuse + W8A16, and the path a release serves (W8A16 only where measured faster)."""
-    model = load_student(student_dir)
+    model = load_student(student)
     requests = list(itertools.islice(requests_of(settings, day, model), 64))
     gain = measure_latency(model, quantize_w8a16(model), requests, candidates)
     return {**asdict(gain), "served": gain.served, "served_ms": gain.served_ms,
@@ -240,14 +206,13 @@ def comparison_plot(report: EvaluationReport, path: Path) -> Path:
 
 
 def _log(settings: Settings, report: EvaluationReport) -> None:
-    evaluations = settings.lakehouse.artifacts / "evaluations"
-    out = evaluations / f"{report.day}-{report.teacher_version}-{report.preset}"
-    write_json(out / "report.json", report.to_json())
-    plot = comparison_plot(report, out / "comparison.png")
-    sizes = [json.loads(p.read_text()) for p in evaluations.glob(f"{report.day}-{report.teacher_version}-*/report.json")]
-    frontier = frontier_plot(sizes, evaluations / f"{report.day}-{report.teacher_version}-frontier.png")
+    folder = evaluation_folder(settings, report.day, report.teacher_version, report.preset)
+    report.write(folder.report)
+    plot = comparison_plot(report, folder.plot)
+    sizes = evaluation_reports(settings, report.day, report.teacher_version)
+    frontier = frontier_plot(sizes, frontier_path(settings, report.day, report.teacher_version))
     with training_run(settings, f"evaluate-{report.day}", {"recdistill.teacher_version": report.teacher_version}):
-        log_params({"day": report.day})
+        log_params({"day": str(report.day)})
         mlflow.log_metrics({f"{model}/{k}": v for model, values in report.metrics.items()
                             for k, v in values.items() if np.isfinite(v)})
         mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()
@@ -256,5 +221,5 @@ def _log(settings: Settings, report: EvaluationReport) -> None:
         mlflow.log_artifact(str(plot))
         mlflow.log_artifact(str(frontier))
         mlflow.log_metrics({f"latency/{k}": float(v) for k, v in report.latency.items() if isinstance(v, (int, float))})
-        mlflow.log_artifact(str(out / "report.json"))
+        mlflow.log_artifact(str(folder.report))
     log.info("evaluation %s", json.dumps(report.to_json(), default=str))

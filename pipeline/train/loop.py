@@ -34,11 +34,11 @@ class Scored:
                       self.random_exposure[where])
 
 
-def train_epoch(batches: Iterable[tuple[Batch, Callable[[Batch], torch.Tensor]]],
+def train_epoch(batches: Iterable[Batch], step: Callable[[Batch], torch.Tensor],
                 optimizer: torch.optim.Optimizer, description: str) -> float:
-    """One pass over (batch, step) pairs; a step returns the loss of its batch. Returns the mean loss."""
+    """One pass; `step` returns the loss of a batch. Returns the mean loss."""
     total, count = 0.0, 0
-    for batch, step in tqdm(batches, desc=description, unit="batch", leave=False):
+    for batch in tqdm(batches, desc=description, unit="batch", leave=False):
         optimizer.zero_grad(set_to_none=True)
         loss = step(batch)
         loss.backward()

@@ -20,7 +20,7 @@ from pipeline.data.batches import iter_batches
 from pipeline.tables import (STREAM_SAMPLES, TEACHER_LOGITS, insert_missing_arrow, read_arrow, table_exists,
                              write_partition_arrow)
 from pipeline.train.loop import Batch
-from pipeline.train.teacher import TeacherWithPS, _batches, open_teacher
+from pipeline.train.teacher_model import TeacherWithPS, open_teacher, teacher_batches
 from pipeline.train.unexposed import catalogue, unexposed_pairs
 
 OBSERVED_POSITION = "@observed-position"
@@ -71,7 +71,7 @@ def dump_logits(settings: Settings, day: date, version: str, neutral_position: b
     label = configured_label(settings, version, neutral_position)
     net = open_teacher(settings, version)
     try:
-        table = _score(net, _batches(settings, [day], None), label, day)
+        table = _score(net, teacher_batches(settings, [day], None), label, day)
     finally:
         net.server.close()
     if table is None:
@@ -93,7 +93,7 @@ def dump_unexposed_logits(settings: Settings, days: list[date], version: str,
     written = 0
     try:
         for day in days:
-            pairs = (unexposed_pairs(batch, items, per_impression) for batch in _batches(settings, [day], None))
+            pairs = (unexposed_pairs(batch, items, per_impression) for batch in teacher_batches(settings, [day], None))
             table = _score(net, pairs, label, day, UNEXPOSED)
             if table is None:
                 raise ValueError(f"no training_samples on {day}: no unexposed pairs to score")
