@@ -90,15 +90,18 @@ def build_tables(dataset: Dataset, console: Console) -> None:
     console.print(f"{dataset.name}: tables for {len(days)} days in {time.perf_counter() - started:.0f}s")
 
 
-def train_and_evaluate(dataset: Dataset, sizes: list[str], console: Console) -> list[dict[str, object]]:
-    """One teacher and its logits, then every size's students and evaluation; a result row per size."""
+def train_and_evaluate(dataset: Dataset, sizes: list[str], console: Console,
+                       keep_artifacts: bool = False) -> list[dict[str, object]]:
+    """One teacher and its logits, then every size's students and evaluation; a result row per size.
+
+    With `keep_artifacts`, a rerun resumes the teacher and students an interrupted run left."""
     from pipeline.train.distill import train_student
     from pipeline.train.logit_dump import dump_logits, dump_unexposed_logits
     from pipeline.train.teacher import train_teacher
 
     settings = dataset.settings
-    # A fresh artifacts folder: no warm start from, or reuse of, an earlier run's teacher and students.
-    shutil.rmtree(settings.lakehouse.artifacts, ignore_errors=True)
+    if not keep_artifacts:  # a fresh folder: no warm start from, or reuse of, an earlier run's models
+        shutil.rmtree(settings.lakehouse.artifacts, ignore_errors=True)
     windows = default_windows(settings)
     started = time.perf_counter()
     teacher = train_teacher(settings, windows.teacher_train, [windows.calibration])
@@ -215,6 +218,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/distill_quality"))
     parser.add_argument("--reuse-tables", action="store_true", help="skip the data plane where tables exist")
+    parser.add_argument("--keep-artifacts", action="store_true",
+                        help="resume the teacher and students of an interrupted run instead of starting afresh")
     args = parser.parse_args()
     if not (args.generated or args.coat or args.ml_100k):
         parser.error("select at least one dataset: --generated, --coat, --ml-100k")
@@ -241,7 +246,7 @@ def main() -> None:
         if not (args.reuse_tables and tables.exists()):
             shutil.rmtree(dataset.settings.lakehouse.root, ignore_errors=True)
             build_tables(dataset, console)
-        rows += train_and_evaluate(dataset, sizes, console)
+        rows += train_and_evaluate(dataset, sizes, console, args.keep_artifacts)
         (args.workdir / "results.json").parent.mkdir(parents=True, exist_ok=True)
         (args.workdir / "results.json").write_text(json.dumps(rows, indent=2, default=str))
         print_table(rows, console)

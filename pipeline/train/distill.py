@@ -280,9 +280,12 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     scored = []
     for kd_lambda in lambdas:
         for temperature in temperatures:
-            run = train_student(chosen(kd_lambda, temperature), "kd", days, 0, teacher_version, calibration_day,
-                                role="search")
-            scored.append((max(run.folder.manifest().validation_aucs), kd_lambda, temperature))
+            candidate = chosen(kd_lambda, temperature)
+            folder = student_folder(candidate, student_name(candidate, "kd", 0, days, teacher_version,
+                                                            candidate.debias, calibration_day))
+            if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
+                folder = train_student(candidate, "kd", days, 0, teacher_version, calibration_day, role="search").folder
+            scored.append((max(folder.manifest().validation_aucs), kd_lambda, temperature))
     _, kd_lambda, temperature = max(scored)
     log.info("λ/T search on %s: %s → λ = %s, T = %s", calibration_day, scored, kd_lambda, temperature)
     return chosen(kd_lambda, temperature)
