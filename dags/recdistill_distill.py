@@ -61,16 +61,22 @@ def recdistill_distill() -> None:
 
     @task(outlets=[assets.TEACHER_LOGITS])
     def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:
-        """Logits of `version` for D and for every window day it has not scored yet."""
+        """Logits of `version` for D and for every window day it has not scored yet, and its unexposed pairs."""
         from pipeline.tables import TEACHER_LOGITS, dates_present
         from pipeline.train.logit_dump import configured_label
         from pipeline.train.logit_dump import dump_logits as dump
+        from pipeline.train.logit_dump import dump_unexposed_logits
 
         windows = _windows(ds)  # type: ignore[arg-type]
         earlier = [*windows.train, windows.calibration]
-        scored = dates_present(settings, TEACHER_LOGITS, earlier, teacher_version=configured_label(settings, version))
+        label = configured_label(settings, version)
+        scored = dates_present(settings, TEACHER_LOGITS, earlier, teacher_version=label, pair_kind="labelled")
         days = [d for d in earlier if d not in scored] + [windows.holdout]
-        return {str(day): dump(settings, day, version) for day in days}
+        counts = {str(day): dump(settings, day, version) for day in days}
+        paired = dates_present(settings, TEACHER_LOGITS, windows.train, teacher_version=label, pair_kind="unexposed")
+        if set(windows.train) - paired:  # the pairs are drawn from the whole window's catalogue: all or none
+            counts["unexposed"] = dump_unexposed_logits(settings, windows.train, version)
+        return counts
 
     @task(pool=TRAINING_POOL)
     def distill(version: str, ds: str | None = None) -> list[str]:

@@ -231,9 +231,12 @@ def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = N
 
 @logits_app.command("dump")
 def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-                teacher_version: TeacherOpt = None) -> None:
+                teacher_version: TeacherOpt = None,
+                unexposed: Annotated[bool, typer.Option(help="also the unexposed pairs of the students' window")]
+                = True) -> None:
     """Score samples of each date with a teacher into teacher_logits (idempotent per date and version)."""
-    from pipeline.train.logit_dump import dump_logits
+    from pipeline.train.logit_dump import dump_logits, dump_unexposed_logits
+    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)
@@ -244,6 +247,9 @@ def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt 
             rows = dump_logits(settings, one, version)
             progress.console.print(f"{one}: {rows:,} logits of {version}")
             progress.advance(task)
+    if unexposed and not (day or start or end):
+        window = default_windows(settings).train
+        console.print(f"{window[0]}..{window[-1]}: {dump_unexposed_logits(settings, window, version):,} unexposed pairs")
     print_counts(settings)
 
 

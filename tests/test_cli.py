@@ -33,7 +33,8 @@ def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     teacher = latest_teacher(tiny_env)
     assert teacher is not None and teacher_manifest(tiny_env, teacher).registry_version == "1"
     logits = read_arrow(tiny_env, TEACHER_LOGITS).to_pandas()
-    assert set(logits.teacher_version) == {teacher} and len(logits) == generated
+    assert set(logits.teacher_version) == {teacher} and (logits.pair_kind == "labelled").sum() == generated
+    assert (logits.pair_kind == "unexposed").sum() > 0  # the students' window's unexposed pairs
     assert len(daily_students(tiny_env)) == 3 * len(tiny_env.student.seeds)
     assert evaluation_folder(tiny_env, days[-1], teacher, tiny_env.student.preset).report.exists()
     assert "transferability kd" in result.output
