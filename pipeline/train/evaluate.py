@@ -11,6 +11,7 @@ latency of its student size and redraws the quality–latency frontier of every 
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict
 import json
 import logging
 from datetime import date
