@@ -11,9 +11,9 @@ latency of its student size and redraws the quality–latency frontier of every 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
 import json
 import logging
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
