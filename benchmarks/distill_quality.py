@@ -32,8 +32,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import Settings, load_settings
-from pipeline.models.config import STUDENT_PRESETS, STUDENT_SIZES
+from pipeline.config import STUDENT_PRESETS, STUDENT_SIZES, Settings, load_settings
 from pipeline.train.evaluate import EvaluationReport, evaluate
 from pipeline.train.windows import default_windows
 

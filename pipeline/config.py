@@ -18,9 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from pipeline.models.config import STUDENT_PRESETS
-
 ProfileName = Literal["tiny", "demo", "prod"]
+# Student sizes by serving budget, smallest first, then the unit tests' and the UG-Sep benchmark's students;
+# `pipeline.models.config.StudentConfig.preset` builds each.
+STUDENT_SIZES = ("xs", "s", "m")
+STUDENT_PRESETS = (*STUDENT_SIZES, "tiny", "default")
 ENV_PREFIX = "RECDISTILL_"
 
 

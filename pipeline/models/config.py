@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from pipeline.config import STUDENT_PRESETS
 from pipeline.models.inputs import InputSpec
 
 DENSE_USER = "dense_user"
@@ -308,9 +309,9 @@ class StudentConfig(BaseModel):
     def preset(cls, name: str, **overrides: object) -> StudentConfig:
         """A named size from `STUDENT_PRESETS`: `xs`/`s`/`m` are the serving-budget sizes (token
         width, tokens, layers, embedding width), `tiny` the unit tests', `default` the UG-Sep benchmark's."""
-        if name not in STUDENT_PRESETS:
+        if name not in _PRESET_FIELDS:
             raise ValueError(f"unknown student preset {name!r}; expected one of {list(STUDENT_PRESETS)}")
-        return cls(**{**STUDENT_PRESETS[name](), **overrides})
+        return cls(**{**_PRESET_FIELDS[name](), **overrides})
 
 
 def _compact_user_groups() -> list[TokenGroup]:
@@ -338,12 +339,12 @@ def _compact(token_dim: int, n_layers: int, embedding_dim: int, head_dim: int) -
                 n_sequence_queries=2, compensation_dim=16, head_dim=head_dim)
 
 
-# Serving-budget sizes, smallest first; each is (token width D, tokens T = user + group, layers, embedding width).
-STUDENT_PRESETS: dict[str, Callable[[], dict[str, object]]] = {
+# The fields of each of `STUDENT_PRESETS`; the sizes are (token width D, tokens T = user + group, layers,
+# embedding width).
+_PRESET_FIELDS: dict[str, Callable[[], dict[str, object]]] = {
     "xs": lambda: _compact(token_dim=16, n_layers=1, embedding_dim=8, head_dim=16),  # T = 6 + 2
     "s": lambda: _compact(token_dim=32, n_layers=2, embedding_dim=8, head_dim=16),  # T = 6 + 2
     "m": lambda: dict(embedding_dim=16, token_dim=64, n_layers=2, compensation_dim=32, head_dim=64),  # T = 12 + 4
     "tiny": lambda: _compact(token_dim=32, n_layers=2, embedding_dim=8, head_dim=16),
     "default": lambda: {},
 }
-STUDENT_SIZES = ("xs", "s", "m")

@@ -10,12 +10,11 @@ from pipeline.models.config import (
     SEQUENCE_SUMMARY,
     TARGET_ATTENTION,
     FeatureSchema,
-    STUDENT_SIZES,
     StudentConfig,
     TeacherConfig,
     TokenGroup,
 )
-from pipeline.config import load_settings
+from pipeline.config import STUDENT_SIZES, load_settings
 from pipeline.models.student import UGSepStudent
 
 
