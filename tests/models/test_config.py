@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from pipeline.config import STUDENT_SIZES, load_settings
 from pipeline.models.config import (
     DENSE_ITEM,
     SEQUENCE_SUMMARY,
@@ -14,7 +15,6 @@ from pipeline.models.config import (
     TeacherConfig,
     TokenGroup,
 )
-from pipeline.config import STUDENT_SIZES, load_settings
 from pipeline.models.student import UGSepStudent
 
 
