@@ -147,6 +147,11 @@ class Postgres:
         self._as_owner([_pg_bin("pg_ctl"), "--pgdata", str(self.data_dir), "--log", str(self.log_file),
                         "--options", options, "--wait", "start"])
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's pid (first line of postmaster.pid)."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._as_owner([_pg_bin("pg_ctl"), "--pgdata", str(self.data_dir), "--mode", "fast", "--wait", "stop"])
@@ -164,6 +169,23 @@ class Postgres:
 
     def url(self, user: str, password: str) -> str:
         return f"postgresql+psycopg2://{user}:{password}@{HOST}:{self.port}/{user}"
+
+    def superuser_url(self, database: str) -> str:
+        """The superuser over the private socket (no password: only the socket's owner reaches it)."""
+        return f"postgresql+psycopg2://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def backup(self, database: str, dump: Path) -> None:
+        """`pg_dump --format=custom`, what docs/deploy.md prescribes for the MLflow database."""
+        self._client(["pg_dump", "--format=custom", f"--dbname={database}", f"--file={dump}"])
+
+    def restore(self, dump: Path, database: str) -> None:
+        """`pg_restore` of a `backup` into a new, empty `database`."""
+        self._client(["createdb", database])
+        self._client(["pg_restore", "--no-owner", f"--dbname={database}", str(dump)])
+
+    def _client(self, command: list[str]) -> None:
+        env = {**os.environ, "PGHOST": str(self.socket_dir), "PGPORT": str(self.port), "PGUSER": "postgres"}
+        subprocess.run([_pg_bin(command[0]), *command[1:]], env=env, check=True, stdout=subprocess.DEVNULL)
 
     def _own(self, path: Path) -> None:
         if os.geteuid() == 0:
@@ -211,6 +233,8 @@ class SparkCluster:
         return {**os.environ, "SPARK_LOCAL_IP": HOST, "SPARK_LOG_DIR": str(self.run_dir / "logs"),
                 # The daemons only schedule; executors get their own memory.
                 "SPARK_DAEMON_MEMORY": "256m",
+                # No REST submission server: it would take the fixed port 6066.
+                "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
                 # Executors run this venv's Python and see this checkout first, like the drivers.
                 "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT)}
 
@@ -325,3 +349,23 @@ class AirflowServices:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop(grace_s=60)
+
+
+def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
+    """Every (address, port) the processes `pids` and their descendants listen on over TCP."""
+    import psutil
+
+    found = set()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for process in processes:
+            try:
+                found |= {(c.laddr.ip, c.laddr.port) for c in process.net_connections(kind="tcp")
+                          if c.status == psutil.CONN_LISTEN}
+            except psutil.NoSuchProcess:
+                pass
+    return found

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from integration.conftest import (BACKFILL_DAYS, Cluster, PostgresDrill, WorkerDrill, registry_state)
+from integration import services
+from integration.conftest import BACKFILL_DAYS, Cluster, PostgresDrill, WorkerDrill, registry_state
 from pipeline import tables
 from pipeline.registry.config import RegistryConfig
 from pipeline.tables import content_hash, read_arrow, table_exists
@@ -72,6 +73,15 @@ def test_distill_dag_succeeds_after_a_postgres_restart_and_the_registry_keeps_ev
     assert any(name == RegistryConfig().student_model for name, _ in after)
 
 
+def test_every_service_listens_on_loopback_only(cluster: Cluster, airflow, distill_run):
+    processes = [cluster.spark.master, cluster.spark.worker, cluster.mlflow.process, *airflow.processes]
+    pids = [cluster.postgres.pid, *(process.popen.pid for process in processes)]
+    listening = services.listening_addresses(pids)
+    assert {port for _, port in listening} >= {cluster.postgres.port, cluster.spark.port, cluster.mlflow.port,
+                                              airflow.port}
+    assert {address for address, _ in listening} == {services.HOST}, sorted(listening)
+
+
 def test_cluster_run_writes_the_same_tables_as_the_embedded_run(embedded, distill_run, cluster_teacher):
     cluster_hashes = table_hashes(cluster_teacher)
     assert {spec.name for spec in COMPARED if spec is not tables.EVENTS_QUARANTINE} <= set(cluster_hashes)
@@ -91,3 +101,11 @@ def test_cluster_run_promotes_the_same_champion_as_the_embedded_run(cluster: Clu
     cluster_champion = champion(registry_state(cluster.mlflow.url))
     assert cluster_champion == champion(registry_state(embedded.settings.tracking_uri))
     assert json.loads(registry_state(cluster.mlflow.url)[(model, cluster_champion[0])]["gate.checks"])
+
+
+def test_the_registry_database_restored_from_its_backup_holds_every_version(cluster: Cluster, distill_run, run_dir):
+    dump = run_dir / "mlflow.dump"
+    cluster.postgres.backup("mlflow", dump)
+    cluster.postgres.restore(dump, "mlflow_restored")
+    # MLflow reads the restored database directly: the same versions, tags and aliases as the live server.
+    assert registry_state(cluster.postgres.superuser_url("mlflow_restored")) == registry_state(cluster.mlflow.url)
