@@ -24,6 +24,8 @@ standin_image=recdistill-standin/bookworm:latest
 project=recdistill-check
 work="$(mktemp -d)"
 compose_files=(-f docker/compose.yaml)
+# The docker.io package's client: it builds with BuildKit without the buildx plugin a newer client needs.
+docker() { if [[ -x /usr/bin/docker ]]; then /usr/bin/docker "$@"; else command docker "$@"; fi; }
 
 # --- 1. engine -------------------------------------------------------------------------------------
 if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null; then

@@ -17,6 +17,7 @@ shape: local Spark, SQLite for Airflow and MLflow. The cluster run uses the serv
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from tests.dags.conftest import Lakehouse, make_lakehouse
 FEATURES_DAG = "recdistill_features"
 DISTILL_DAG = "recdistill_distill"
 BACKFILL_DAYS = 2
-RUN_DEADLINE_S = 1200  # a guard against a hung scheduler, far above a normal run
+RUN_DEADLINE_S = 2400  # a guard against a hung scheduler, far above a normal run
 # Stands in for the task's execution_timeout: how long a job that lost its worker is left waiting.
 STUCK_JOB_WAIT_S = 20
 
@@ -218,7 +219,7 @@ def worker_drill(cluster: Cluster, cluster_lakehouse: Lakehouse, features_backfi
             job.terminate()
             failed = job.wait(timeout=120)
         finally:
-            services.signal_group(job.pid, 9)
+            services.signal_session(job.pid, signal.SIGKILL)
     after_failure = DeltaTable(events).version()
     rows_after_failure = lakehouse.rows(EVENTS, day)
     spark.start_worker()

@@ -25,8 +25,9 @@ export RECDISTILL_INTEGRATION_DIR="$run_dir"
 cleanup() {
   local status=$?
   if [[ -f "$run_dir/pids" ]]; then
-    while read -r pgid; do
-      kill -KILL -- "-$pgid" 2>/dev/null || true
+    # Each service was started as a session of its own; its tasks and drivers stay in that session.
+    while read -r sid; do
+      pkill -KILL --session "$sid" 2>/dev/null || true
     done <"$run_dir/pids"
   fi
   local pgdata="$run_dir/postgres/data"

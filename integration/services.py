@@ -3,7 +3,7 @@
 A private PostgreSQL cluster (Debian's binaries, data in the run folder, never the system's cluster),
 a Spark standalone master and worker started by the pinned PySpark's own launch classes, and an
 MLflow tracking server over PostgreSQL (`mlflow/server.sh`). Every process is started in a session of
-its own and its process-group id written to `<run>/pids`, so `integration/run.sh` can stop whatever a
+its own and its session id written to `<run>/pids`, so `integration/run.sh` can stop whatever a
 crashed run left behind.
 """
 
@@ -25,12 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from pipeline.airflow_env import REPO_ROOT
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 VENV_BIN = Path(sys.executable).parent
-PIDS_FILE = "pids"  # one process-group id a line, read by run.sh's cleanup trap
+PIDS_FILE = "pids"  # one session id a line, read by run.sh's cleanup trap
 
 
 def free_port() -> int:
@@ -83,29 +85,33 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the whole process group, as a lost machine would (children such as executors too)."""
+        """SIGKILL the whole session, as a lost machine would (children such as executors too)."""
         if self.popen is not None:
-            signal_group(self.popen.pid, signal.SIGKILL)
+            signal_session(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
     def stop(self, grace_s: float = 30) -> None:
-        """SIGTERM the process group, then SIGKILL what is left after `grace_s`."""
+        """SIGTERM the session, then SIGKILL what is left after `grace_s`."""
         if self.popen is None:
             return
-        signal_group(self.popen.pid, signal.SIGTERM)
+        signal_session(self.popen.pid, signal.SIGTERM)
         try:
             self.popen.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             log.warning("%s ignored SIGTERM for %.0fs: killing it", self.name, grace_s)
-        signal_group(self.popen.pid, signal.SIGKILL)  # children that outlived their parent
+        signal_session(self.popen.pid, signal.SIGKILL)  # children that outlived their parent
         self.popen.wait()
 
 
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
+def signal_session(sid: int, sig: signal.Signals) -> None:
+    """Signal every process of session `sid`: Airflow puts each task (and its spark-submit) in a process
+    group of its own, but they stay in the session of the scheduler that we started."""
+    for pid in psutil.pids():
+        try:
+            if os.getsid(pid) == sid:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @dataclass
@@ -353,8 +359,6 @@ class AirflowServices:
 
 def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
     """Every (address, port) the processes `pids` and their descendants listen on over TCP."""
-    import psutil
-
     found = set()
     for pid in pids:
         try:

@@ -23,7 +23,15 @@ trap 'rm -rf "$rootfs"' EXIT
 debootstrap --variant=minbase --include=python3,python3-venv,postgresql-15,procps,ca-certificates \
   bookworm "$rootfs" ${DEBOOTSTRAP_MIRROR:+"$DEBOOTSTRAP_MIRROR"}
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# The host's own trust anchors (e.g. the CA of a TLS-inspecting proxy in front of PyPI and Maven
+# Central), so builds on this base reach what the host reaches; Java's store takes them up when the
+# project image installs its JRE. pip is told to use the system store rather than its own bundle.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+  chroot "$rootfs" update-ca-certificates >/dev/null
+fi
 tar -C "$rootfs" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
   --change 'CMD ["bash"]' - "$image"
 docker image ls "$image"
