@@ -31,7 +31,7 @@ import pytest
 
 from integration import services
 from integration.services import AirflowServices, MlflowServer, Postgres, SparkCluster
-from pipeline.airflow_env import SPARK_CONN_ENV, init, spark_connection
+from pipeline.airflow.env import SPARK_CONN_ENV, init, spark_connection
 from pipeline.config import Settings
 from pipeline.spark import delta_package, job_file, submit_conf
 from pipeline.train.windows import default_windows
@@ -268,7 +268,7 @@ def registry_state(tracking_uri: str) -> dict[tuple[str, str], dict[str, str]]:
     """Every registered version of recdistill's models: its aliases and tags, by (model, version)."""
     from mlflow import MlflowClient
 
-    from pipeline.registry.config import RegistryConfig
+    from pipeline.config import RegistryConfig
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     config = RegistryConfig()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.airflow_env import REPO_ROOT
+from pipeline.airflow.env import REPO_ROOT
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"

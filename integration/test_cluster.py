@@ -11,9 +11,9 @@ import json
 from integration import services
 from integration.conftest import BACKFILL_DAYS, Cluster, PostgresDrill, WorkerDrill, registry_state
 from pipeline import tables
-from pipeline.registry.config import RegistryConfig
+from pipeline.config import RegistryConfig
 from pipeline.tables import content_hash, read_arrow, table_exists
-from pipeline.train.teacher import latest_teacher, teacher_manifest
+from pipeline.artifacts import latest_teacher, teacher_manifest
 from tests.dags.conftest import Lakehouse
 
 # Every table the tiny run writes; teacher_logits too: the same data and seeds give the same teacher.
@@ -57,9 +57,9 @@ def test_a_job_that_loses_its_worker_commits_nothing_and_its_retry_succeeds(work
 
 def test_teacher_trained_by_two_gloo_ranks_and_registered_on_the_tracking_server(cluster: Cluster, cluster_teacher):
     manifest = teacher_manifest(cluster_teacher.settings, latest_teacher(cluster_teacher.settings))
-    assert manifest["world_size"] == 2
+    assert manifest.world_size == 2
     registered = registry_state(cluster.mlflow.url)
-    assert (RegistryConfig().teacher_model, str(manifest["registry_version"])) in registered
+    assert (RegistryConfig().teacher_model, str(manifest.registry_version)) in registered
 
 
 def test_distill_dag_succeeds_after_a_postgres_restart_and_the_registry_keeps_every_version(

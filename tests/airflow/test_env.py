@@ -1,10 +1,10 @@
-"""pipeline.airflow_env: SQLite and local Spark out of the box, the services an environment names otherwise."""
+"""pipeline.airflow.env: SQLite and local Spark out of the box, the services an environment names otherwise."""
 
 from __future__ import annotations
 
 import json
 
-from pipeline.airflow_env import SPARK_CONN_ENV, airflow_env, spark_connection
+from pipeline.airflow.env import SPARK_CONN_ENV, airflow_env, spark_connection
 
 
 def test_defaults_are_sqlite_in_the_home_and_local_spark(tmp_path):
