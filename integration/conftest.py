@@ -84,7 +84,9 @@ def cluster(run_dir: Path) -> Iterator[Cluster]:
                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("airflow", passwords["airflow"]),
                "MLFLOW_BACKEND_STORE_URI": mlflow.backend_uri,
                "RECDISTILL_SPARK_MASTER": spark.url, SPARK_CONN_ENV: spark_connection(spark.url),
-               "RECDISTILL_MLFLOW_URI": mlflow.url}
+               "RECDISTILL_MLFLOW_URI": mlflow.url,
+               # Drivers (spark-submit, `recdistill data`) bind their ports to loopback too.
+               "SPARK_LOCAL_IP": services.HOST}
         services.write_env_file(run_dir / "cluster.env", env)
         yield Cluster(postgres, spark, mlflow, env)
 

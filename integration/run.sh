@@ -21,6 +21,8 @@ fi
 
 run_dir="$(mktemp -d -t recdistill-integration.XXXXXX)"
 export RECDISTILL_INTEGRATION_DIR="$run_dir"
+# Every Spark process of the run, the embedded one's too, binds to loopback.
+export SPARK_LOCAL_IP=127.0.0.1
 
 cleanup() {
   local status=$?
