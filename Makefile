@@ -35,8 +35,8 @@ test: setup $(COMPOSE)
 # Airflow standalone: SQLite in .cache/airflow, DAGs from dags/, spark_default = local[*]; UI on :8080,
 # admin password in .cache/airflow/simple_auth_manager_passwords.json.generated
 airflow: setup
-	$(BIN)/python -m pipeline.airflow_env init
-	$(BIN)/python -m pipeline.airflow_env exec airflow standalone
+	$(BIN)/python -m pipeline.airflow.env init
+	$(BIN)/python -m pipeline.airflow.env exec airflow standalone
 
 # An MLflow tracking server over the lakehouse's SQLite store (see mlflow/README.md).
 mlflow-server: setup

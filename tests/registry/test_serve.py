@@ -35,8 +35,7 @@ def _free_port() -> int:
 def _start(served: Served, log_path) -> tuple[subprocess.Popen, str]:
     """`registry serve` of the champion on a free port, once it answers /ping."""
     port = _free_port()
-    command, env = serve_command(served.settings, alias=served.config.champion_alias, port=port,
-                                 config=served.config)
+    command, env = serve_command(served.settings, alias=served.config.champion_alias, port=port)
     log = log_path.open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -4,9 +4,9 @@ An unknown Spark connection makes SparkSubmitOperator fall back to YARN without 
 `spark_default` connection is always defined here (local mode unless the caller's environment
 already names one), next to the metadata DB, the DAGs folder and this venv's `spark-submit`.
 
-    python -m pipeline.airflow_env                 # print the environment as `export` lines
-    python -m pipeline.airflow_env init            # migrate the metadata DB, create the Spark pool
-    python -m pipeline.airflow_env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow standalone`
+    python -m pipeline.airflow.env                 # print the environment as `export` lines
+    python -m pipeline.airflow.env init            # migrate the metadata DB, create the Spark pool
+    python -m pipeline.airflow.env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow standalone`
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = REPO_ROOT / ".cache" / "airflow"
 SPARK_CONN_ID = "spark_default"
 SPARK_CONN_ENV = f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}"
