@@ -122,9 +122,8 @@ def test_dockerfile_passes_hadolint():
 
 def test_compose_publishes_only_the_uis_on_loopback_and_mlflow_behind_basic_auth(services):
     """Finding 6: nothing on all interfaces; MLflow's registry is not open to whoever reaches it."""
-    published = {name: [(port["host_ip"], port["published"]) for port in service.get("ports", [])]
-                 for name, service in services.items() if service.get("ports")}
-    assert published == {"airflow-apiserver": [("127.0.0.1", "8080")], "mlflow": [("127.0.0.1", "5000")]}
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert published == {"airflow-apiserver": ["127.0.0.1:8080:8080/tcp"], "mlflow": ["127.0.0.1:5000:5000/tcp"]}
     mlflow = services["mlflow"]
     assert mlflow["command"][:4] == ["mlflow", "server", "--app-name", "basic-auth"]
     assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "test-MLFLOW_PIPELINE_PASSWORD"
