@@ -10,8 +10,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -30,12 +30,13 @@ class RecdistillApp(typer.Typer):
         argv = [arg for arg in argv if arg != "--debug"]
         try:
             result = typer.main.get_command(self).main(args=argv, prog_name="recdistill", standalone_mode=False)
-        except click.ClickException as err:
+        except TyperException as err:  # typer's (vendored) click errors: usage errors exit 2
             if debug:
                 raise
-            hint = f" (see `{err.ctx.command_path} --help`)" if isinstance(err, click.UsageError) and err.ctx else ""
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if err.exit_code == 2 and ctx is not None else ""
             _fail(f"{err.format_message()}{hint}", err.exit_code)
-        except (click.Abort, KeyboardInterrupt):
+        except (typer.Abort, KeyboardInterrupt):
             _fail("interrupted", 130)
         except Exception as err:  # the one place every runtime error becomes one line
             if debug:

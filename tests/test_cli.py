@@ -76,18 +76,18 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
     return done.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("argv", "code", "message"), [
-    (["data", "features", "--profile", "tiny", "--date", "2026-13-01"], 2,
-     "Invalid value for '--date': '2026-13-01' is not a date (expected YYYY-MM-DD) (see `recdistill data features --help`)"),
-    (["data", "ingets"], 2, "No such command 'ingets'."),
-    (["registry", "promote", "--heldout", "/nonexistent.parquet"], 2,
-     "Invalid value for '--heldout': File '/nonexistent.parquet' does not exist."),
-    (["registry", "serve", "--port", "70000"], 2, "70000 is not in the range 1<=x<=65535"),
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "features", "--profile", "tiny", "--date", "2026-13-01"],
+     "Invalid value for --date: '2026-13-01' is not a date (expected YYYY-MM-DD) (see `recdistill data features --help`)"),
+    (["data", "ingets"], "No such command 'ingets'. Did you mean 'ingest'?"),
+    (["registry", "promote", "--heldout", "/nonexistent.parquet"],
+     "Invalid value for '--heldout': file '/nonexistent.parquet' does not exist."),
+    (["registry", "serve", "--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
 ])
-def test_usage_errors_are_one_line_and_exit_2(tiny_env, capsys, argv, code, message):
+def test_usage_errors_are_one_line_and_exit_2(tiny_env, capsys, argv, message):
     """Finding 9: a bad flag is one line naming the flag, exit 2, no traceback."""
     exit_code, err = _run(argv, capsys)
-    assert exit_code == code and message in err, err
+    assert exit_code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 

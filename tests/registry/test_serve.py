@@ -130,7 +130,7 @@ def test_sigterm_stops_registry_serve_with_nothing_left_running(served: Served, 
         assert listening_addresses([process.pid]) <= LOOPBACK  # finding 6: serving binds loopback by default
         family = [process.pid, *(child.pid for child in psutil.Process(process.pid).children(recursive=True))]
         process.send_signal(signum)
-        assert process.wait(timeout=60) == 0
+        assert process.wait(timeout=60) in (0, -signum, 128 + signum)  # uvicorn shuts down, then re-raises
         assert not [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{url}/ping", timeout=2)
@@ -138,4 +138,4 @@ def test_sigterm_stops_registry_serve_with_nothing_left_running(served: Served, 
 
 def test_a_bad_port_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["registry", "serve", "--port", "70000"])
-    assert result.exit_code == 2 and "70000 is not in the range 1<=x<=65535" in result.output
+    assert result.exit_code == 2 and "Input should be less than or equal to 65535" in result.output
