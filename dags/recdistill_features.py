@@ -1,18 +1,19 @@
 """Daily data plane: landing files → events → user/item features → sequences → training samples.
 
-Each task is one spark-submit of a `spark_jobs` module for the run's logical date; every job
+Each Spark task is one spark-submit of a `spark_jobs` module for the run's logical date; every job
 replaces exactly its date's partitions, so any run can be retried or cleared and rerun.
-Features and sequences of a date read earlier dates' events, hence `depends_on_past`: a backfill
-(which ignores `max_active_runs`) still builds the days in order. Airflow then asks backfills to
-say what to rerun: `airflow backfill create --dag-id recdistill_features --from-date A --to-date B
---reprocess-behavior failed` (or `completed` to rebuild days that succeeded).
+A day without landing files is skipped with the reason (the run for the real yesterday, say, when
+the data is historical), and features and sequences of a day wait only for what they read: the
+earlier days' events. No run depends on another run's state, so none can block another; several
+days may run at once (the `spark` pool still runs one Spark job at a time), and a backfill
+(`airflow backfill create --dag-id recdistill_features --from-date A --to-date B`) builds any range.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from pipeline import assets
 from pipeline.airflow_tasks import spark_job
@@ -26,24 +27,41 @@ settings = load_settings()
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=datetime.combine(settings.generator.start_date, time(), timezone.utc),
     catchup=False,
-    max_active_runs=1,
-    default_args={
-        "depends_on_past": True,
-        "retries": 2,
-        "retry_delay": timedelta(minutes=5),
-        "execution_timeout": timedelta(hours=2),
-    },
-    params={"source": Param("synthetic", type="string", description="landing source folder to ingest")},
+    max_active_runs=settings.airflow.max_active_runs,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=2)},
+    params={"source": Param(None, type=["null", "string"],
+                            description="landing source folder (default: the only one under lakehouse/landing)")},
     tags=["recdistill", "data"],
     doc_md=__doc__,
 )
 def recdistill_features() -> None:
+    @task
+    def landing_files(params: dict | None = None, ds: str | None = None) -> str:
+        """The landing source holding D; the run is skipped, with the reason, when D has no landing files."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline.readiness import NoData, landing_source
+
+        try:
+            return landing_source(settings, date.fromisoformat(ds), params["source"])  # type: ignore[arg-type,index]
+        except NoData as err:
+            raise AirflowSkipException(str(err)) from err
+
+    @task.sensor(poke_interval=120, timeout=timedelta(hours=6).total_seconds(), mode="reschedule")
+    def earlier_events(source: str, ds: str | None = None) -> bool:
+        """True once `events` holds every earlier landing day (features and sequences of D read them)."""
+        from pipeline.readiness import history_not_ingested
+
+        return not history_not_ingested(settings, date.fromisoformat(ds), source)  # type: ignore[arg-type]
+
+    source = landing_files()
     ingest = spark_job(settings, "ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE],
-                       "--source", "{{ params.source }}")
+                       "--source", "{{ ti.xcom_pull(task_ids='landing_files') }}")
     features = spark_job(settings, "features", "build_features", [assets.USER_FEATURES, assets.ITEM_FEATURES])
     sequences = spark_job(settings, "sequences", "build_sequences", [assets.SEQUENCES])
     samples = spark_job(settings, "samples", "build_samples", [assets.TRAINING_SAMPLES])
-    ingest >> features >> sequences >> samples
+    source >> ingest
+    [ingest, earlier_events(source)] >> features >> sequences >> samples
 
 
 recdistill_features()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
 from pipeline.registry.cli import registry_app
+from pipeline.train.windows import Windows
 
 app = typer.Typer(help="recdistill: distill large recommenders into small, fast serving models.",
                   no_args_is_help=True)
@@ -34,10 +33,19 @@ ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config pro
 DateOpt = Annotated[Optional[str], typer.Option("--date", help="one logical date, YYYY-MM-DD")]
 FromOpt = Annotated[Optional[str], typer.Option("--from", help="first date of a range, YYYY-MM-DD")]
 ToOpt = Annotated[Optional[str], typer.Option("--to", help="last date of a range, YYYY-MM-DD")]
+SourceOpt = Annotated[Optional[str], typer.Option(
+    "--source", help="landing source folder (default: the only one under lakehouse/landing)")]
+# Off when the demo calls a command: it prints the tables once, in its closing summary.
+SummaryOpt = Annotated[bool, typer.Option(hidden=True)]
+CalibrationOpt = Annotated[Optional[str], typer.Option(
+    "--calibration-date", help="the fresh day that calibrates stale logits and early-stops students "
+                               "(default: the last date with samples before the held-out one)")]
 
 
 def _settings(profile: str | None) -> Settings:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.progress import configure_logging
+
+    configure_logging()
     try:
         return load_settings(profile)
     except ValueError as err:
@@ -51,25 +59,59 @@ def _parse_date(text: str, flag: str) -> date:
         raise typer.BadParameter(f"{text!r} is not a date (expected YYYY-MM-DD)", param_hint=flag) from err
 
 
-def resolve_dates(settings: Settings, day: str | None, start: str | None, end: str | None) -> list[date]:
-    """`--date` alone, or `--from`/`--to`; neither means every generated day of the profile."""
+def resolve_dates(day: str | None, start: str | None, end: str | None, present: list[date],
+                  what: str = "the data") -> list[date]:
+    """`--date` alone, or `--from`/`--to` (an open end is the first or last of `present`); neither: `present`.
+
+    `present` are the dates the step's input holds (landing files, events), so any data set works
+    without date flags.
+    """
     if day and (start or end):
         raise typer.BadParameter("give either --date or --from/--to, not both", param_hint="--date")
     if day:
         return [_parse_date(day, "--date")]
-    gen = settings.generator
-    first = _parse_date(start, "--from") if start else gen.start_date
-    last = _parse_date(end, "--to") if end else gen.start_date + timedelta(days=gen.n_days - 1)
+    if not present and not (start and end):
+        raise typer.BadParameter(f"{what} holds no dates; give --date or --from/--to", param_hint="--date")
+    first = _parse_date(start, "--from") if start else present[0]
+    last = _parse_date(end, "--to") if end else present[-1]
     if last < first:
         raise typer.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    if start or end:
+        from pipeline.train.windows import date_range
+
+        return date_range(first, last)
+    return present
+
+
+def _source(settings: Settings, source: str | None) -> str:
+    from pipeline.data.landing import infer_source
+
+    try:
+        return infer_source(settings.lakehouse.landing, source)
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--source") from err
+
+
+def landing_dates(settings: Settings, source: str, day: str | None, start: str | None, end: str | None) -> list[date]:
+    """The dates to ingest: as given, else every date `source` has landing files for."""
+    from pipeline.data.landing import landing_days
+
+    return resolve_dates(day, start, end, landing_days(settings.lakehouse.landing, source),
+                         f"landing source {source!r}")
+
+
+def event_dates(settings: Settings, day: str | None, start: str | None, end: str | None) -> list[date]:
+    """The dates to build: as given, else every date `events` holds."""
+    from pipeline.tables import EVENTS, partition_dates
+
+    return resolve_dates(day, start, end, partition_dates(settings, EVENTS), "the events table")
 
 
 def print_counts(settings: Settings) -> None:
-    """The summary every data command ends with: rows per table."""
+    """Rows per table: the summary data commands end with."""
     from pipeline.tables import table_counts
 
-    table = Table(title=f"lakehouse {settings.lakehouse.root}")
+    table = Table(title=f"Delta tables in {settings.lakehouse.tables}")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in table_counts(settings).items():
@@ -79,24 +121,22 @@ def print_counts(settings: Settings) -> None:
 
 def _run_job(job: str, settings: Settings, days: list[date], *, whole_range: bool = False,
              **kwargs: object) -> list[object]:
-    """Run a Spark job per date (or, with `whole_range`, once over all `days`) with a progress bar."""
+    """Run a Spark job per date (or, with `whole_range`, once over all `days`), reporting each step."""
     import importlib
 
+    from pipeline.progress import Step
     from pipeline.spark import get_spark
 
     module = importlib.import_module(f"spark_jobs.{job}")
     spark = get_spark(settings)
-    with Progress(console=console) as progress:
-        if whole_range:
-            task = progress.add_task(f"{job} {days[0]}…{days[-1]}", total=1)
-            result = module.run_range(spark, settings, days[0], days[-1], **kwargs)
-            progress.advance(task)
-            return [result]
-        results = []
-        task = progress.add_task(job, total=len(days))
+    if whole_range:
+        with Step(f"{job} {days[0]} … {days[-1]}"):
+            return [module.run_range(spark, settings, days[0], days[-1], **kwargs)]
+    results = []
+    with Step(job, len(days), "day") as step:
         for day in days:
             results.append(module.run(spark, settings, day, **kwargs))
-            progress.advance(task)
+            step.advance()
     return results
 
 
@@ -132,19 +172,20 @@ def convert(kind: Annotated[str, typer.Argument(help="ml-100k | movielens | coat
 
 @data_app.command("ingest")
 def ingest(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-           source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
-    """Ingest landing files into `events` (invalid rows → `events_quarantine`)."""
+           source: SourceOpt = None) -> None:
+    """Ingest landing files into `events` (invalid rows → `events_quarantine`); default: every landing date."""
     settings = _settings(profile)
-    for report in _run_job("ingest_events", settings, resolve_dates(settings, day, start, end), source=source):
+    source = _source(settings, source)
+    for report in _run_job("ingest_events", settings, landing_dates(settings, source, day, start, end), source=source):
         console.print(report)
     print_counts(settings)
 
 
 @data_app.command("features")
 def features(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
-    """Build point-in-time user and item features."""
+    """Build point-in-time user and item features (default: every date in `events`)."""
     settings = _settings(profile)
-    _run_job("build_features", settings, resolve_dates(settings, day, start, end))
+    _run_job("build_features", settings, event_dates(settings, day, start, end))
     print_counts(settings)
 
 
@@ -152,7 +193,7 @@ def features(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = N
 def sequences(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
     """Build behaviour sequences (teacher length; the student's is its most recent part)."""
     settings = _settings(profile)
-    _run_job("build_sequences", settings, resolve_dates(settings, day, start, end))
+    _run_job("build_sequences", settings, event_dates(settings, day, start, end))
     print_counts(settings)
 
 
@@ -160,20 +201,25 @@ def sequences(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = 
 def samples(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
     """Build `training_samples`."""
     settings = _settings(profile)
-    _run_job("build_samples", settings, resolve_dates(settings, day, start, end))
+    _run_job("build_samples", settings, event_dates(settings, day, start, end))
     print_counts(settings)
 
 
 @data_app.command("run")
 def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-            source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
-    """Ingest each date, then features → sequences → samples over the whole range, one job each."""
+            source: SourceOpt = None, summary: SummaryOpt = True) -> None:
+    """Ingest each date, then features → sequences → samples over the whole range, one job each.
+
+    Default: every date of the landing source (the only one there, unless --source names it).
+    """
     settings = _settings(profile)
-    days = resolve_dates(settings, day, start, end)
+    source = _source(settings, source)
+    days = landing_dates(settings, source, day, start, end)
     _run_job("ingest_events", settings, days, source=source)
     for job in ("build_features", "build_sequences", "build_samples"):
         _run_job(job, settings, days, whole_range=True)
-    print_counts(settings)
+    if summary:
+        print_counts(settings)
 
 
 TeacherOpt = Annotated[Optional[str], typer.Option(
@@ -182,12 +228,28 @@ TeacherOpt = Annotated[Optional[str], typer.Option(
 SeedsOpt = Annotated[Optional[list[int]], typer.Option("--seed", help="repeatable; default: student.seeds")]
 
 
-def _train_days(settings: Settings, start: str | None, end: str | None, teacher: bool = False) -> list[date]:
+def _windows(settings: Settings, holdout: str | None = None, calibration: str | None = None) -> Windows:
+    """The training windows over the dates `training_samples` holds, moved by the date flags given."""
     from pipeline.train.windows import default_windows
 
+    try:
+        return default_windows(settings, _parse_date(holdout, "--date") if holdout else None,
+                               _parse_date(calibration, "--calibration-date") if calibration else None)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--date/--calibration-date") from err
+
+
+def _train_days(settings: Settings, windows: Windows, start: str | None, end: str | None,
+                teacher: bool = False) -> list[date]:
+    """`--from`/`--to` if given, else the window's days (the teacher's or the students')."""
+    from pipeline.train.windows import date_range
+
     if start or end:
-        return resolve_dates(settings, None, start, end)
-    windows = default_windows(settings)
+        first = _parse_date(start, "--from") if start else (windows.teacher_train if teacher else windows.train)[0]
+        last = _parse_date(end, "--to") if end else (windows.teacher_train if teacher else windows.train)[-1]
+        if last < first:
+            raise typer.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
+        return date_range(first, last)
     return windows.teacher_train if teacher else windows.train
 
 
@@ -202,15 +264,21 @@ def _teacher(settings: Settings, version: str | None, data_before: date | None =
 
 @teacher_app.command("train")
 def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
-                  validation: Annotated[Optional[str], typer.Option("--validation-date")] = None) -> None:
-    """Train (or resume) the teacher on a window of dates; works under torchrun too."""
+                  validation: Annotated[Optional[str], typer.Option(
+                      "--validation-date", help="default: the students' calibration date")] = None,
+                  calibration: CalibrationOpt = None) -> None:
+    """Train (or resume) the teacher on a window of dates; works under torchrun too.
+
+    Default window: every date with samples before the students' window (the first date only
+    feeds history).
+    """
     from pipeline.train.teacher import init_distributed_from_env, train_teacher
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
     init_distributed_from_env()
-    days = _train_days(settings, start, end, teacher=True)
-    check = [_parse_date(validation, "--validation-date")] if validation else [default_windows(settings).calibration]
+    windows = _windows(settings, calibration=calibration)
+    days = _train_days(settings, windows, start, end, teacher=True)
+    check = [_parse_date(validation, "--validation-date")] if validation else [windows.calibration]
     run = train_teacher(settings, days, check)
     console.print(f"teacher {run.version}: {run.metrics}")
 
@@ -227,46 +295,49 @@ def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = N
 
 @logits_app.command("dump")
 def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-                teacher_version: TeacherOpt = None) -> None:
-    """Score samples of each date with a teacher into teacher_logits (idempotent per date and version)."""
+                teacher_version: TeacherOpt = None, summary: SummaryOpt = True) -> None:
+    """Score samples of each date with a teacher into teacher_logits (idempotent per date and version).
+
+    Default: every date of training_samples.
+    """
     from pipeline.train.logits import dump_logits
 
     settings = _settings(profile)
+    from pipeline.tables import TRAINING_SAMPLES, partition_dates
+
     version = _teacher(settings, teacher_version)
-    days = resolve_dates(settings, day, start, end)
-    with Progress(console=console) as progress:
-        task = progress.add_task("logits", total=len(days))
-        for one in days:
-            rows = dump_logits(settings, one, version)
-            progress.console.print(f"{one}: {rows:,} logits of {version}")
-            progress.advance(task)
-    print_counts(settings)
+    for one in resolve_dates(day, start, end, partition_dates(settings, TRAINING_SAMPLES), "training_samples"):
+        console.print(f"{one}: {dump_logits(settings, one, version):,} logits of {version}")
+    if summary:
+        print_counts(settings)
 
 
 def _students(kinds: list[str], profile: str | None, start: str | None, end: str | None,
-              teacher_version: str | None, seeds: list[int] | None) -> None:
+              calibration: str | None, teacher_version: str | None, seeds: list[int] | None) -> None:
     from pipeline.train.students import train_students
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
-    days = _train_days(settings, start, end)
+    windows = _windows(settings, calibration=calibration)
+    days = _train_days(settings, windows, start, end)
     version = _teacher(settings, teacher_version, data_before=days[0]) if kinds != ["base"] else None
-    for run in train_students(settings, kinds, days, default_windows(settings).calibration, version, seeds):  # type: ignore[arg-type]
+    for run in train_students(settings, kinds, days, windows.calibration, version, seeds):  # type: ignore[arg-type]
         console.print(f"{run.kind} student seed {run.seed}: {run.artifact_dir}")
 
 
 @student_app.command("distill")
 def student_distill(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
-                    teacher_version: TeacherOpt = None, seed: SeedsOpt = None) -> None:
+                    calibration: CalibrationOpt = None, teacher_version: TeacherOpt = None,
+                    seed: SeedsOpt = None) -> None:
     """Train the baseline student (labels only) and the KD student (labels + teacher logits)."""
-    _students(["base", "kd"], profile, start, end, teacher_version, seed)
+    _students(["base", "kd"], profile, start, end, calibration, teacher_version, seed)
 
 
 @student_app.command("debias")
 def student_debias(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
-                   teacher_version: TeacherOpt = None, seed: SeedsOpt = None) -> None:
+                   calibration: CalibrationOpt = None, teacher_version: TeacherOpt = None,
+                   seed: SeedsOpt = None) -> None:
     """Train the debiased student (auxiliary KD head, stale-logit adapter, neutral-position logits)."""
-    _students(["debiased"], profile, start, end, teacher_version, seed)
+    _students(["debiased"], profile, start, end, calibration, teacher_version, seed)
 
 
 @student_app.command("release")
@@ -277,10 +348,9 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
     """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
     from pipeline.train.release import release_student
     from pipeline.train.students import find_student
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
-    holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
+    holdout = _windows(settings, day).holdout
     version = _teacher(settings, teacher_version)
     wanted = settings.student.seeds[0] if seed is None else seed
     try:
@@ -299,10 +369,9 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
 def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_version: TeacherOpt = None) -> object:
     """Teacher vs students on a held-out date (and its random-exposure slice), with transferability."""
     from pipeline.train.evaluate import evaluate
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
-    holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
+    holdout = _windows(settings, day).holdout
     report = evaluate(settings, holdout, _teacher(settings, teacher_version))
     print_report(report)
     return report
@@ -331,15 +400,15 @@ def demo(profile: ProfileOpt = None) -> None:
     started = time.perf_counter()
     settings = _settings(profile)
     generate(profile=settings.profile)
-    run_all(profile=settings.profile)
+    run_all(profile=settings.profile, source="synthetic", summary=False)
     teacher_train(profile=settings.profile)
     teacher_register(profile=settings.profile)
-    logits_dump(profile=settings.profile)
+    logits_dump(profile=settings.profile, summary=False)
     student_distill(profile=settings.profile)
     student_debias(profile=settings.profile)
     report = evaluate_cmd(profile=settings.profile)
     release = student_release(profile=settings.profile)
-    increment = stream_run(profile=settings.profile)
+    increment = stream_run(profile=settings.profile, summary=False)
     print_summary(settings, report, release, increment, time.perf_counter() - started)
 
 
@@ -374,8 +443,8 @@ def print_summary(settings: Settings, report: object, release: object, increment
 
 @stream_app.command("run")
 def stream_run(profile: ProfileOpt = None,
-               holdout: Annotated[Optional[str], typer.Option("--holdout-date", help="gate date, never trained on")] = None
-               ) -> object:
+               holdout: Annotated[Optional[str], typer.Option("--holdout-date", help="gate date, never trained on")] = None,
+               summary: SummaryOpt = True) -> object:
     """One increment: stream fresh events, score them with the teacher, fine-tune the champion, gate it."""
     from pipeline.streaming import run_increment
 
@@ -388,7 +457,8 @@ def stream_run(profile: ProfileOpt = None,
         verdict = "promoted to @champion" if report.promoted else "NOT promoted (champion unchanged)"
         console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}: "
                       f"{verdict}")
-    print_counts(settings)
+    if summary:
+        print_counts(settings)
     return report
 
 

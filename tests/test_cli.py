@@ -65,3 +65,46 @@ def test_jobs_are_spark_submit_entry_points(spark, tiny_env):
     build_features.main(["--date", "2026-01-02", "--profile", "tiny"])
     users = read_arrow(load_settings("tiny"), USER_FEATURES).to_pandas()
     assert list(users.user_id) == [1] and list(users.clicks_1d) == [1]
+
+
+def write_coat(folder, seed: int = 3, users: int = 40, items: int = 60) -> None:
+    """Coat's two files, made up here: self-selected ratings (user.txt) and ratings of random items (random.txt).
+
+    Ratings follow a planted user-item affinity, so every day has clicks and non-clicks.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    taste, traits = rng.normal(size=(users, 4)), rng.normal(size=(items, 4))
+    files = {"user.txt": 14, "random.txt": 4}
+    folder.mkdir(parents=True)
+    for name, per_user in files.items():
+        lines = []
+        for user in range(users):
+            for item in sorted(rng.choice(items, per_user, replace=False)):
+                rating = int(np.clip(np.round(3 + taste[user] @ traits[item] + rng.normal()), 1, 5))
+                lines.append(f"{user},{item},{rating}\n")
+        (folder / name).write_text("".join(lines))
+
+
+def test_cli_on_a_converted_data_set_needs_no_date_flags(spark, tiny_env, tmp_path):
+    """Coat lands on 2026-01-01 … 2026-01-08 (random exposure on the last day), not on the tiny profile's
+    generated days (2026-01-01 … 2026-01-05): every window comes from the dates the data holds."""
+    write_coat(tmp_path / "coat")
+    runner = CliRunner()
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(app, [*args, "--profile", "tiny"])
+        assert result.exit_code == 0, f"{args}: {result.output}"
+        return result.output
+
+    ok("data", "convert", "coat", str(tmp_path / "coat"))
+    ok("data", "run")  # the source is the only one there
+    assert read_arrow(tiny_env, TRAINING_SAMPLES).num_rows == 40 * (14 + 4)
+    ok("teacher", "train")
+    teacher = latest_teacher(tiny_env)
+    assert teacher_manifest(tiny_env, teacher)["data_dates"] == [f"2026-01-0{d}" for d in range(2, 6)]
+    ok("logits", "dump")
+    ok("student", "distill", "--seed", "0", "--calibration-date", "2026-01-07")
+    ok("student", "debias", "--seed", "0")
+    assert "held-out 2026-01-08" in ok("evaluate")

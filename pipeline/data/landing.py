@@ -86,6 +86,34 @@ def landing_dir(landing_root: Path | str, source: str, day: date) -> Path:
     return Path(landing_root) / source / f"date={day.isoformat()}"
 
 
+def landing_sources(landing_root: Path | str) -> list[str]:
+    """The source folders under the landing root that hold at least one date folder."""
+    root = Path(landing_root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("date=*")))
+
+
+def landing_days(landing_root: Path | str, source: str) -> list[date]:
+    """The dates one source has landing files for, ascending."""
+    folder = Path(landing_root) / source
+    return sorted(date.fromisoformat(p.name.removeprefix("date=")) for p in folder.glob("date=*")
+                  if p.is_dir() and any(p.glob("part-*")))
+
+
+def infer_source(landing_root: Path | str, source: str | None = None) -> str:
+    """`source` if given, else the one source under the landing root; an error naming the choices otherwise."""
+    if source:
+        return source
+    sources = landing_sources(landing_root)
+    if len(sources) == 1:
+        return sources[0]
+    if not sources:
+        raise FileNotFoundError(f"no landing data under {landing_root}: generate (`recdistill data generate`) "
+                                f"or convert (`recdistill data convert`) a data set first")
+    raise ValueError(f"several landing sources under {landing_root}: {sources}; choose one with --source")
+
+
 def event_ids(prefix: str, *parts: pd.Series | np.ndarray) -> pd.Series:
     """Stable event ids `<prefix>-<part>-<part>…` from integer columns, built without a Python loop."""
     text = [pc.cast(pa.array(np.asarray(part)), pa.string()) for part in parts]

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from rich.progress import track
 
 from pipeline.config import GeneratorConfig
 from pipeline.data.landing import (LANDING_FIELDS, LandingSummary, event_ids, landing_dir, write_landing,
                                    write_partition)
+from pipeline.progress import track
 
 TRUTH_FIELDS = ("true_examine_probability", "true_relevance_probability", "true_click_probability")
 SEGMENTS = ("student", "professional", "family", "retired", "casual", "enthusiast")
@@ -206,7 +206,7 @@ def generate(
     world = build_world(cfg)
     summary = LandingSummary(source=source)
     days = [cfg.start_date + timedelta(days=i) for i in range(cfg.n_days)]
-    for day in track(days, description=f"generating {source}", disable=not progress):
+    for day in track(days, f"generating {source}", unit="day") if progress else days:
         frame = generate_day(cfg, day, world)
         summary.files += write_landing(frame[list(LANDING_FIELDS)], landing_root, source, day, cfg.landing_format)
         if truth_root is not None:

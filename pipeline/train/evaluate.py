@@ -174,4 +174,7 @@ def _log(settings: Settings, report: EvaluationReport) -> None:
         mlflow.log_metrics({f"debiased_vs_kd/{k}": v for k, v in report.debiased_vs_kd.items() if np.isfinite(v)})
         mlflow.log_artifact(str(plot))
         mlflow.log_artifact(str(out / "report.json"))
-    log.info("evaluation %s", json.dumps(report.to_json(), default=str))
+    # One short line; the whole report (curves, every seed) is in report.json.
+    log.info("evaluation on %s: %s; report %s", report.day,
+             ", ".join(f"{model} AUC {values['auc']:.4f}" for model, values in report.metrics.items()),
+             out / "report.json")

@@ -70,6 +70,19 @@ def test_distill_skips_with_the_reason_until_a_teacher_has_not_seen_its_window(d
         callable_(ds=HOLDOUT.isoformat())
 
 
+@pytest.mark.parametrize("dag_id", ["recdistill_teacher", "recdistill_distill"])
+def test_a_day_without_data_is_skipped_with_the_reason_not_awaited(dagbag, dag_id, tmp_path, monkeypatch):
+    import sys
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    sensor = dagbag.dags[dag_id].get_task("wait_for_samples").python_callable
+    monkeypatch.setattr(sys.modules[sensor.__module__], "settings",
+                        load_settings("tiny", lakehouse={"root": str(tmp_path / "lakehouse")}))
+    with pytest.raises(AirflowSkipException, match=r"no training samples and no landing files for \['2026-11-2"):
+        sensor(ds="2026-11-26")
+
+
 @pytest.fixture(scope="module")
 def airflow_trained(tiny_samples, tmp_path_factory):
     """A tiny lakehouse with samples, after `airflow dags test` of the teacher DAG and then the distill DAG."""
