@@ -71,6 +71,8 @@ def airflow_env(home: Path | None = None, base: Mapping[str, str] | None = None,
         "AIRFLOW__API__WORKERS": str(size.api_workers),
         "AIRFLOW__API__PORT": str(size.port),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(size.parsing_processes),
+        # A busy 2-core box answered task processes' API calls after Airflow's default 5 s: the task failed.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         SPARK_CONN_ENV: base.get(SPARK_CONN_ENV, spark_connection(LOCAL_SPARK_MASTER)),
         # The operator calls `spark-submit` from PATH; its driver must be this venv's Python.
         "PATH": os.pathsep.join(p for p in (str(venv_bin), base.get("PATH", "")) if p),
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         init(env)
-        print(f"Airflow UI: http://localhost:{env['AIRFLOW__API__PORT']} (user admin, password in "
+        print(f"Airflow UI: http://127.0.0.1:{env['AIRFLOW__API__PORT']} (user admin, password in "
               f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'}); "
               f"the DAGs start paused. Ctrl+C stops every Airflow process.", flush=True)
         sys.exit(run_supervised(["airflow", "standalone"], env))
