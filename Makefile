@@ -36,7 +36,7 @@ test: setup $(COMPOSE)
 # sized by the `airflow` settings (2-core defaults); UI on :8080 (RECDISTILL_AIRFLOW__PORT), admin password in
 # .cache/airflow/simple_auth_manager_passwords.json.generated. Ctrl+C or SIGTERM stops every process it started.
 airflow: setup
-	$(BIN)/python -m pipeline.airflow_env standalone
+	$(BIN)/python -m pipeline.airflow.env standalone
 
 # An MLflow tracking server over the lakehouse's SQLite store (see mlflow/README.md).
 mlflow-server: setup

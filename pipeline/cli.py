@@ -77,7 +77,7 @@ def resolve_dates(day: str | None, start: str | None, end: str | None, present: 
     if last < first:
         raise typer.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
     if start or end:
-        from pipeline.train.windows import date_range
+        from pipeline.dates import date_range
 
         return date_range(first, last)
     return present
@@ -242,7 +242,7 @@ def _windows(settings: Settings, holdout: str | None = None, calibration: str | 
 def _train_days(settings: Settings, windows: Windows, start: str | None, end: str | None,
                 teacher: bool = False) -> list[date]:
     """`--from`/`--to` if given, else the window's days (the teacher's or the students')."""
-    from pipeline.train.windows import date_range
+    from pipeline.dates import date_range
 
     if start or end:
         first = _parse_date(start, "--from") if start else (windows.teacher_train if teacher else windows.train)[0]
@@ -272,21 +272,25 @@ def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt 
     Default window: every date with samples before the students' window (the first date only
     feeds history).
     """
-    from pipeline.train.teacher import init_distributed_from_env, train_teacher
+    from pipeline.train.ranks import init_distributed_from_env
+    from pipeline.train.teacher import train_teacher
 
     settings = _settings(profile)
     init_distributed_from_env()
     windows = _windows(settings, calibration=calibration)
     days = _train_days(settings, windows, start, end, teacher=True)
     check = [_parse_date(validation, "--validation-date")] if validation else [windows.calibration]
-    run = train_teacher(settings, days, check)
+    try:
+        run = train_teacher(settings, days, check)
+    except ValueError as err:  # e.g. a window without training samples: nothing was written
+        raise typer.BadParameter(str(err), param_hint="--from/--to") from err
     console.print(f"teacher {run.version}: {run.metrics}")
 
 
 @teacher_app.command("register")
 def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = None) -> None:
     """Register a finished teacher in MLflow as `recdistill-teacher` (a pointer to its PS snapshot)."""
-    from pipeline.train.teacher import register_teacher_version
+    from pipeline.train.release import register_teacher_version
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)
@@ -300,11 +304,10 @@ def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt 
 
     Default: every date of training_samples.
     """
-    from pipeline.train.logits import dump_logits
+    from pipeline.tables import TRAINING_SAMPLES, partition_dates
+    from pipeline.train.logit_dump import dump_logits
 
     settings = _settings(profile)
-    from pipeline.tables import TRAINING_SAMPLES, partition_dates
-
     version = _teacher(settings, teacher_version)
     for one in resolve_dates(day, start, end, partition_dates(settings, TRAINING_SAMPLES), "training_samples"):
         console.print(f"{one}: {dump_logits(settings, one, version):,} logits of {version}")
@@ -321,7 +324,7 @@ def _students(kinds: list[str], profile: str | None, start: str | None, end: str
     days = _train_days(settings, windows, start, end)
     version = _teacher(settings, teacher_version, data_before=days[0]) if kinds != ["base"] else None
     for run in train_students(settings, kinds, days, windows.calibration, version, seeds):  # type: ignore[arg-type]
-        console.print(f"{run.kind} student seed {run.seed}: {run.artifact_dir}")
+        console.print(f"{run.kind} student seed {run.seed}: {run.folder.directory}")
 
 
 @student_app.command("distill")
@@ -346,18 +349,18 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
                     seed: Annotated[Optional[int], typer.Option(help="default: the first of student.seeds")] = None,
                     day: DateOpt = None) -> object:
     """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
+    from pipeline.artifacts import find_student
     from pipeline.train.release import release_student
-    from pipeline.train.students import find_student
 
     settings = _settings(profile)
     holdout = _windows(settings, day).holdout
     version = _teacher(settings, teacher_version)
     wanted = settings.student.seeds[0] if seed is None else seed
     try:
-        student_dir = find_student(settings, version, holdout, kind, wanted)
+        student = find_student(settings, version, holdout, kind, wanted)  # type: ignore[arg-type]
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--kind") from err
-    release = release_student(settings, student_dir, holdout)
+    release = release_student(settings, student, holdout)
     verdict = "promoted to @champion" if release.decision.promoted else "NOT promoted (champion unchanged)"
     console.print(f"recdistill-student version {release.version}: {verdict}")
     for reason in release.decision.reasons:
@@ -414,8 +417,7 @@ def demo(profile: ProfileOpt = None) -> None:
 
 def print_summary(settings: Settings, report: object, release: object, increment: object, seconds: float) -> None:
     """What the demo did, in one table: tables, quality, transferability, latency, the champion."""
-    from pipeline.registry.config import RegistryConfig
-    from pipeline.registry.registry import connect
+    from pipeline.mlflow_store import connect
 
     print_counts(settings)
     metrics, t = report.metrics, report.transferability  # type: ignore[attr-defined]
@@ -436,8 +438,10 @@ def print_summary(settings: Settings, report: object, release: object, increment
     table.add_row("released student", f"v{release.version}: {'promoted' if release.decision.promoted else 'refused'}")  # type: ignore[attr-defined]
     table.add_row("streaming increment", increment.skipped or f"v{increment.challenger_version}: "  # type: ignore[attr-defined]
                   f"{'promoted' if increment.promoted else 'refused'}")  # type: ignore[attr-defined]
-    aliases = connect(settings).get_registered_model(RegistryConfig().student_model).aliases
-    table.add_row("champion", f"v{aliases['champion']}" if "champion" in aliases else "none (the gate refused)")
+    registry = settings.registry
+    aliases = connect(settings).get_registered_model(registry.student_model).aliases
+    table.add_row("champion", f"v{aliases[registry.champion_alias]}" if registry.champion_alias in aliases
+                  else "none (the gate refused)")
     console.print(table)
 
 

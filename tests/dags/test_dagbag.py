@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.airflow_env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL
+from pipeline.airflow.env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL
 from pipeline.config import load_settings
 from pipeline.spark import DELTA_CONF, delta_package, job_file, submit_conf
 from tests.dags.conftest import DAG_ID
@@ -34,7 +34,7 @@ def test_a_day_is_checked_for_landing_files_then_built_once_earlier_events_are_i
 
 
 def test_each_spark_task_outlets_the_assets_of_the_tables_it_writes(features_dag):
-    from pipeline import assets
+    from pipeline.airflow import assets
 
     outlets = {task_id: {asset.uri for asset in features_dag.get_task(task_id).outlets} for task_id in TASK_JOBS}
     assert outlets == {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
-from pipeline.airflow_env import init
+from pipeline.airflow.env import init
 from pipeline.tables import EVENTS_QUARANTINE, TRAINING_SAMPLES, table_path
 from tests.dags.conftest import (DAG_ID, DAG_TABLES, N_DAYS, copy_tables, make_lakehouse, running_airflow,
                                  wait_for_runs)

@@ -8,10 +8,10 @@ It also sizes Airflow from `settings.airflow` (task slots, LocalExecutor workers
 processes; 2-core defaults) and runs `airflow standalone` under a supervisor that stops every
 process it started on Ctrl+C or SIGTERM (`make airflow`).
 
-    python -m pipeline.airflow_env                 # print the environment as `export` lines
-    python -m pipeline.airflow_env init            # migrate the metadata DB, create the Spark pool
-    python -m pipeline.airflow_env standalone      # init, then `airflow standalone` until Ctrl+C/SIGTERM
-    python -m pipeline.airflow_env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow dags list`
+    python -m pipeline.airflow.env                 # print the environment as `export` lines
+    python -m pipeline.airflow.env init            # migrate the metadata DB, create the Spark pool
+    python -m pipeline.airflow.env standalone      # init, then `airflow standalone` until Ctrl+C/SIGTERM
+    python -m pipeline.airflow.env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow dags list`
 """
 
 from __future__ import annotations
