@@ -76,8 +76,8 @@ def default_windows(settings: Settings, holdout: date | None = None, calibration
     """
     days = partition_dates(settings, TRAINING_SAMPLES)
     if not days:
-        raise ValueError(f"training_samples under {settings.lakehouse.tables} holds no dates; "
-                         f"build it first (`recdistill data run`)")
+        raise ValueError(f"no training_samples under {settings.lakehouse.tables}: no dates to train on; "
+                         f"build the table first (`recdistill data run`)")
     return windows_over(days, settings.student.window_days, holdout, calibration)
 
 

@@ -52,5 +52,5 @@ def test_too_few_dates_name_what_is_missing():
 
 
 def test_default_windows_without_samples_say_how_to_build_them(tmp_path):
-    with pytest.raises(ValueError, match="training_samples .* holds no dates; build it first"):
+    with pytest.raises(ValueError, match="no training_samples under .*: no dates to train on; build the table first"):
         default_windows(load_settings("tiny", lakehouse={"root": str(tmp_path)}))
