@@ -70,6 +70,9 @@ def airflow_env(home: Path | None = None, base: Mapping[str, str] | None = None,
         "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(size.max_active_runs),
         "AIRFLOW__API__WORKERS": str(size.api_workers),
         "AIRFLOW__API__PORT": str(size.port),
+        # Task processes report to the execution API, which Airflow otherwise assumes on localhost:8080.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": base.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                                                            f"http://127.0.0.1:{size.port}/execution/"),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(size.parsing_processes),
         # A busy 2-core box answered task processes' API calls after Airflow's default 5 s: the task failed.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
