@@ -436,13 +436,20 @@ def print_summary(settings: Settings, report: object, release: object, increment
     table.add_row(f"latency gain, W8A16 + reuse vs naive (N={latency.candidates})",
                   f"{latency.gain:.2f}x ({latency.naive_ms:.2f} → {latency.w8a16_ms:.2f} ms)")
     table.add_row("released student", f"v{release.version}: {'promoted' if release.decision.promoted else 'refused'}")  # type: ignore[attr-defined]
-    table.add_row("streaming increment", increment.skipped or f"v{increment.challenger_version}: "  # type: ignore[attr-defined]
+    table.add_row("streaming increment", increment.skipped or  # type: ignore[attr-defined]
+                  f"v{increment.challenger_version} ({_increment_text(increment.update)}): "  # type: ignore[attr-defined]
                   f"{'promoted' if increment.promoted else 'refused'}")  # type: ignore[attr-defined]
     registry = settings.registry
     aliases = connect(settings).get_registered_model(registry.student_model).aliases
     table.add_row("champion", f"v{aliases[registry.champion_alias]}" if registry.champion_alias in aliases
                   else "none (the gate refused)")
     console.print(table)
+
+
+def _increment_text(update: object) -> str:
+    """`1,234 samples of 2026-01-11 (after 2026-01-10)`: how much an increment trained on."""
+    return (f"{update.samples:,} samples of {', '.join(update.days)} "  # type: ignore[attr-defined]
+            f"(after {update.after})")  # type: ignore[attr-defined]
 
 
 @stream_app.command("run")
@@ -459,8 +466,8 @@ def stream_run(profile: ProfileOpt = None,
         console.print(f"student update skipped: {report.skipped}")
     else:
         verdict = "promoted to @champion" if report.promoted else "NOT promoted (champion unchanged)"
-        console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}: "
-                      f"{verdict}")
+        console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}, "
+                      f"{_increment_text(report.update)}: {verdict}")
     if summary:
         print_counts(settings)
     return report
