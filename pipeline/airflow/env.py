@@ -2,7 +2,8 @@
 
 An unknown Spark connection makes SparkSubmitOperator fall back to YARN without a word, so the
 `spark_default` connection is always defined here (local mode unless the caller's environment
-already names one), next to the metadata DB, the DAGs folder and this venv's `spark-submit`.
+already names one), next to the metadata DB (SQLite in the home unless the environment names
+another), the DAGs folder and this venv's `spark-submit`.
 
 It also sizes Airflow from `settings.airflow` (task slots, LocalExecutor workers, API and parsing
 processes; 2-core defaults) and runs `airflow standalone` under a supervisor that stops every
@@ -63,7 +64,9 @@ def airflow_env(home: Path | None = None, base: Mapping[str, str] | None = None,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # SQLite in the home unless the caller names a database (PostgreSQL beside services, docs/deploy.md).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": base.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                                                        f"sqlite:///{home / 'airflow.db'}"),
         # Sized for the machine: LocalExecutor starts `parallelism` workers up front (32 by default).
         "AIRFLOW__CORE__PARALLELISM": str(size.parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(size.parallelism),
