@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 from pipeline.airflow import assets
 from pipeline.airflow.tasks import spark_job
@@ -29,39 +29,38 @@ settings = load_settings()
     catchup=False,
     max_active_runs=settings.airflow.max_active_runs,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5), "execution_timeout": timedelta(hours=2)},
-    params={"source": Param(None, type=["null", "string"],
-                            description="landing source folder (default: the only one under lakehouse/landing)")},
     tags=["recdistill", "data"],
     doc_md=__doc__,
 )
 def recdistill_features() -> None:
     @task
-    def landing_files(params: dict | None = None, ds: str | None = None) -> str:
-        """The landing source holding D; the run is skipped, with the reason, when D has no landing files."""
+    def landing_files(ds: str | None = None) -> None:
+        """Skipped, with the reason, when no source has landing files for D: nothing to build that day."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline.readiness import NoData, landing_source
+        from pipeline.readiness import NoData, require_landing
 
         try:
-            return landing_source(settings, date.fromisoformat(ds), params["source"])  # type: ignore[arg-type,index]
+            require_landing(settings, date.fromisoformat(ds))  # type: ignore[arg-type]
         except NoData as err:
             raise AirflowSkipException(str(err)) from err
 
     @task.sensor(poke_interval=120, timeout=timedelta(hours=6).total_seconds(), mode="reschedule")
-    def earlier_events(source: str, ds: str | None = None) -> bool:
+    def earlier_events(ds: str | None = None) -> bool:
         """True once `events` holds every earlier landing day (features and sequences of D read them)."""
         from pipeline.readiness import history_not_ingested
 
-        return not history_not_ingested(settings, date.fromisoformat(ds), source)  # type: ignore[arg-type]
+        return not history_not_ingested(settings, date.fromisoformat(ds))  # type: ignore[arg-type]
 
-    source = landing_files()
-    ingest = spark_job(settings, "ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE],
-                       "--source", "{{ ti.xcom_pull(task_ids='landing_files') }}")
+    landed = landing_files()
+    # Every landing source of the day: its events are their union.
+    ingest = spark_job(settings, "ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE])
     features = spark_job(settings, "features", "build_features", [assets.USER_FEATURES, assets.ITEM_FEATURES])
     sequences = spark_job(settings, "sequences", "build_sequences", [assets.SEQUENCES])
     samples = spark_job(settings, "samples", "build_samples", [assets.TRAINING_SAMPLES])
-    source >> ingest
-    [ingest, earlier_events(source)] >> features >> sequences >> samples
+    history = earlier_events()
+    landed >> [ingest, history]
+    [ingest, history] >> features >> sequences >> samples
 
 
 recdistill_features()

@@ -50,6 +50,11 @@ DELTA_CONF: dict[str, str] = {
     "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J.as_uri()}",
 }
 
+# A local-mode driver serves only this machine: without these it binds its RPC and block-manager ports
+# to the machine's external address, unauthenticated. A cluster master needs a reachable driver: set
+# spark.driver.host / bindAddress in `spark.conf` (RECDISTILL_SPARK__CONF) for it.
+LOCAL_CONF: dict[str, str] = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+
 
 def get_spark(settings: Settings) -> SparkSession:
     """Return the active session or build one from `settings.spark`.
@@ -81,12 +86,14 @@ def get_spark(settings: Settings) -> SparkSession:
 
 
 def _session_conf(settings: Settings) -> dict[str, str]:
+    """Every session setting: Delta, sizes, the Ivy cache, loopback binding in local mode, then `spark.conf`."""
     cfg = settings.spark
     return {
         **DELTA_CONF,
         "spark.driver.memory": cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.jars.ivy": str(cfg.ivy_dir),
+        **(LOCAL_CONF if cfg.master.startswith("local") else {}),
         **cfg.conf,
     }
 

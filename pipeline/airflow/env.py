@@ -67,6 +67,8 @@ def airflow_env(home: Path | None = None, base: Mapping[str, str] | None = None,
         # SQLite in the home unless the caller names a database (PostgreSQL beside services, docs/deploy.md).
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": base.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                                                         f"sqlite:///{home / 'airflow.db'}"),
+        # The api-server answers this machine only unless the caller's environment says otherwise.
+        "AIRFLOW__API__HOST": base.get("AIRFLOW__API__HOST", "127.0.0.1"),
         # Sized for the machine: LocalExecutor starts `parallelism` workers up front (32 by default).
         "AIRFLOW__CORE__PARALLELISM": str(size.parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(size.parallelism),
