@@ -31,6 +31,7 @@ from torch import nn
 
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
+from pipeline.hps import has_snapshot
 from pipeline.hps.config import HPSConfig
 from pipeline.hps.embedding import PSEmbedding
 from pipeline.hps.server import ParameterServer
@@ -191,7 +192,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
     start_epoch, losses, validation = 1, [], []  # per epoch: mean train loss, validation metrics
     warm_from = None
-    if (snapshots / "LATEST").exists():
+    if has_snapshot(snapshots):
         dense = server.restore(snapshots)
         net.model.load_state_dict(dense["model"])
         optimizer.load_state_dict(dense["optimizer"])
