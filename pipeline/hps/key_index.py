@@ -29,114 +29,74 @@ def _home(key: np.int64, size: int) -> np.int64:
     return np.int64(((mix(key) >> np.uint64(32)) * np.uint64(size)) >> np.uint64(32))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _probe(table: np.ndarray, key: np.int64) -> np.int64:
+    """Position of `key`, or of the empty cell that ends its probe run (where it would be inserted)."""
+    size = table.shape[0]
+    pos = _home(key, size)
+    while table[pos, 0] != key and table[pos, 0] != _EMPTY:
+        pos += 1
+        if pos == size:
+            pos = 0
+    return pos
+
+
 @numba.njit(cache=True, nogil=True)
 def _positions(table: np.ndarray, keys: np.ndarray, out: np.ndarray) -> None:
-    size = table.shape[0]
     for i in range(len(keys)):
-        key = keys[i]
-        pos = _home(key, size)
-        while True:
-            at = table[pos, 0]
-            if at == key:
-                out[i] = pos
-                break
-            if at == _EMPTY:
-                out[i] = -1
-                break
-            pos += 1
-            if pos == size:
-                pos = 0
+        pos = _probe(table, keys[i])
+        out[i] = pos if table[pos, 0] == keys[i] else -1
 
 
 @numba.njit(cache=True, nogil=True)
 def _get_rows(table: np.ndarray, keys: np.ndarray, out: np.ndarray, found: np.ndarray) -> None:
-    size, columns = table.shape[0], table.shape[1] - 1
     for i in range(len(keys)):
-        key = keys[i]
-        pos = _home(key, size)
-        while True:
-            at = table[pos, 0]
-            if at == key:
-                for c in range(columns):
-                    out[i, c] = table[pos, c + 1]
-                found[i] = True
-                break
-            if at == _EMPTY:
-                found[i] = False
-                break
-            pos += 1
-            if pos == size:
-                pos = 0
+        pos = _probe(table, keys[i])
+        found[i] = table[pos, 0] == keys[i]
+        if found[i]:
+            out[i] = table[pos, 1:]
 
 
 @numba.njit(cache=True, nogil=True)
 def _put(table: np.ndarray, keys: np.ndarray, values: np.ndarray) -> int:
     """Insert or overwrite each key; returns how many were new. The caller guarantees room."""
-    size, columns = table.shape[0], table.shape[1] - 1
     added = 0
     for i in range(len(keys)):
-        key = keys[i]
-        pos = _home(key, size)
-        while True:
-            at = table[pos, 0]
-            if at == key or at == _EMPTY:
-                if at == _EMPTY:
-                    table[pos, 0] = key
-                    added += 1
-                for c in range(columns):
-                    table[pos, c + 1] = values[i, c]
-                break
-            pos += 1
-            if pos == size:
-                pos = 0
+        pos = _probe(table, keys[i])
+        if table[pos, 0] == _EMPTY:
+            table[pos, 0] = keys[i]
+            added += 1
+        table[pos, 1:] = values[i]
     return added
 
 
 @numba.njit(cache=True, nogil=True)
 def _set_column(table: np.ndarray, keys: np.ndarray, column: int, values: np.ndarray) -> None:
-    size = table.shape[0]
     for i in range(len(keys)):
-        key = keys[i]
-        pos = _home(key, size)
-        while True:
-            at = table[pos, 0]
-            if at == key:
-                table[pos, column + 1] = values[i]
-                break
-            if at == _EMPTY:
-                break
-            pos += 1
-            if pos == size:
-                pos = 0
+        pos = _probe(table, keys[i])
+        if table[pos, 0] == keys[i]:
+            table[pos, column + 1] = values[i]
 
 
 @numba.njit(cache=True, nogil=True)
 def _remove(table: np.ndarray, keys: np.ndarray, old: np.ndarray, found: np.ndarray) -> int:
     """Delete each key (backward-shift deletion); returns how many were present."""
-    size, columns = table.shape[0], table.shape[1] - 1
+    size = table.shape[0]
     removed = 0
     for i in range(len(keys)):
-        key = keys[i]
-        pos = _home(key, size)
-        while table[pos, 0] != key and table[pos, 0] != _EMPTY:
-            pos += 1
-            if pos == size:
-                pos = 0
-        if table[pos, 0] == _EMPTY:
-            found[i] = False
+        pos = _probe(table, keys[i])
+        found[i] = table[pos, 0] == keys[i]
+        if not found[i]:
             continue
-        found[i] = True
         removed += 1
-        for c in range(columns):
-            old[i, c] = table[pos, c + 1]
+        old[i] = table[pos, 1:]
         # Move back every later entry of the probe run whose home does not lie in (hole, entry].
         hole = pos
         nxt = pos + 1 if pos + 1 < size else 0
         while table[nxt, 0] != _EMPTY:
             home = _home(table[nxt, 0], size)
             if (nxt > hole and (home <= hole or home > nxt)) or (nxt < hole and home <= hole and home > nxt):
-                for c in range(columns + 1):
-                    table[hole, c] = table[nxt, c]
+                table[hole] = table[nxt]
                 hole = nxt
             nxt = nxt + 1 if nxt + 1 < size else 0
         table[hole, 0] = _EMPTY
