@@ -88,7 +88,7 @@ def build_tables(dataset: Dataset, console: Console) -> None:
 def train_and_evaluate(settings: Settings, console: Console) -> tuple[EvaluationReport, float]:
     """Teacher, logits, every student kind per seed, then the held-out evaluation; returns it and teacher seconds."""
     from pipeline.train.distill import train_student
-    from pipeline.train.logits import dump_logits
+    from pipeline.train.logit_dump import dump_logits
     from pipeline.train.teacher import train_teacher
 
     # A fresh artifacts folder: no warm start from, or reuse of, an earlier run's teacher and students.

@@ -35,11 +35,11 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.export.parity import parity_report
+from pipeline.metrics import auc
 from pipeline.models.config import StudentConfig
 from pipeline.models.quantize import fast_activation_dtype, quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import PlantedClicks, PlantedClickWorld
-from pipeline.train.metrics import auc
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)

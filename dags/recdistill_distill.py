@@ -14,8 +14,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-from pipeline import assets
-from pipeline.airflow_env import TRAINING_POOL
+from pipeline.airflow import assets
+from pipeline.airflow.env import TRAINING_POOL
 from pipeline.config import load_settings
 from pipeline.train.windows import Windows, first_holdout, windows_for
 
@@ -63,8 +63,8 @@ def recdistill_distill() -> None:
     def dump_logits(version: str, ds: str | None = None) -> dict[str, int]:
         """Logits of `version` for D and for every window day it has not scored yet."""
         from pipeline.tables import TEACHER_LOGITS, dates_present
-        from pipeline.train.logits import configured_label
-        from pipeline.train.logits import dump_logits as dump
+        from pipeline.train.logit_dump import configured_label
+        from pipeline.train.logit_dump import dump_logits as dump
 
         windows = _windows(ds)  # type: ignore[arg-type]
         earlier = [*windows.train, windows.calibration]
@@ -93,23 +93,24 @@ def recdistill_distill() -> None:
         return evaluate_students(settings, date.fromisoformat(ds), version).to_json()  # type: ignore[arg-type]
 
     @task
-    def export(version: str, ds: str | None = None) -> dict[str, str]:
+    def export(version: str, ds: str | None = None) -> str:
         """The first seed's debiased student, quantized to W8A16 and exported (parity checked)."""
+        from pipeline.artifacts import find_student
         from pipeline.train.release import export_release
-        from pipeline.train.students import find_student
 
         day = date.fromisoformat(ds)  # type: ignore[arg-type]
-        student_dir = find_student(settings, version, day, "debiased", settings.student.seeds[0])
-        export_dir, _, _ = export_release(settings, student_dir, day)
-        return {"student_dir": str(student_dir), "export_dir": str(export_dir)}
+        student = find_student(settings, version, day, "debiased", settings.student.seeds[0])
+        export_release(settings, student, day)
+        return str(student.directory)
 
     @task(outlets=[assets.STUDENT_MODEL])
-    def register(exported: dict[str, str]) -> str:
+    def register(student_dir: str) -> str:
         from pathlib import Path
 
+        from pipeline.artifacts import StudentFolder
         from pipeline.train.release import register_release
 
-        return register_release(settings, Path(exported["student_dir"]), Path(exported["export_dir"]))
+        return register_release(settings, StudentFolder(Path(student_dir)))
 
     @task(outlets=[assets.STUDENT_MODEL])
     def promote(registry_version: str, ds: str | None = None) -> dict[str, object]:

@@ -14,8 +14,8 @@ from datetime import datetime, time, timedelta, timezone
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from pipeline import assets
-from pipeline.airflow_tasks import spark_job
+from pipeline.airflow import assets
+from pipeline.airflow.tasks import spark_job
 from pipeline.config import load_settings
 
 settings = load_settings()

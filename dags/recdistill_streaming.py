@@ -14,9 +14,9 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from pipeline import assets
-from pipeline.airflow_env import TRAINING_POOL
-from pipeline.airflow_tasks import spark_job
+from pipeline.airflow import assets
+from pipeline.airflow.env import TRAINING_POOL
+from pipeline.airflow.tasks import spark_job
 from pipeline.config import load_settings
 
 settings = load_settings()

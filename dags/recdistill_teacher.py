@@ -15,8 +15,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from airflow.sdk import DeltaDataIntervalTimetable, dag, task
 
-from pipeline import assets
-from pipeline.airflow_env import TRAINING_POOL
+from pipeline.airflow import assets
+from pipeline.airflow.env import TRAINING_POOL
 from pipeline.config import load_settings
 
 settings = load_settings()
@@ -52,14 +52,14 @@ def recdistill_teacher() -> None:
 
     @task(outlets=[assets.TEACHER_MODEL])
     def register(version: str) -> str:
-        from pipeline.train.teacher import register_teacher_version
+        from pipeline.train.release import register_teacher_version
 
         return register_teacher_version(settings, version)
 
     @task(outlets=[assets.TEACHER_LOGITS])
     def dump_logits(version: str, ds: str | None = None) -> int:
         """Logits for the period's validation day, the first day the teacher has not trained on."""
-        from pipeline.train.logits import dump_logits as dump
+        from pipeline.train.logit_dump import dump_logits as dump
         from pipeline.train.windows import teacher_period
 
         _, validation = teacher_period(settings, date.fromisoformat(ds))  # type: ignore[arg-type]

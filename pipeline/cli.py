@@ -204,21 +204,25 @@ def _teacher(settings: Settings, version: str | None, data_before: date | None =
 def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
                   validation: Annotated[Optional[str], typer.Option("--validation-date")] = None) -> None:
     """Train (or resume) the teacher on a window of dates; works under torchrun too."""
-    from pipeline.train.teacher import init_distributed_from_env, train_teacher
+    from pipeline.train.ranks import init_distributed_from_env
+    from pipeline.train.teacher import train_teacher
     from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
     init_distributed_from_env()
     days = _train_days(settings, start, end, teacher=True)
     check = [_parse_date(validation, "--validation-date")] if validation else [default_windows(settings).calibration]
-    run = train_teacher(settings, days, check)
+    try:
+        run = train_teacher(settings, days, check)
+    except ValueError as err:  # e.g. a window without training samples: nothing was written
+        raise typer.BadParameter(str(err), param_hint="--from/--to") from err
     console.print(f"teacher {run.version}: {run.metrics}")
 
 
 @teacher_app.command("register")
 def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = None) -> None:
     """Register a finished teacher in MLflow as `recdistill-teacher` (a pointer to its PS snapshot)."""
-    from pipeline.train.teacher import register_teacher_version
+    from pipeline.train.release import register_teacher_version
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)
@@ -229,7 +233,7 @@ def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = N
 def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
                 teacher_version: TeacherOpt = None) -> None:
     """Score samples of each date with a teacher into teacher_logits (idempotent per date and version)."""
-    from pipeline.train.logits import dump_logits
+    from pipeline.train.logit_dump import dump_logits
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)
@@ -252,7 +256,7 @@ def _students(kinds: list[str], profile: str | None, start: str | None, end: str
     days = _train_days(settings, start, end)
     version = _teacher(settings, teacher_version, data_before=days[0]) if kinds != ["base"] else None
     for run in train_students(settings, kinds, days, default_windows(settings).calibration, version, seeds):  # type: ignore[arg-type]
-        console.print(f"{run.kind} student seed {run.seed}: {run.artifact_dir}")
+        console.print(f"{run.kind} student seed {run.seed}: {run.folder.directory}")
 
 
 @student_app.command("distill")
@@ -275,8 +279,8 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
                     seed: Annotated[Optional[int], typer.Option(help="default: the first of student.seeds")] = None,
                     day: DateOpt = None) -> object:
     """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
+    from pipeline.artifacts import find_student
     from pipeline.train.release import release_student
-    from pipeline.train.students import find_student
     from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
@@ -284,10 +288,10 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
     version = _teacher(settings, teacher_version)
     wanted = settings.student.seeds[0] if seed is None else seed
     try:
-        student_dir = find_student(settings, version, holdout, kind, wanted)
+        student = find_student(settings, version, holdout, kind, wanted)  # type: ignore[arg-type]
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--kind") from err
-    release = release_student(settings, student_dir, holdout)
+    release = release_student(settings, student, holdout)
     verdict = "promoted to @champion" if release.decision.promoted else "NOT promoted (champion unchanged)"
     console.print(f"recdistill-student version {release.version}: {verdict}")
     for reason in release.decision.reasons:
@@ -345,8 +349,7 @@ def demo(profile: ProfileOpt = None) -> None:
 
 def print_summary(settings: Settings, report: object, release: object, increment: object, seconds: float) -> None:
     """What the demo did, in one table: tables, quality, transferability, latency, the champion."""
-    from pipeline.registry.config import RegistryConfig
-    from pipeline.registry.registry import connect
+    from pipeline.mlflow_store import connect
 
     print_counts(settings)
     metrics, t = report.metrics, report.transferability  # type: ignore[attr-defined]
@@ -367,8 +370,10 @@ def print_summary(settings: Settings, report: object, release: object, increment
     table.add_row("released student", f"v{release.version}: {'promoted' if release.decision.promoted else 'refused'}")  # type: ignore[attr-defined]
     table.add_row("streaming increment", increment.skipped or f"v{increment.challenger_version}: "  # type: ignore[attr-defined]
                   f"{'promoted' if increment.promoted else 'refused'}")  # type: ignore[attr-defined]
-    aliases = connect(settings).get_registered_model(RegistryConfig().student_model).aliases
-    table.add_row("champion", f"v{aliases['champion']}" if "champion" in aliases else "none (the gate refused)")
+    registry = settings.registry
+    aliases = connect(settings).get_registered_model(registry.student_model).aliases
+    table.add_row("champion", f"v{aliases[registry.champion_alias]}" if registry.champion_alias in aliases
+                  else "none (the gate refused)")
     console.print(table)
 
 

@@ -119,6 +119,9 @@ class TeacherTrainConfig(BaseModel):
     # One teacher run per period (the teacher DAG's schedule): it trains on the period's days but the
     # last, validates on the last, and warm-starts from the previous period's teacher.
     period_days: int = Field(7, ge=2)
+    # The parameter server's sparse optimizer (one of `pipeline.hps.optimizers`) and its new rows' scale.
+    sparse_optimizer: Literal["rowwise_adagrad", "adagrad", "adam"] = "rowwise_adagrad"
+    init_scale: float = Field(0.05, ge=0, description="new sparse rows start uniform(-init_scale, init_scale)")
 
 
 class StudentTrainConfig(BaseModel):
@@ -136,6 +139,9 @@ class StudentTrainConfig(BaseModel):
     # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates and
     # validates): a fresh window, while the teacher carries the long history (Rec-Distill's decoupling).
     window_days: int = Field(3, ge=1)
+    # Scoring without training (validation, the stale adapter's fit, evaluation, the gate's requests).
+    # The gate groups a date's samples into requests batch by batch, so this also bounds a request's size.
+    scoring_batch_size: int = Field(4096, ge=1)
 
 
 class DebiasConfig(BaseModel):
@@ -157,6 +163,23 @@ class MLflowConfig(BaseModel):
     experiment: str = "recdistill"
 
 
+class RegistryConfig(BaseModel):
+    """Registered model names, aliases and the limits the promotion gate enforces."""
+
+    student_model: str = "recdistill-student"
+    teacher_model: str = "recdistill-teacher"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    auc_tolerance: float = Field(0.002, ge=0, description="the challenger's held-out AUC may trail the "
+                                                           "champion's by at most this")
+    parity_max_abs_logit_diff: float = Field(0.05, gt=0, description="W8A16 against fp32 on the parity "
+                                                                       "requests, largest |Δlogit|")
+    parity_max_auc_drop: float = Field(0.002, ge=0, description="W8A16 AUC may trail fp32 by at most this")
+    artifact_location: str | None = Field(None, description="where a new experiment keeps artifacts; "
+                                                            "None: `mlartifacts` next to a local SQLite "
+                                                            "store, else the tracking server's default")
+
+
 class Settings(BaseSettings):
     """All of recdistill's settings; build with `load_settings`."""
 
@@ -173,6 +196,7 @@ class Settings(BaseSettings):
     student: StudentTrainConfig = Field(default_factory=StudentTrainConfig)
     debias: DebiasConfig = Field(default_factory=DebiasConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @classmethod
     def settings_customise_sources(

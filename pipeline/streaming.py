@@ -11,10 +11,9 @@ sidecar runs every few minutes, and the daily pipeline releases the first champi
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import mlflow
@@ -22,18 +21,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from pipeline.artifacts import IncrementManifest, Platt, StudentFolder, increment_folder, latest_teacher, student_of_export
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
-from pipeline.registry.config import RegistryConfig
-from pipeline.registry.lineage import code_version
-from pipeline.registry.registry import METADATA_KEY, connect, model_uri
+from pipeline.lineage import code_version
+from pipeline.mlflow_store import connect
+from pipeline.registry.registry import METADATA_KEY, model_uri
 from pipeline.tables import STREAM_SAMPLES, read_arrow, table_exists
 from pipeline.train.distill import StaleAdapter, load_student, save_student, student_loss
-from pipeline.train.logit_store import LogitLookup
-from pipeline.train.logits import configured_label, dump_stream_logits
+from pipeline.train.logit_dump import configured_label, dump_stream_logits
+from pipeline.train.logit_lookup import LogitLookup
 from pipeline.train.loop import Batch, train_epoch
 from pipeline.train.release import export_release, gate_release, register_release
-from pipeline.train.teacher import latest_teacher
 from pipeline.train.windows import default_windows
 
 log = logging.getLogger(__name__)
@@ -80,13 +79,13 @@ def score_stream_samples(settings: Settings) -> tuple[str | None, int]:
     return teacher, dump_stream_logits(settings, teacher)
 
 
-def champion_student(settings: Settings, config: RegistryConfig | None = None) -> tuple[str, Path] | None:
-    """(registry version, fp32 student folder) of the `champion`, or None when there is none.
+def champion_student(settings: Settings) -> tuple[str, StudentFolder] | None:
+    """(registry version, fp32 student) of the `champion`, or None when there is none.
 
-    The registered version holds the W8A16 export; its program digest names the export folder,
-    whose name is the student's.
+    The registered version holds the W8A16 export; its program digest names the export, whose record
+    names the student.
     """
-    config = config or RegistryConfig()
+    config = settings.registry
     client = connect(settings)
     try:
         version = client.get_model_version_by_alias(config.student_model, config.champion_alias).version
@@ -94,28 +93,18 @@ def champion_student(settings: Settings, config: RegistryConfig | None = None) -
         return None
     metadata = mlflow.models.get_model_info(model_uri(config.student_model, version=str(version))).metadata or {}
     digest = metadata.get(METADATA_KEY, {}).get("program_sha256")
-    artifacts = settings.lakehouse.artifacts
-    for manifest in sorted((artifacts / "exports").glob("*/manifest.json")):
-        if json.loads(manifest.read_text())["sha256"] == digest:
-            name = manifest.parent.name
-            for folder in (artifacts / "students" / name, stream_student_root(settings) / name):
-                if (folder / "student.pt").exists():
-                    return str(version), folder
-    raise FileNotFoundError(f"{config.student_model}@{config.champion_alias} (version {version}) has no fp32 "
-                            f"student under {artifacts}: the update fine-tunes the fp32 weights, not the export")
+    try:
+        return str(version), student_of_export(settings, digest)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{config.student_model}@{config.champion_alias} (version {version}): {err}; "
+                                f"the update fine-tunes the fp32 weights, not the export") from err
 
 
-def stream_student_root(settings: Settings) -> Path:
-    """Increments live apart from the daily students, which evaluation picks up by kind and seed."""
-    return settings.lakehouse.artifacts / "stream_students"
-
-
-def consumed_batch(settings: Settings, config: RegistryConfig | None = None) -> int:
+def consumed_batch(settings: Settings) -> int:
     """The last stream batch a registered increment trained on (-1 if none): registration commits it."""
-    config = config or RegistryConfig()
     client = connect(settings)
     last = [int(v.tags[f"{STREAM_TAG}last_batch"])
-            for v in client.search_model_versions(f"name = '{config.student_model}'")
+            for v in client.search_model_versions(f"name = '{settings.registry.student_model}'")
             if f"{STREAM_TAG}last_batch" in v.tags]
     return max(last, default=-1)
 
@@ -136,19 +125,20 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
     champion = champion_student(settings)
     if champion is None:
         return "no champion of recdistill-student yet: the daily pipeline releases the first one"
-    parent_version, parent_dir = champion
+    parent_version, parent_folder = champion
     fresh = fresh_samples(settings, consumed_batch(settings), holdout)
     if fresh.num_rows == 0:
         return "no fresh streamed samples since the last increment"
     batch_ids = fresh.column("batch_id")
     first, last = int(pc.min(batch_ids).as_py()), int(pc.max(batch_ids).as_py())
     days = sorted(set(fresh.column("date").to_pylist()))
-    parent = json.loads((parent_dir / "manifest.json").read_text())
+    parent = parent_folder.manifest()
     label = configured_label(settings, teacher_version)
     lookup = LogitLookup(settings, days, label)
     # The parent's stale-logit adapter was fitted for its own teacher only.
-    adapter = StaleAdapter(**parent["adapter"]) if parent.get("teacher_version") == teacher_version else StaleAdapter()
-    model = load_student(parent_dir).train()
+    adapter = StaleAdapter(parent.adapter.scale, parent.adapter.shift) if parent.teacher_version == teacher_version \
+        else StaleAdapter()
+    model = load_student(parent_folder).train()
     cfg = settings.student
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
@@ -159,30 +149,27 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
     batches = iter_batches(settings, days, cfg.batch_size, "student", seed=last, sample_ids=fresh.column("sample_id"))
     loss = train_epoch(batches, step, optimizer, f"increment of v{parent_version}")
     name = f"student-stream-v{parent_version}-b{first}-{last}"
-    student_dir = stream_student_root(settings) / name
-    save_student(model.eval(), student_dir, {
-        **{k: parent[k] for k in ("kind", "seed", "debias")}, "name": name, "teacher_version": teacher_version,
-        "data_dates": [str(d) for d in days], "calibration_date": parent.get("calibration_date"),
-        "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "train_loss": loss,
-        "parent": {"registry_version": parent_version, "student": parent["name"]},
-        "stream": {"first_batch": first, "last_batch": last, "samples": fresh.num_rows},
-        "config_hash": settings.config_hash(), "code_version": code_version(),
-    })
+    folder = increment_folder(settings, name)
+    save_student(model.eval(), folder, IncrementManifest(
+        name=name, kind=parent.kind, seed=parent.seed, debias=parent.debias, teacher_version=teacher_version,
+        data_dates=days, calibration_date=parent.calibration_date, adapter=Platt(scale=adapter.scale, shift=adapter.shift),
+        config_hash=settings.config_hash(), code_version=code_version(), student_config=parent.student_config,
+        finished_at=datetime.now(timezone.utc), parent_version=parent_version, parent_student=parent.name,
+        first_batch=first, last_batch=last, samples=fresh.num_rows, train_loss=loss))
     log.info("increment %s: %d fresh samples of batches %d..%d, loss %.4f", name, fresh.num_rows, first, last, loss)
-    return StudentUpdate(student_dir, parent_version, first, last, fresh.num_rows)
+    return StudentUpdate(folder.directory, parent_version, first, last, fresh.num_rows)
 
 
-def release_update(settings: Settings, update: StudentUpdate, holdout: date,
-                   config: RegistryConfig | None = None) -> tuple[str, bool]:
+def release_update(settings: Settings, update: StudentUpdate, holdout: date) -> tuple[str, bool]:
     """Export and register the update as `challenger` with its stream lineage, then gate it."""
-    config = config or RegistryConfig()
-    export_dir, _, _ = export_release(settings, update.student_dir, holdout)
-    version = register_release(settings, update.student_dir, export_dir)
+    student = StudentFolder(update.student_dir)
+    export_release(settings, student, holdout)
+    version = register_release(settings, student)
     client = connect(settings)
     tags = {"parent_version": update.parent_version, "first_batch": update.first_batch,
             "last_batch": update.last_batch, "samples": update.samples}
     for key, value in tags.items():
-        client.set_model_version_tag(config.student_model, version, f"{STREAM_TAG}{key}", str(value))
+        client.set_model_version_tag(settings.registry.student_model, version, f"{STREAM_TAG}{key}", str(value))
     return version, gate_release(settings, version, holdout).promoted
 
 

@@ -12,10 +12,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import FeatureConfig, Settings
+from pipeline.dates import date_range
 from pipeline.slots import FEATURE_WINDOWS_DAYS
 from pipeline.spark import get_spark
 from pipeline.tables import EVENTS, ITEM_FEATURES, USER_FEATURES, TableSpec, read_table, write_date_range
-from pipeline.train.windows import date_range
 
 
 def smoothed_ctr(clicks: str, impressions: str, cfg: FeatureConfig) -> F.Column:

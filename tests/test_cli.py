@@ -7,12 +7,12 @@ from datetime import date, timedelta
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.artifacts import daily_students, evaluation_folder, latest_teacher, teacher_manifest
 from pipeline.cli import app
 from pipeline.config import load_settings
 from pipeline.data.landing import read_landing
-from pipeline.registry.registry import connect
+from pipeline.mlflow_store import connect
 from pipeline.tables import EVENTS, TEACHER_LOGITS, TRAINING_SAMPLES, USER_FEATURES, read_arrow
-from pipeline.train.teacher import latest_teacher, teacher_manifest
 from spark_jobs import build_features
 
 
@@ -31,12 +31,11 @@ def test_demo_runs_the_whole_pipeline(spark, tiny_env):
     assert read_arrow(tiny_env, EVENTS).num_rows == read_arrow(tiny_env, TRAINING_SAMPLES).num_rows == generated > 0
     assert f"{generated:,}" in result.output
     teacher = latest_teacher(tiny_env)
-    assert teacher is not None and teacher_manifest(tiny_env, teacher)["registry_version"] == "1"
+    assert teacher is not None and teacher_manifest(tiny_env, teacher).registry_version == "1"
     logits = read_arrow(tiny_env, TEACHER_LOGITS).to_pandas()
     assert set(logits.teacher_version) == {teacher} and len(logits) == generated
-    students = list((tiny_env.lakehouse.artifacts / "students").glob("*/manifest.json"))
-    assert len(students) == 3 * len(tiny_env.student.seeds)
-    assert (tiny_env.lakehouse.artifacts / "evaluations" / f"{days[-1]}-{teacher}" / "report.json").exists()
+    assert len(daily_students(tiny_env)) == 3 * len(tiny_env.student.seeds)
+    assert evaluation_folder(tiny_env, days[-1], teacher).report.exists()
     assert "transferability kd" in result.output
     assert "recdistill-student version 1:" in result.output
     # The summary: quality, transferability, the served path's latency gain, the stream, the champion.
@@ -56,6 +55,9 @@ def test_bad_flags_get_clear_errors(tiny_env):
     assert result.exit_code == 2 and "unknown profile 'huge'" in result.output
     result = runner.invoke(app, ["data", "samples", "--profile", "tiny", "--from", "2026-01-05", "--to", "2026-01-01"])
     assert result.exit_code == 2 and "is before --from" in result.output
+    result = runner.invoke(app, ["teacher", "train", "--profile", "tiny", "--from", "2030-01-01", "--to", "2030-01-02"])
+    assert result.exit_code == 2 and "no training_samples" in result.output
+    assert not tiny_env.lakehouse.artifacts.exists()  # no teacher folder, no manifest
 
 
 def test_jobs_are_spark_submit_entry_points(spark, tiny_env):

@@ -6,11 +6,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline.registry.registry import connect
+from pipeline.mlflow_store import connect
 from pipeline.streaming import STREAM_TAG, champion_student, run_increment
 from pipeline.tables import STREAM_SAMPLES, TEACHER_LOGITS, TRAINING_SAMPLES, read_arrow
 from pipeline.train.distill import train_student
-from pipeline.train.logits import dump_logits, dump_stream_logits
+from pipeline.train.logit_dump import dump_logits, dump_stream_logits
 from pipeline.train.release import release_student
 from pipeline.train.teacher import train_teacher
 from pipeline.train.windows import default_windows
@@ -37,8 +37,8 @@ def test_without_a_champion_the_update_is_skipped_with_its_reason(teacher):
 def test_an_increment_fine_tunes_the_champion_into_a_gated_challenger(spark, teacher):
     settings, windows, version = teacher
     kd = train_student(settings, "kd", windows.train, seed=0, teacher_version=version)
-    champion = release_student(settings, kd.artifact_dir, windows.holdout)
-    assert champion.decision.promoted and champion_student(settings) == (champion.version, kd.artifact_dir)
+    champion = release_student(settings, kd.folder, windows.holdout)
+    assert champion.decision.promoted and champion_student(settings) == (champion.version, kd.folder)
 
     report = run_increment(settings)
 

@@ -86,16 +86,22 @@ class StudentArtifact:
     __call__ = score
 
 
-def load_student_artifact(path: str | Path) -> StudentArtifact:
-    """Read the manifest, verify the program's digest and contents, and load it."""
-    directory = Path(path)
-    manifest_path = directory / MANIFEST_FILE
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the artifact in folder `path`, checked to be of this format (the program is not read)."""
+    manifest_path = Path(path) / MANIFEST_FILE
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ArtifactError(f"{manifest_path}: cannot read the artifact manifest ({err})") from err
     if manifest.get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{manifest_path}: format {manifest.get('format')!r}; expected {ARTIFACT_FORMAT!r}")
+    return manifest
+
+
+def load_student_artifact(path: str | Path) -> StudentArtifact:
+    """Read the manifest, verify the program's digest and contents, and load it."""
+    directory = Path(path)
+    manifest = read_manifest(directory)
     program_path = directory / manifest["program"]
     digest = hashlib.sha256(program_path.read_bytes()).hexdigest() if program_path.exists() else None
     if digest != manifest["sha256"]:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from pipeline.train.metrics import auc
+from pipeline.metrics import auc
 
 Scorer = Callable[[Mapping[str, Tensor], Mapping[str, Tensor]], Tensor]
 

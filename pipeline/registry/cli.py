@@ -17,9 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
-from pipeline.registry.config import RegistryConfig
-from pipeline.registry.evaluate import HeldoutAUC
-from pipeline.registry.lineage import Lineage
+from pipeline.lineage import Lineage
+from pipeline.registry.heldout import HeldoutAUC
 from pipeline.registry.registry import (
     list_versions,
     promote,
@@ -84,16 +83,17 @@ def register(
     profile: ProfileOpt = None,
 ) -> None:
     """Register a student (alias `challenger`) or a teacher snapshot pointer, with lineage tags."""
-    settings, config = _settings(profile), RegistryConfig()
+    settings = _settings(profile)
+    config = settings.registry
     with _reported():
         lineage = Lineage.collect(settings, [start.date(), end.date()], teacher_version=teacher_version,
                                   metrics=_metrics(metric or []),
                                   parity=json.loads(parity.read_text()) if parity else None)
         if kind is Kind.student:
-            version = register_student(settings, Path(source), lineage, config)
+            version = register_student(settings, Path(source), lineage)
             console.print(f"{config.student_model} version {version} registered as @{config.challenger_alias}")
         else:
-            version = register_teacher(settings, source, lineage, config)
+            version = register_teacher(settings, source, lineage)
             console.print(f"{config.teacher_model} version {version} registered → {source}")
 
 
@@ -104,9 +104,10 @@ def promote_cmd(
     profile: ProfileOpt = None,
 ) -> None:
     """Gate a version against @champion on held-out data; move @champion only if every check passes."""
-    settings, config = _settings(profile), RegistryConfig()
+    settings = _settings(profile)
+    config = settings.registry
     with _reported():
-        decision = promote(settings, HeldoutAUC(heldout), version, config)
+        decision = promote(settings, HeldoutAUC(heldout), version)
     for reason in decision.reasons:
         console.print(f"  {reason}")
     if not decision.promoted:
@@ -125,9 +126,10 @@ def rollback_cmd(
     profile: ProfileOpt = None,
 ) -> None:
     """Move @champion back to a former champion."""
-    settings, config = _settings(profile), RegistryConfig()
+    settings = _settings(profile)
+    config = settings.registry
     with _reported():
-        restored = rollback(settings, to, reason, config)
+        restored = rollback(settings, to, reason)
     console.print(f"@{config.champion_alias} → version {restored}")
 
 
@@ -135,9 +137,10 @@ def rollback_cmd(
 def list_cmd(teacher: Annotated[bool, typer.Option("--teacher", help="list teacher versions")] = False,
              profile: ProfileOpt = None) -> None:
     """Versions with aliases, lineage and the gate's last decision, newest first."""
-    settings, config = _settings(profile), RegistryConfig()
+    settings = _settings(profile)
+    config = settings.registry
     with _reported():
-        versions = list_versions(settings, "teacher" if teacher else "student", config)
+        versions = list_versions(settings, "teacher" if teacher else "student")
     table = Table(title=config.teacher_model if teacher else config.student_model)
     for column in ("version", "aliases", "data dates", "teacher", "code", "config", "gate", "AUC"):
         table.add_column(column)
@@ -159,8 +162,9 @@ def serve(
     profile: ProfileOpt = None,
 ) -> None:
     """Serve the student over HTTP (`mlflow models serve`, this environment) until interrupted."""
-    settings, config = _settings(profile), RegistryConfig()
+    settings = _settings(profile)
+    config = settings.registry
     alias = None if version else alias or config.champion_alias
-    command, env = serve_command(settings, version=version, alias=alias, host=host, port=port, config=config)
+    command, env = serve_command(settings, version=version, alias=alias, host=host, port=port)
     console.print(" ".join(command))
     raise typer.Exit(subprocess.call(command, env=env))

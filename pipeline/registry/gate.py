@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
-from pipeline.registry.config import RegistryConfig
+from pipeline.config import RegistryConfig
 from pipeline.registry.request import RequestContract
 
 PREFIX = "gate."

@@ -31,11 +31,11 @@ from mlflow.entities.model_registry import ModelVersion
 from pipeline.config import Settings
 from pipeline.export.loader import load_student_artifact
 from pipeline.hps import snapshot_info
-from pipeline.registry.config import RegistryConfig
+from pipeline.lineage import PREFIX as LINEAGE
+from pipeline.lineage import Lineage
+from pipeline.mlflow_store import connect, experiment_id
 from pipeline.registry.gate import PREFIX as GATE
 from pipeline.registry.gate import Check, Decision, auc_check, parity_check, signature_check
-from pipeline.registry.lineage import PREFIX as LINEAGE
-from pipeline.registry.lineage import Lineage
 from pipeline.registry.pyfunc import ARTIFACT_KEY, SERVING_MODULES
 from pipeline.registry.request import RequestContract
 
@@ -46,16 +46,6 @@ METADATA_KEY = "recdistill"
 SNAPSHOT_TAG = "teacher.snapshot"
 
 
-def connect(settings: Settings) -> MlflowClient:
-    """Point MLflow (tracking and registry) at `settings.tracking_uri` and return a client."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def model_uri(name: str, *, version: str | None = None, alias: str | None = None) -> str:
     """`models:/name/version` or `models:/name@alias`."""
     if (version is None) == (alias is None):
@@ -63,25 +53,13 @@ def model_uri(name: str, *, version: str | None = None, alias: str | None = None
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
-def experiment_id(settings: Settings, config: RegistryConfig | None = None) -> str:
-    """The id of `settings.mlflow.experiment`, created on first use with its artifacts beside a local
-    SQLite store (MLflow's default would be `./mlruns` of whichever process came first)."""
-    client = connect(settings)
-    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(settings.mlflow.experiment,
-                                    artifact_location=_artifact_location(settings, config or RegistryConfig()))
-
-
-def register_student(settings: Settings, artifact_dir: str | Path, lineage: Lineage,
-                     config: RegistryConfig | None = None) -> str:
+def register_student(settings: Settings, artifact_dir: str | Path, lineage: Lineage) -> str:
     """Log the exported student as a pyfunc, register it with lineage tags and alias it `challenger`.
 
     The artifact is loaded first, so a corrupt or foreign one is refused before anything is written.
     Returns the new version.
     """
-    config = config or RegistryConfig()
+    config = settings.registry
     client = connect(settings)
     if lineage.teacher_version is not None:
         _require_version(client, config.teacher_model, lineage.teacher_version)
@@ -89,7 +67,7 @@ def register_student(settings: Settings, artifact_dir: str | Path, lineage: Line
     contract = RequestContract.from_manifest(artifact.manifest)
     metadata = {METADATA_KEY: {"contract": contract.to_dict(), "program_sha256": artifact.manifest["sha256"],
                                "quantization": artifact.manifest["quantization"]}}
-    with tempfile.TemporaryDirectory() as code, _run(settings, config, "student", lineage) as run:
+    with tempfile.TemporaryDirectory() as code, _run(settings, "student", lineage) as run:
         info = mlflow.pyfunc.log_model(
             name="student", python_model=str(Path(__file__).with_name("serving_model.py")),
             artifacts={ARTIFACT_KEY: str(artifact_dir)}, code_paths=[_serving_code(Path(code))],
@@ -102,17 +80,16 @@ def register_student(settings: Settings, artifact_dir: str | Path, lineage: Line
     return version
 
 
-def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage,
-                     config: RegistryConfig | None = None) -> str:
+def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage) -> str:
     """Register a teacher version that points at its parameter-server snapshot; returns the version.
 
     `snapshot` is a snapshot folder, a checkpoint folder (its `LATEST` snapshot is pinned) or a
     remote URI (recorded as given).
     """
-    config = config or RegistryConfig()
+    config = settings.registry
     client = connect(settings)
     uri, meta = _snapshot_pointer(snapshot)
-    with _run(settings, config, "teacher", lineage) as run:
+    with _run(settings, "teacher", lineage) as run:
         mlflow.log_dict({"snapshot": uri, "meta": meta}, "teacher/snapshot.json")
         _ensure_registered(client, config.teacher_model)
         tags = {**lineage.tags(), SNAPSHOT_TAG: uri, "run_id": run.info.run_id}
@@ -123,14 +100,13 @@ def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage,
     return version
 
 
-def promote(settings: Settings, evaluate: Evaluator, version: str | None = None,
-            config: RegistryConfig | None = None) -> Decision:
+def promote(settings: Settings, evaluate: Evaluator, version: str | None = None) -> Decision:
     """Run the gate on `version` (default: the `challenger`) against the `champion`.
 
     Moves `champion` only if every check passes; the decision and its reasons are tagged on the
     version either way. `evaluate` scores both models on the same held-out data.
     """
-    config = config or RegistryConfig()
+    config = settings.registry
     client = connect(settings)
     name = config.student_model
     aliases = _aliases(client, name)
@@ -162,13 +138,12 @@ def promote(settings: Settings, evaluate: Evaluator, version: str | None = None,
     return decision
 
 
-def rollback(settings: Settings, to_version: str | None = None, reason: str = "",
-             config: RegistryConfig | None = None) -> str:
+def rollback(settings: Settings, to_version: str | None = None, reason: str = "") -> str:
     """Move `champion` back to `to_version` (default: the champion the current one replaced).
 
     Only a former champion (a version the gate promoted) can be restored. Returns it.
     """
-    config = config or RegistryConfig()
+    config = settings.registry
     client = connect(settings)
     name = config.student_model
     current = _aliases(client, name).get(config.champion_alias)
@@ -190,10 +165,9 @@ def rollback(settings: Settings, to_version: str | None = None, reason: str = ""
     return target
 
 
-def list_versions(settings: Settings, model: Literal["student", "teacher"] = "student",
-                  config: RegistryConfig | None = None) -> list[ModelVersion]:
+def list_versions(settings: Settings, model: Literal["student", "teacher"] = "student") -> list[ModelVersion]:
     """Every version of the student (or teacher), newest first, with aliases and tags."""
-    config = config or RegistryConfig()
+    config = settings.registry
     name = config.student_model if model == "student" else config.teacher_model
     client = connect(settings)
     found = sorted((int(v.version) for v in client.search_model_versions(f"name = '{name}'")), reverse=True)
@@ -201,10 +175,9 @@ def list_versions(settings: Settings, model: Literal["student", "teacher"] = "st
 
 
 def serve_command(settings: Settings, *, version: str | None = None, alias: str | None = None,
-                  host: str = "127.0.0.1", port: int = 5001,
-                  config: RegistryConfig | None = None) -> tuple[list[str], dict[str, str]]:
+                  host: str = "127.0.0.1", port: int = 5001) -> tuple[list[str], dict[str, str]]:
     """`mlflow models serve` of a student version (or alias) in this environment, and its env vars."""
-    config = config or RegistryConfig()
+    config = settings.registry
     uri = model_uri(config.student_model, version=version, alias=alias)
     scripts = Path(sys.executable).parent  # mlflow and the uvicorn it starts, even if the venv is not active
     command = [str(scripts / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
@@ -239,24 +212,14 @@ def _contract(uri: str) -> RequestContract:
 
 
 @contextmanager
-def _run(settings: Settings, config: RegistryConfig, kind: str, lineage: Lineage) -> Iterator[Run]:
+def _run(settings: Settings, kind: str, lineage: Lineage) -> Iterator[Run]:
     """An MLflow run in the configured experiment holding the lineage as tags and metrics."""
-    with mlflow.start_run(experiment_id=experiment_id(settings, config),
+    with mlflow.start_run(experiment_id=experiment_id(settings),
                           run_name=f"{kind} {lineage.data_start}..{lineage.data_end}",
                           nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags({**lineage.tags(), "kind": kind})
         mlflow.log_metrics(lineage.metrics)
         yield run
-
-
-def _artifact_location(settings: Settings, config: RegistryConfig) -> str | None:
-    """A local SQLite store keeps artifacts beside it, not in the working directory's `mlruns`."""
-    if config.artifact_location is not None:
-        return config.artifact_location
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").resolve().as_uri()
-    return None
 
 
 def _serving_code(directory: Path) -> str:

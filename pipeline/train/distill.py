@@ -15,29 +15,29 @@ import copy
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
-from typing import Literal
+from datetime import date, datetime, timezone
 
 import mlflow
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.artifacts import Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, student_folder
 from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
+from pipeline.lineage import code_version
+from pipeline.metrics import auc
+from pipeline.models.config import StudentConfig
 from pipeline.models.student import UGSepStudent
-from pipeline.train.builders import student_config
-from pipeline.train.checkpoints import load_checkpoint, save_checkpoint, write_json
-from pipeline.train.logit_store import LogitLookup
-from pipeline.train.logits import configured_label
+from pipeline.train.logit_dump import configured_label
+from pipeline.train.logit_lookup import LogitLookup
 from pipeline.train.loop import Batch, score, train_epoch
-from pipeline.train.metrics import auc
-from pipeline.registry.lineage import code_version
+from pipeline.train.model_configs import student_config
+from pipeline.train.resume import load_resume_state, save_resume_state
 from pipeline.train.tracking import log_curves, log_params, training_run
+from pipeline.train.windows import require_samples
 
 log = logging.getLogger(__name__)
-StudentKind = Literal["base", "kd", "debiased"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def fit_stale_adapter(settings: Settings, day: date, teacher_version: str) -> St
 
     lookup = LogitLookup(settings, [day], teacher_version)
     logits, labels = [], []
-    for batch in iter_batches(settings, [day], 4096, "student"):
+    for batch in iter_batches(settings, [day], settings.student.scoring_batch_size, "student"):
         values, found = lookup.lookup(batch["sample_id"])
         logits.append(values[found].numpy())
         labels.append(batch["click"][found].numpy())
@@ -102,7 +102,7 @@ class StudentRun:
     name: str
     kind: StudentKind
     seed: int
-    artifact_dir: Path
+    folder: StudentFolder
     teacher_version: str | None
     run_id: str
 
@@ -119,14 +119,13 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
                   teacher_version: str | None = None, calibration_day: date | None = None,
                   debias: DebiasConfig | None = None) -> StudentRun:
     """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts."""
-    if not days:
-        raise ValueError("train_student needs at least one training date (--from/--to)")
+    require_samples(settings, days, f"{kind} student training")
     debias = debias or settings.debias
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
     cfg = settings.student
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
-    artifact_dir = settings.lakehouse.artifacts / "students" / name
+    folder = student_folder(settings, name)
     auxiliary = kind == "debiased" and debias.auxiliary_head
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(seed)
@@ -145,8 +144,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         return student_loss(model, batch, cfg, lookup, adapter)
 
     fingerprint = f"{name}|{settings.config_hash()}"
-    checkpoint_path = artifact_dir / "checkpoint.pt"
-    state = load_checkpoint(checkpoint_path, fingerprint)
+    state = load_resume_state(folder.resume_state, fingerprint)
     start_epoch, losses, val_aucs = 1, [], []
     best_model: dict[str, torch.Tensor] | None = None  # the weights of the first epoch with max(val_aucs)
     if state is not None:
@@ -172,7 +170,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
                 mlflow.log_metric("val_auc", val_aucs[-1], step=epoch)
                 if val_aucs[-1] > max(val_aucs[:-1], default=-1.0):
                     best_model = copy.deepcopy(model.state_dict())
-            save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
+            save_resume_state(folder.resume_state, {"fingerprint": fingerprint, "epoch": epoch, "losses": losses,
                                               "val_aucs": val_aucs, "best_model": best_model,
                                               "model": model.state_dict(), "optimizer": optimizer.state_dict()})
         best_epoch = int(np.argmax(val_aucs)) + 1 if val_aucs else cfg.epochs
@@ -181,43 +179,38 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             mlflow.log_metric("best_epoch", best_epoch)
         log_curves({"train loss": losses, **({"validation AUC": val_aucs} if val_aucs else {})}, f"{name}",
                    "curves/train_loss.png")
-        save_student(model, artifact_dir, {
-            "name": name, "kind": kind, "seed": seed, "teacher_version": teacher_version,
-            "data_dates": [str(d) for d in days], "calibration_date": str(calibration_day),
-            "adapter": {"scale": adapter.scale, "shift": adapter.shift}, "debias": debias.model_dump(),
-            "best_epoch": best_epoch, "validation_aucs": val_aucs,
-            "config_hash": settings.config_hash(), "code_version": code_version(), "run_id": run.info.run_id,
-        })
-        mlflow.log_artifact(str(artifact_dir / "manifest.json"))
-    return StudentRun(name, kind, seed, artifact_dir, teacher_version, run.info.run_id)
+        save_student(model, folder, StudentManifest(
+            name=name, kind=kind, seed=seed, teacher_version=teacher_version, data_dates=days,
+            calibration_date=calibration_day, adapter=Platt(scale=adapter.scale, shift=adapter.shift),
+            debias=debias.model_dump(), best_epoch=best_epoch, validation_aucs=val_aucs,
+            config_hash=settings.config_hash(), code_version=code_version(), run_id=run.info.run_id,
+            student_config=model.config.model_dump(mode="json"), finished_at=datetime.now(timezone.utc)))
+        mlflow.log_artifact(str(folder.manifest_path))
+    return StudentRun(name, kind, seed, folder, teacher_version, run.info.run_id)
 
 
 def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:
     """The serving head's AUC on `day` (the calibration date): what early stopping compares."""
     model.eval()
     try:
-        scored = score(iter_batches(settings, [day], 4096, "student"), model, f"validating on {day}")
+        scored = score(iter_batches(settings, [day], settings.student.scoring_batch_size, "student"), model,
+                       f"validating on {day}")
     finally:
         model.train()
     return auc(scored.labels, scored.logits)
 
 
-def save_student(model: UGSepStudent, artifact_dir: Path, manifest: dict[str, object]) -> None:
-    """Weights (a plain state dict) plus a JSON manifest with the model config and lineage."""
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), artifact_dir / "student.pt")
-    write_json(artifact_dir / "manifest.json", {**manifest, "model_config": model.config.model_dump(mode="json")})
+def save_student(model: UGSepStudent, folder: StudentFolder, manifest: StudentManifest) -> None:
+    """Weights (a plain state dict), then the manifest that marks the student finished."""
+    with atomic_path(folder.weights) as tmp:
+        torch.save(model.state_dict(), tmp)
+    manifest.write(folder.manifest_path)
 
 
-def load_student(artifact_dir: Path) -> UGSepStudent:
+def load_student(folder: StudentFolder) -> UGSepStudent:
     """The trained student from `save_student`'s files (weights only, nothing unpickled)."""
-    import json
-
-    from pipeline.models.config import StudentConfig
-
-    manifest = json.loads((artifact_dir / "manifest.json").read_text())
-    model = UGSepStudent(StudentConfig.model_validate(manifest["model_config"]))
-    model.load_state_dict(torch.load(artifact_dir / "student.pt", weights_only=True))
+    model = UGSepStudent(StudentConfig.model_validate(folder.manifest().student_config))
+    model.load_state_dict(torch.load(folder.weights, weights_only=True))
     return model.eval()
 
 

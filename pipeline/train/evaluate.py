@@ -10,57 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
 import mlflow
 import numpy as np
 
+from pipeline.artifacts import EvaluationReport, evaluation_folder, students_for
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
-from pipeline.train.checkpoints import write_json
+from pipeline.metrics import auc, bootstrap_transferability, transferability
 from pipeline.train.distill import load_student
 from pipeline.train.loop import Scored, score
-from pipeline.train.metrics import auc, bootstrap_transferability, transferability
-from pipeline.train.teacher import evaluate_scored, open_teacher, score_teacher
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.tracking import log_params, training_run
 
 log = logging.getLogger(__name__)
-KINDS = ("base", "kd", "debiased")
-
-
-@dataclass
-class EvaluationReport:
-    day: str
-    teacher_version: str
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # model → metric → value
-    transferability: dict[str, float] = field(default_factory=dict)
-    # debiased − KD per seed (same seed, same data): whether debiasing beats plain KD beyond seed noise
-    debiased_vs_kd: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, object]:
-        """Plain JSON (an XCom, report.json): a metric that is undefined on this day, such as the AUC of
-        a slice with one class, is null rather than NaN, which strict JSON encoders refuse."""
-        def strict(value: object) -> object:
-            if isinstance(value, dict):
-                return {k: strict(v) for k, v in value.items()}
-            return None if isinstance(value, float) and not math.isfinite(value) else value
-
-        return strict(asdict(self))  # type: ignore[return-value]
-
-
-def students_for(settings: Settings, teacher_version: str, before: date) -> dict[str, list[Path]]:
-    """Finished students by kind: KD/debiased ones of this teacher, base ones of any; trained before `before`."""
-    found: dict[str, list[Path]] = {kind: [] for kind in KINDS}
-    for manifest_path in sorted((settings.lakehouse.artifacts / "students").glob("*/manifest.json")):
-        manifest = json.loads(manifest_path.read_text())
-        if max(manifest["data_dates"]) >= str(before):
-            continue
-        if manifest["kind"] == "base" or manifest["teacher_version"] == teacher_version:
-            found[manifest["kind"]].append(manifest_path.parent)
-    return found
 
 
 def _slice_metrics(scored: Scored) -> dict[str, float]:
@@ -85,17 +51,18 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
         observed = score_teacher(net, settings, [day], neutral_position=False)
     finally:
         net.server.close()
-    report = EvaluationReport(str(day), teacher_version)
+    report = EvaluationReport(day=day, teacher_version=teacher_version)
     report.metrics["teacher"] = _slice_metrics(teacher)
     report.metrics["teacher_observed"] = _slice_metrics(observed)
     per_kind: dict[str, dict[int, Scored]] = {}
     per_seed: dict[str, dict[int, dict[str, float]]] = {}
-    for kind, dirs in students.items():
+    for kind, folders in students.items():
         per_kind[kind] = {}
-        for artifact_dir in dirs:
-            model = load_student(artifact_dir)
-            seed = json.loads((artifact_dir / "manifest.json").read_text())["seed"]
-            scored = score(iter_batches(settings, [day], 4096, "student"), model, f"{kind} seed {seed}")
+        for folder in folders:
+            model = load_student(folder)
+            seed = folder.manifest().seed
+            scored = score(iter_batches(settings, [day], settings.student.scoring_batch_size, "student"), model,
+                           f"{kind} seed {seed}")
             per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
         per_seed[kind] = {seed: _slice_metrics(s) for seed, s in per_kind[kind].items()}
         if per_seed[kind]:
@@ -163,15 +130,15 @@ def comparison_plot(report: EvaluationReport, path: Path) -> Path:
 
 
 def _log(settings: Settings, report: EvaluationReport) -> None:
-    out = settings.lakehouse.artifacts / "evaluations" / f"{report.day}-{report.teacher_version}"
-    write_json(out / "report.json", report.to_json())
-    plot = comparison_plot(report, out / "comparison.png")
+    folder = evaluation_folder(settings, report.day, report.teacher_version)
+    report.write(folder.report)
+    plot = comparison_plot(report, folder.plot)
     with training_run(settings, f"evaluate-{report.day}", {"recdistill.teacher_version": report.teacher_version}):
-        log_params({"day": report.day})
+        log_params({"day": str(report.day)})
         mlflow.log_metrics({f"{model}/{k}": v for model, values in report.metrics.items()
                             for k, v in values.items() if np.isfinite(v)})
         mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()})
         mlflow.log_metrics({f"debiased_vs_kd/{k}": v for k, v in report.debiased_vs_kd.items() if np.isfinite(v)})
         mlflow.log_artifact(str(plot))
-        mlflow.log_artifact(str(out / "report.json"))
+        mlflow.log_artifact(str(folder.report))
     log.info("evaluation %s", json.dumps(report.to_json(), default=str))

@@ -1,4 +1,4 @@
-"""From a trained student to a served one: W8A16, parity, export, registration, gated promotion.
+"""From trained models to served ones: W8A16, parity, export, registration (student and teacher), the gate.
 
 The gate and the parity report see the held-out date as real requests: samples whose user-side
 inputs are identical (same user, context and sequence) form one request with N candidates.
@@ -6,41 +6,47 @@ inputs are identical (same user, context and sequence) form one request with N c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.artifacts import (
+    ExportFolder,
+    ExportManifest,
+    StudentFolder,
+    export_folder,
+    heldout_path,
+    teacher_folder,
+    teacher_manifest,
+)
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
 from pipeline.export.artifact import export_student
 from pipeline.export.latency import LatencyGain
 from pipeline.export.latency import measure as measure_latency
+from pipeline.export.loader import read_manifest
 from pipeline.export.parity import ParityReport, parity_report
+from pipeline.lineage import Lineage
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
-from pipeline.registry.evaluate import HeldoutAUC, write_heldout
 from pipeline.registry.gate import Decision
-from pipeline.registry.lineage import Lineage
-from pipeline.registry.registry import promote, register_student
+from pipeline.registry.heldout import HeldoutAUC, write_heldout
+from pipeline.registry.registry import promote, register_student, register_teacher
 from pipeline.registry.request import RequestContract
 from pipeline.train.distill import load_student
-from pipeline.train.teacher import register_teacher_version
 
 Request = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]
 PARITY_REQUESTS = 200
-LATENCY_FILE = "latency.json"
 
 
 def requests_of(settings: Settings, day: date, model: UGSepStudent) -> Iterator[Request]:
     """The held-out samples of `day` regrouped into (user inputs, candidate inputs, labels) requests."""
     user_names = [s.name for s in model.user_inputs()]
     candidate_names = [s.name for s in model.candidate_inputs()]
-    for batch in iter_batches(settings, [day], 4096, "student"):
+    for batch in iter_batches(settings, [day], settings.student.scoring_batch_size, "student"):
         flat = np.concatenate([batch[n].reshape(len(batch["click"]), -1).double().numpy() for n in user_names], 1)
         _, first, group = np.unique(flat, axis=0, return_index=True, return_inverse=True)
         for g, row in enumerate(first):
@@ -52,49 +58,58 @@ def requests_of(settings: Settings, day: date, model: UGSepStudent) -> Iterator[
 
 @dataclass(frozen=True)
 class Release:
-    export_dir: Path
+    export: ExportFolder
     version: str
     parity: ParityReport
     latency: LatencyGain
     decision: Decision
 
 
-def heldout_path(settings: Settings, holdout: date) -> Path:
-    """Where the gate's held-out requests of `holdout` live (one file per date, rewritten on rerun)."""
-    return settings.lakehouse.artifacts / "heldout" / f"{holdout}.parquet"
-
-
-def export_release(settings: Settings, student_dir: Path, holdout: date) -> tuple[Path, ParityReport, LatencyGain]:
+def export_release(settings: Settings, student: StudentFolder, holdout: date) -> tuple[ExportFolder, ParityReport,
+                                                                                      LatencyGain]:
     """Quantize to W8A16, check parity against fp32 on `holdout`'s requests, export, store the requests.
 
-    The export folder also gets `latency.json`: naive vs reuse vs W8A16 on a pooled ranking request.
+    The export's record also holds the latency: naive vs reuse vs W8A16 on a pooled ranking request.
     """
-    manifest = json.loads((student_dir / "manifest.json").read_text())
-    model = load_student(student_dir)
+    model = load_student(student)
     quantized = quantize_w8a16(model)
     requests = list(requests_of(settings, holdout, model))  # one read of the held-out date serves both uses
     parity = parity_report(model.score, quantized.score, requests[:PARITY_REQUESTS])
-    export_dir = settings.lakehouse.artifacts / "exports" / manifest["name"]
-    export_student(quantized, export_dir)
-    (export_dir / "parity.json").write_text(json.dumps(parity.to_dict(), indent=2))
+    exported = export_folder(settings, student.name)
+    export_student(quantized, exported.directory)
     latency = measure_latency(model, quantized, requests)
-    (export_dir / LATENCY_FILE).write_text(json.dumps({**asdict(latency), "gain": latency.gain}, indent=2))
-    write_heldout(heldout_path(settings, holdout), RequestContract.of_artifact(export_dir), requests)
-    return export_dir, parity, latency
+    contract = RequestContract.of_artifact(exported.directory)
+    write_heldout(heldout_path(settings, holdout), contract, requests)
+    ExportManifest(student=student.name, program_sha256=read_manifest(exported.directory)["sha256"], holdout=holdout,
+                   parity=parity.to_dict(), latency={**asdict(latency), "gain": latency.gain}).write(exported.record_path)
+    return exported, parity, latency
 
 
-def register_release(settings: Settings, student_dir: Path, export_dir: Path) -> str:
-    """Register an exported student as `challenger`, with its lineage and parity; its registry version."""
-    manifest = json.loads((student_dir / "manifest.json").read_text())
-    parity = json.loads((export_dir / "parity.json").read_text())
-    latency = json.loads((export_dir / LATENCY_FILE).read_text())
-    teacher = manifest["teacher_version"] and register_teacher_version(settings, manifest["teacher_version"])
-    lineage = Lineage.collect(settings, [date.fromisoformat(d) for d in manifest["data_dates"]],
-                              teacher_version=teacher or None, parity=parity,
-                              metrics={"heldout_auc_fp32": parity["auc_reference"],
-                                       "heldout_auc_w8a16": parity["auc_candidate"],
-                                       "latency_gain": latency["gain"]})
-    return register_student(settings, export_dir, lineage)
+def register_release(settings: Settings, student: StudentFolder) -> str:
+    """Register a student's export as `challenger`, with its lineage and parity; its registry version."""
+    manifest = student.manifest()
+    record = export_folder(settings, student.name).record()
+    teacher = manifest.teacher_version and register_teacher_version(settings, manifest.teacher_version)
+    lineage = Lineage.collect(settings, manifest.data_dates, teacher_version=teacher or None, parity=record.parity,
+                              metrics={"heldout_auc_fp32": record.parity["auc_reference"],
+                                       "heldout_auc_w8a16": record.parity["auc_candidate"],
+                                       "latency_gain": record.latency["gain"]})
+    return register_student(settings, export_folder(settings, student.name).directory, lineage)
+
+
+def register_teacher_version(settings: Settings, version: str) -> str:
+    """Register a finished teacher in MLflow (a pointer to its snapshot); returns the registry version.
+
+    Idempotent: a teacher registered before keeps its registry version.
+    """
+    manifest = teacher_manifest(settings, version)
+    if manifest.registry_version:
+        return manifest.registry_version
+    lineage = Lineage.collect(settings, manifest.data_dates, metrics=manifest.metrics)
+    folder = teacher_folder(settings, version)
+    registry_version = register_teacher(settings, folder.best, lineage)
+    manifest.model_copy(update={"registry_version": registry_version}).write(folder.manifest_path)
+    return registry_version
 
 
 def gate_release(settings: Settings, version: str, holdout: date) -> Decision:
@@ -102,8 +117,8 @@ def gate_release(settings: Settings, version: str, holdout: date) -> Decision:
     return promote(settings, HeldoutAUC(heldout_path(settings, holdout)), version)
 
 
-def release_student(settings: Settings, student_dir: Path, holdout: date) -> Release:
+def release_student(settings: Settings, student: StudentFolder, holdout: date) -> Release:
     """Export → register as `challenger` → gate, in one call (the Airflow DAG runs them as three tasks)."""
-    export_dir, parity, latency = export_release(settings, student_dir, holdout)
-    version = register_release(settings, student_dir, export_dir)
-    return Release(export_dir, version, parity, latency, gate_release(settings, version, holdout))
+    exported, parity, latency = export_release(settings, student, holdout)
+    version = register_release(settings, student)
+    return Release(exported, version, parity, latency, gate_release(settings, version, holdout))

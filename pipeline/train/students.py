@@ -1,4 +1,4 @@
-"""Student task steps shared by the CLI and the Airflow DAGs: which teacher, which seeds, which student.
+"""Student task steps shared by the CLI and the Airflow DAGs: which teacher, which seeds.
 
 A step takes settings and dates and returns plain values, so an Airflow task can pass them on as
 XComs and the CLI can print them.
@@ -6,14 +6,11 @@ XComs and the CLI can print them.
 
 from __future__ import annotations
 
-import json
 from datetime import date
-from pathlib import Path
 
+from pipeline.artifacts import StudentKind, latest_teacher, teacher_manifest
 from pipeline.config import Settings
-from pipeline.train.distill import StudentKind, StudentRun, train_student
-from pipeline.train.evaluate import students_for
-from pipeline.train.teacher import latest_teacher, teacher_manifest
+from pipeline.train.distill import StudentRun, train_student
 
 
 def resolve_teacher(settings: Settings, version: str | None = None, data_before: date | None = None) -> str:
@@ -38,13 +35,3 @@ def train_students(settings: Settings, kinds: list[StudentKind], days: list[date
             runs.append(train_student(settings, kind, days, seed, teacher_version if kind != "base" else None,
                                       calibration))
     return runs
-
-
-def find_student(settings: Settings, teacher_version: str, holdout: date, kind: str, seed: int) -> Path:
-    """The newest trained `kind` student of `seed` for `teacher_version` that never saw `holdout`."""
-    matches = [d for d in students_for(settings, teacher_version, before=holdout).get(kind, [])
-               if json.loads((d / "manifest.json").read_text())["seed"] == seed]
-    if not matches:
-        raise ValueError(f"no {kind} student with seed {seed} for teacher {teacher_version} trained before {holdout}; "
-                         f"run `recdistill student distill`/`debias` first")
-    return matches[-1]

@@ -10,14 +10,13 @@ from typing import Any
 import mlflow
 
 from pipeline.config import Settings
-from pipeline.registry.lineage import code_version
+from pipeline.lineage import code_version
+from pipeline.mlflow_store import experiment_id
 
 
 @contextmanager
 def training_run(settings: Settings, name: str, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
     """An MLflow run in the configured store, tagged with code and config versions."""
-    from pipeline.registry.registry import experiment_id
-
     settings.lakehouse.root.mkdir(parents=True, exist_ok=True)
     # One experiment for training and registry, its artifacts beside the store (not ./mlruns).
     mlflow.set_experiment(experiment_id=experiment_id(settings))

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pipeline.config import Settings
-
-ONE_DAY = timedelta(days=1)
+from pipeline.dates import ONE_DAY, date_range
+from pipeline.tables import TRAINING_SAMPLES, dates_present
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,13 @@ def teacher_period(settings: Settings, first_day: date) -> tuple[list[date], dat
     return days[:-1], days[-1]
 
 
-def date_range(start: date, end: date) -> list[date]:
-    if end < start:
-        raise ValueError(f"date range ends ({end}) before it starts ({start})")
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+def require_samples(settings: Settings, days: list[date], task: str) -> None:
+    """Refuse to train on a window with a date that has no `training_samples`, before anything is written:
+    a run over missing dates would publish a model that claims days it never saw."""
+    if not days:
+        raise ValueError(f"{task} needs at least one training date (--from/--to)")
+    present = dates_present(settings, TRAINING_SAMPLES, days)
+    missing = [str(d) for d in days if d not in present]
+    if missing:
+        raise ValueError(f"{task}: no training_samples on {', '.join(missing)} (window {days[0]}..{days[-1]}); "
+                         f"run `recdistill data run --from {days[0]} --to {days[-1]}` first, or train on other dates")

@@ -2,7 +2,7 @@
 
 Airflow reads AIRFLOW_HOME once, at import, so tests that run Airflow itself do it in child
 processes with an explicit environment. Tests that import Airflow in this process (parsing DAGs)
-use `airflow_in_process` and import `airflow` or `pipeline.assets` only inside fixtures and tests.
+use `airflow_in_process` and import `airflow` or `pipeline.airflow.assets` only inside fixtures and tests.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pytest
 
 from pipeline import tables
-from pipeline.airflow_env import airflow_env
+from pipeline.airflow.env import airflow_env
 from pipeline.config import Settings, load_settings
 from pipeline.data.synthetic import generate
 from pipeline.tables import TableSpec, content_hash, read_arrow
@@ -43,7 +43,7 @@ BACKFILL_DEADLINE_S = 1500  # a guard against a hung scheduler, far above a norm
 def airflow_in_process(tmp_path_factory) -> dict[str, str]:
     """Point this process's Airflow at a temporary home, once, before anything imports Airflow."""
     assert "airflow" not in sys.modules, ("Airflow was imported before the DAG tests set AIRFLOW_HOME: import "
-                                          "airflow and pipeline.assets inside fixtures and tests, not at module level")
+                                          "airflow and pipeline.airflow.assets inside fixtures and tests, not at module level")
     env = airflow_env(tmp_path_factory.mktemp("airflow"))
     # Only Airflow's own settings: the recdistill ones would change every later test's load_settings().
     os.environ.update({key: value for key, value in env.items() if key.startswith("AIRFLOW")})
@@ -55,7 +55,7 @@ def dagbag(airflow_in_process):
     """dags/ parsed in this process for the tiny profile."""
     from airflow.models import DagBag
 
-    from pipeline.airflow_env import SPARK_POOL, TRAINING_POOL
+    from pipeline.airflow.env import SPARK_POOL, TRAINING_POOL
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RECDISTILL_PROFILE", "tiny")

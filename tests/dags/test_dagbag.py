@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.airflow_env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL
+from pipeline.airflow.env import SPARK_CONN_ENV, SPARK_CONN_ID, SPARK_POOL
 from pipeline.config import load_settings
 from pipeline.spark import DELTA_CONF, delta_package, job_file, submit_conf
 from tests.dags.conftest import DAG_ID
@@ -34,7 +34,7 @@ def test_tasks_run_ingest_then_features_then_sequences_then_samples(features_dag
 
 
 def test_each_task_outlets_the_assets_of_the_tables_it_writes(features_dag):
-    from pipeline import assets
+    from pipeline.airflow import assets
 
     outlets = {task.task_id: {asset.uri for asset in task.outlets} for task in features_dag.tasks}
     assert outlets == {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from deltalake import DeltaTable
 
-from pipeline.airflow_env import init
+from pipeline.airflow.env import init
 from pipeline.tables import EVENTS_QUARANTINE, table_path
 from tests.dags.conftest import (DAG_ID, DAG_TABLES, N_DAYS, copy_tables, make_lakehouse, running_airflow,
                                  wait_for_backfill)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.airflow_env import SPARK_CONN_ID, SPARK_POOL, TRAINING_POOL
+from pipeline.airflow.env import SPARK_CONN_ID, SPARK_POOL, TRAINING_POOL
 from pipeline.config import load_settings
 from pipeline.spark import delta_package, job_file, submit_conf
 
@@ -37,7 +37,7 @@ def test_stream_is_a_spark_submit_of_the_installed_job_with_delta(streaming_dag)
 
 
 def test_each_task_outlets_what_it_writes(streaming_dag):
-    from pipeline import assets
+    from pipeline.airflow import assets
 
     outlets = {task.task_id: {asset.uri for asset in task.outlets} for task in streaming_dag.tasks}
     assert outlets == {

@@ -8,12 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.airflow_env import TRAINING_POOL, init
+from pipeline.airflow.env import TRAINING_POOL, init
+from pipeline.artifacts import daily_students, heldout_path, latest_teacher, teacher_manifest
 from pipeline.config import load_settings
-from pipeline.registry.config import RegistryConfig
-from pipeline.registry.registry import connect
+from pipeline.mlflow_store import connect
 from pipeline.tables import TEACHER_LOGITS, dates_present
-from pipeline.train.teacher import latest_teacher, teacher_manifest
 from pipeline.train.windows import teacher_period, windows_for
 from tests.dags.conftest import make_lakehouse
 
@@ -86,8 +85,8 @@ def test_teacher_dag_trains_on_its_period_and_scores_only_the_day_after_it(airfl
     version = latest_teacher(settings)
     train, validation = teacher_period(settings, FIRST_PERIOD)
     manifest = teacher_manifest(settings, version)
-    assert manifest["data_dates"] == [str(d) for d in train]
-    assert manifest["registry_version"]  # the register task ran
+    assert manifest.data_dates == train
+    assert manifest.registry_version  # the register task ran
     assert dates_present(settings, TEACHER_LOGITS, [*train, validation], teacher_version=version) == {validation}
 
 
@@ -96,22 +95,21 @@ def test_distill_dag_registers_a_challenger_that_the_gate_judged(airflow_trained
     version = latest_teacher(settings)
     windows = windows_for(settings, HOLDOUT)
     # The teacher had not trained on the students' days; the DAG scored them and the held-out date.
-    assert max(teacher_manifest(settings, version)["data_dates"]) < str(windows.train[0])
+    assert max(teacher_manifest(settings, version).data_dates) < windows.train[0]
     needed = {*windows.train, windows.calibration, HOLDOUT}
     assert dates_present(settings, TEACHER_LOGITS, needed, teacher_version=version) == needed
-    kinds = sorted(json.loads(p.read_text())["kind"]
-                   for p in (settings.lakehouse.artifacts / "students").glob("*/manifest.json"))
+    kinds = sorted(folder.manifest().kind for folder in daily_students(settings))
     assert kinds == sorted(["base", "kd", "debiased"] * len(settings.student.seeds))
-    assert (settings.lakehouse.artifacts / "heldout" / f"{HOLDOUT}.parquet").exists()
+    assert heldout_path(settings, HOLDOUT).exists()
 
     client = connect(settings)  # this lakehouse's store, whatever other tests made the default
-    registered = client.search_model_versions(f"name = '{RegistryConfig().student_model}'")
+    registered = client.search_model_versions(f"name = '{settings.registry.student_model}'")
     assert len(registered) == 1
     tags = registered[0].tags
-    assert tags["lineage.teacher_version"] == teacher_manifest(settings, version)["registry_version"]
+    assert tags["lineage.teacher_version"] == teacher_manifest(settings, version).registry_version
     # The gate ran and left its decision on the version, whichever way it went.
     assert tags["gate.decision"] in {"promoted", "refused"} and json.loads(tags["gate.checks"])
-    champion = client.get_registered_model(RegistryConfig().student_model).aliases.get("champion")
+    champion = client.get_registered_model(settings.registry.student_model).aliases.get("champion")
     assert (champion == registered[0].version) == (tags["gate.decision"] == "promoted")
 
 
@@ -125,7 +123,7 @@ def test_streaming_dag_scores_the_stream_and_turns_the_champion_into_a_gated_cha
 
     settings = airflow_trained.settings
     client = connect(settings)
-    model = RegistryConfig().student_model
+    model = settings.registry.student_model
     champion = client.get_registered_model(model).aliases.get("champion")
     versions_before = {v.version for v in client.search_model_versions(f"name = '{model}'")}
     # Its logical date D gates on D − 1, the distill DAG's held-out date, which the update never trains on.

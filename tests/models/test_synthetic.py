@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.metrics import auc
 from pipeline.models.config import FeatureSchema, StudentConfig
 from pipeline.models.inputs import check_inputs
 from pipeline.models.synthetic import PlantedClickWorld, random_request
-from pipeline.train.metrics import auc
 
 
 def test_random_request_satisfies_the_student_contract(student_config, rng):

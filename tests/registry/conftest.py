@@ -17,16 +17,15 @@ import torch
 from mlflow import MlflowClient
 from torch import Tensor
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import RegistryConfig, Settings, load_settings
 from pipeline.export.artifact import export_student
 from pipeline.export.parity import parity_report
+from pipeline.lineage import Lineage
 from pipeline.models.config import StudentConfig
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
 from pipeline.models.synthetic import PlantedClickWorld
-from pipeline.registry.config import RegistryConfig
-from pipeline.registry.evaluate import HeldoutAUC, write_heldout
-from pipeline.registry.lineage import Lineage
+from pipeline.registry.heldout import HeldoutAUC, write_heldout
 from pipeline.registry.registry import connect, promote, register_student
 from pipeline.registry.request import RequestContract
 
@@ -59,7 +58,10 @@ def registry_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def registry_settings(registry_root: Path) -> Settings:
-    return load_settings("tiny", lakehouse={"root": str(registry_root)})
+    """Model names of this test alone, so tests share the store but not each other's versions."""
+    suffix = uuid.uuid4().hex[:8]
+    return load_settings("tiny", lakehouse={"root": str(registry_root)},
+                         registry={"student_model": f"student-{suffix}", "teacher_model": f"teacher-{suffix}"})
 
 
 @pytest.fixture
@@ -68,10 +70,8 @@ def client(registry_settings: Settings) -> MlflowClient:
 
 
 @pytest.fixture
-def registry_config() -> RegistryConfig:
-    """Model names of this test alone, so tests share the store but not each other's versions."""
-    suffix = uuid.uuid4().hex[:8]
-    return RegistryConfig(student_model=f"student-{suffix}", teacher_model=f"teacher-{suffix}")
+def registry_config(registry_settings: Settings) -> RegistryConfig:
+    return registry_settings.registry
 
 
 @pytest.fixture(scope="session")
@@ -123,9 +123,9 @@ class Served:
 @pytest.fixture(scope="session")
 def served(registry_root: Path, students: Students) -> Served:
     """The good student registered and promoted to champion under names of its own."""
-    settings = load_settings("tiny", lakehouse={"root": str(registry_root)})
-    config = RegistryConfig(student_model="served-student", teacher_model="served-teacher")
-    version = register_student(settings, students.good, lineage_for(settings, students), config)
-    decision = promote(settings, HeldoutAUC(students.heldout), version, config)
+    settings = load_settings("tiny", lakehouse={"root": str(registry_root)},
+                             registry={"student_model": "served-student", "teacher_model": "served-teacher"})
+    version = register_student(settings, students.good, lineage_for(settings, students))
+    decision = promote(settings, HeldoutAUC(students.heldout), version)
     assert decision.promoted, decision.reasons
-    return Served(settings, config, version)
+    return Served(settings, settings.registry, version)

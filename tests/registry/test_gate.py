@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.registry.config import RegistryConfig
+from pipeline.config import RegistryConfig
 from pipeline.registry.gate import Check, Decision, auc_check, parity_check
 
 CONFIG = RegistryConfig(auc_tolerance=0.002, parity_max_abs_logit_diff=0.05, parity_max_auc_drop=0.001)

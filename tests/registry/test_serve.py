@@ -31,8 +31,7 @@ def _free_port() -> int:
 def server(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The served champion's base URL; the server (its own process group) is stopped afterwards."""
     port = _free_port()
-    command, env = serve_command(served.settings, alias=served.config.champion_alias, port=port,
-                                 config=served.config)
+    command, env = serve_command(served.settings, alias=served.config.champion_alias, port=port)
     log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -10,8 +10,10 @@ import sys
 import mlflow
 import pytest
 
+from pipeline.artifacts import latest_teacher, teacher_manifest
 from pipeline.config import load_settings
-from pipeline.train.teacher import evaluate_scored, latest_teacher, open_teacher, score_teacher, teacher_manifest
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.windows import default_windows
 
 
@@ -28,13 +30,13 @@ def test_two_ranks_train_one_teacher_that_one_process_restores(tiny_samples, tmp
 
     version = latest_teacher(settings)
     manifest = teacher_manifest(settings, version)
-    assert manifest["world_size"] == 2
-    assert manifest["data_dates"] == [str(d) for d in default_windows(settings).teacher_train]
+    assert manifest.world_size == 2
+    assert manifest.data_dates == default_windows(settings).teacher_train
     # Rank 0 alone reported to MLflow: one run, with every epoch.
     mlflow.set_tracking_uri(settings.tracking_uri)
     runs = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`recdistill.teacher_version` = '{version}'")
     assert len(runs) == 1
-    history = mlflow.MlflowClient().get_metric_history(manifest["run_id"], "val_auc")
+    history = mlflow.MlflowClient().get_metric_history(manifest.run_id, "val_auc")
     assert [m.step for m in history] == list(range(1, settings.teacher.epochs + 1))
 
     # The sharded snapshot restores onto one process, which scores the validation day as the two ranks did together.
@@ -43,4 +45,4 @@ def test_two_ranks_train_one_teacher_that_one_process_restores(tiny_samples, tmp
         scored = score_teacher(net, settings, [default_windows(settings).calibration], neutral_position=False)
     finally:
         net.server.close()
-    assert evaluate_scored(scored, "val_")["val_auc"] == pytest.approx(manifest["metrics"]["val_auc"], abs=1e-6)
+    assert evaluate_scored(scored, "val_")["val_auc"] == pytest.approx(manifest.metrics["val_auc"], abs=1e-6)

@@ -9,16 +9,20 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
+from pipeline.artifacts import Platt
+from pipeline.artifacts import evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
 from pipeline.config import DebiasConfig
 from pipeline.data.batches import iter_batches
+from pipeline.metrics import auc
 from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
 from pipeline.train import distill
 from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
-from pipeline.train.logits import dump_logits
+from pipeline.train.logit_dump import dump_logits
 from pipeline.train.loop import score
-from pipeline.train.metrics import auc
-from pipeline.train.teacher import open_teacher, score_teacher, teacher_manifest, train_teacher
+from pipeline.train.teacher import teacher_version, train_teacher
+from pipeline.train.teacher_model import open_teacher
+from pipeline.train.teacher_scoring import score_teacher
 from pipeline.train.windows import default_windows
 
 
@@ -35,13 +39,13 @@ def teacher(trained_lakehouse):
 def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     settings, windows, run = teacher
     manifest = teacher_manifest(settings, run.version)
-    assert manifest["data_dates"] == [str(d) for d in windows.teacher_train]
-    assert manifest["config_hash"] == settings.config_hash() and manifest["code_version"]
+    assert manifest.data_dates == windows.teacher_train
+    assert manifest.config_hash == settings.config_hash() and manifest.code_version
     assert (run.directory / "ps" / "LATEST").exists() and (run.directory / "best" / "LATEST").exists()
     # Early stopping: the published teacher is the best epoch on the validation date.
-    val_aucs = manifest["validation_aucs"]
+    val_aucs = manifest.validation_aucs
     assert len(val_aucs) == settings.teacher.epochs
-    assert manifest["best_epoch"] == int(np.argmax(val_aucs)) + 1 and manifest["metrics"]["val_auc"] == max(val_aucs)
+    assert manifest.best_epoch == int(np.argmax(val_aucs)) + 1 and manifest.metrics["val_auc"] == max(val_aucs)
     net = open_teacher(settings, run.version)
     try:
         scored = score_teacher(net, settings, [windows.calibration], neutral_position=False)
@@ -52,6 +56,22 @@ def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     history = mlflow.MlflowClient().get_metric_history(run.run_id, "val_auc")
     assert [m.step for m in history] == list(range(1, settings.teacher.epochs + 1))
     assert any(k.startswith("hps/") for k in mlflow.get_run(run.run_id).data.metrics)
+
+
+def test_teacher_training_refuses_a_window_without_samples(teacher):
+    """Issue 18 finding 3: no manifest, no new default teacher, a clear error naming the dates."""
+    from datetime import date
+
+    settings, windows, run = teacher
+    empty = [date(2030, 1, 1), date(2030, 1, 2)]
+    with pytest.raises(ValueError, match=r"teacher training: no training_samples on 2030-01-01, 2030-01-02"):
+        train_teacher(settings, empty, [windows.calibration])
+    assert latest_teacher(settings) == run.version
+    assert not teacher_folder(settings, teacher_version(settings, empty)).directory.exists()
+    # A window that is only partly missing is refused too: the manifest would claim days it never saw.
+    with pytest.raises(ValueError, match=r"no training_samples on 2030-01-01 "):
+        train_teacher(settings, [windows.teacher_train[0], date(2030, 1, 1)], [windows.calibration])
+    assert latest_teacher(settings) == run.version
 
 
 def test_students_get_the_newest_teacher_that_never_saw_their_days(teacher):
@@ -80,14 +100,14 @@ def test_logit_dump_is_idempotent_and_rejects_bad_input(teacher):
     assert DeltaTable(table_path(settings, TEACHER_LOGITS)).version() == version
 
 
-def _logits(settings, artifact_dir, day):
-    return score(iter_batches(settings, [day], 4096, "student"), load_student(artifact_dir), "score").logits
+def _logits(settings, folder, day):
+    return score(iter_batches(settings, [day], 4096, "student"), load_student(folder), "score").logits
 
 
-def _teacher_logits(settings, artifact_dir, day):
+def _teacher_logits(settings, folder, day):
     """The dumped teacher logits of `day` in the order the student scores its samples."""
     logits = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas().set_index("sample_id")
-    ids = score(iter_batches(settings, [day], 4096, "student"), load_student(artifact_dir), "ids").sample_id
+    ids = score(iter_batches(settings, [day], 4096, "student"), load_student(folder), "ids").sample_id
     return logits.loc[ids, "logit_click"].to_numpy()
 
 
@@ -102,7 +122,7 @@ def test_teacher_with_capacity_and_the_long_sequence_beats_the_base_student(teac
     for seed in settings.student.seeds:
         base = train_student(settings, "base", windows.train, seed=seed)
         base_scored = score(iter_batches(settings, [windows.holdout], 4096, "student"),
-                            load_student(base.artifact_dir), "base")
+                            load_student(base.folder), "base")
         assert teacher_auc > auc(base_scored.labels, base_scored.logits)
 
 
@@ -114,15 +134,15 @@ def test_kd_moves_the_student_toward_the_teacher(teacher):
     base = train_student(settings, "base", windows.train, seed=0)
     kd = train_student(settings, "kd", windows.train, seed=0, teacher_version=run.version)
     day = windows.train[0]
-    target = _teacher_logits(settings, base.artifact_dir, day)
-    base_gap = np.mean((_logits(settings, base.artifact_dir, day) - target) ** 2)
-    kd_gap = np.mean((_logits(settings, kd.artifact_dir, day) - target) ** 2)
+    target = _teacher_logits(settings, base.folder, day)
+    base_gap = np.mean((_logits(settings, base.folder, day) - target) ** 2)
+    kd_gap = np.mean((_logits(settings, kd.folder, day) - target) ** 2)
     assert kd_gap < base_gap
     # Also on a day neither was trained on: the KD student ranks more like the teacher.
     day = windows.holdout
-    target = _teacher_logits(settings, base.artifact_dir, day)
-    base_corr = np.corrcoef(_logits(settings, base.artifact_dir, day), target)[0, 1]
-    kd_corr = np.corrcoef(_logits(settings, kd.artifact_dir, day), target)[0, 1]
+    target = _teacher_logits(settings, base.folder, day)
+    base_corr = np.corrcoef(_logits(settings, base.folder, day), target)[0, 1]
+    kd_corr = np.corrcoef(_logits(settings, kd.folder, day), target)[0, 1]
     assert kd_corr > base_corr
 
 
@@ -132,18 +152,18 @@ def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
     full = train_student(settings, "debiased", debias=DebiasConfig(), **kwargs)
     no_aux = train_student(settings, "debiased", debias=DebiasConfig(auxiliary_head=False), **kwargs)
     no_adapter = train_student(settings, "debiased", debias=DebiasConfig(stale_adapter=False), **kwargs)
-    manifests = {r.name: json.loads((r.artifact_dir / "manifest.json").read_text()) for r in (full, no_aux, no_adapter)}
+    manifests = {r.name: r.folder.manifest() for r in (full, no_aux, no_adapter)}
     assert len(manifests) == 3
-    assert load_student(full.artifact_dir).heads.auxiliary is not None
-    assert load_student(no_aux.artifact_dir).heads.auxiliary is None
-    assert manifests[full.name]["adapter"]["scale"] != 1.0
-    assert manifests[no_adapter.name]["adapter"] == {"scale": 1.0, "shift": 0.0}
+    assert load_student(full.folder).heads.auxiliary is not None
+    assert load_student(no_aux.folder).heads.auxiliary is None
+    assert manifests[full.name].adapter.scale != 1.0
+    assert manifests[no_adapter.name].adapter == Platt(scale=1.0, shift=0.0)
     # Position ablation: the student learns from the teacher's observed-position logits instead.
     for one in [*windows.train, windows.calibration]:
         dump_logits(settings, one, run.version, neutral_position=False)
     observed = train_student(settings, "debiased", debias=DebiasConfig(neutral_position=False), **kwargs)
     day = windows.holdout
-    outputs = [_logits(settings, r.artifact_dir, day) for r in (full, no_aux, no_adapter, observed)]
+    outputs = [_logits(settings, r.folder, day) for r in (full, no_aux, no_adapter, observed)]
     assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[0], outputs[2])
     assert not np.allclose(outputs[0], outputs[3])
 
@@ -180,10 +200,10 @@ def test_a_killed_student_run_resumes_to_the_same_weights(teacher, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_student(settings, "kd", **kwargs)
     monkeypatch.setattr(distill, "train_epoch", original)
-    resumed = load_student(train_student(settings, "kd", **kwargs).artifact_dir).state_dict()
+    resumed = load_student(train_student(settings, "kd", **kwargs).folder).state_dict()
 
     other = _lakehouse_copy(settings, settings.lakehouse.root.parent / "uninterrupted", "teachers")
-    straight = load_student(train_student(other, "kd", **kwargs).artifact_dir).state_dict()
+    straight = load_student(train_student(other, "kd", **kwargs).folder).state_dict()
     assert all(np.allclose(resumed[k].numpy(), straight[k].numpy(), atol=1e-6) for k in straight)
 
 
@@ -200,9 +220,9 @@ def test_a_killed_teacher_run_resumes_to_the_same_teacher(teacher, tmp_path, mon
     resumed = train_teacher(runs["killed"], windows.teacher_train, [windows.calibration])
     straight = train_teacher(runs["straight"], windows.teacher_train, [windows.calibration])
     manifests = [teacher_manifest(runs["killed"], resumed.version), teacher_manifest(runs["straight"], straight.version)]
-    assert manifests[0]["data_dates"] == manifests[1]["data_dates"]
-    assert manifests[0]["validation_aucs"] == pytest.approx(manifests[1]["validation_aucs"], abs=1e-9)
-    assert manifests[0]["best_epoch"] == manifests[1]["best_epoch"]
+    assert manifests[0].data_dates == manifests[1].data_dates
+    assert manifests[0].validation_aucs == pytest.approx(manifests[1].validation_aucs, abs=1e-9)
+    assert manifests[0].best_epoch == manifests[1].best_epoch
 
 
 def test_evaluation_reports_every_model_and_transferability(teacher):
@@ -212,12 +232,12 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
                                 teacher_version=None if kind == "base" else run.version,
                                 calibration_day=windows.calibration)
         # Early stopping: validated after every epoch, the saved weights are the best epoch's.
-        manifest = json.loads((student.artifact_dir / "manifest.json").read_text())
-        val_aucs = manifest["validation_aucs"]
+        manifest = student.folder.manifest()
+        val_aucs = manifest.validation_aucs
         assert len(val_aucs) == settings.student.epochs
-        assert manifest["best_epoch"] == int(np.argmax(val_aucs)) + 1
+        assert manifest.best_epoch == int(np.argmax(val_aucs)) + 1
         saved = score(iter_batches(settings, [windows.calibration], 4096, "student"),
-                      load_student(student.artifact_dir).eval(), "check")
+                      load_student(student.folder).eval(), "check")
         assert auc(saved.labels, saved.logits) == pytest.approx(max(val_aucs), abs=1e-9)
     report = evaluate(settings, windows.holdout, run.version)
     assert set(report.metrics) == {"teacher", "teacher_observed", "base", "kd", "debiased"}
@@ -227,29 +247,29 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
     assert {"kd_mean", "kd_ci_low", "kd_ci_high", "debiased_mean"} <= set(report.transferability)
     paired = report.debiased_vs_kd  # seed 0 is the only seed with both a KD and a debiased student here
     assert paired["seeds"] == 1 and paired["random_auc_wins"] in (0, 1) and "random_auc_mean" in paired
-    out = settings.lakehouse.artifacts / "evaluations" / f"{windows.holdout}-{run.version}"
-    assert (out / "comparison.png").stat().st_size > 0
-    assert json.loads((out / "report.json").read_text())["teacher_version"] == run.version
+    out = evaluation_folder(settings, windows.holdout, run.version)
+    assert out.plot.stat().st_size > 0
+    assert json.loads(out.report.read_text())["teacher_version"] == run.version
 
 
 def test_release_exports_w8a16_registers_with_lineage_and_gates(teacher):
     from pipeline.export.loader import load_student_artifact
-    from pipeline.registry.registry import connect
+    from pipeline.mlflow_store import connect
     from pipeline.train.release import release_student, requests_of
 
     settings, windows, run = teacher
     student = train_student(settings, "debiased", windows.train, seed=0, teacher_version=run.version,
                             calibration_day=windows.calibration)
-    release = release_student(settings, student.artifact_dir, windows.holdout)
+    release = release_student(settings, student.folder, windows.holdout)
 
-    artifact = load_student_artifact(release.export_dir)
-    model = load_student(student.artifact_dir)
+    artifact = load_student_artifact(release.export.directory)
+    model = load_student(student.folder)
     user, candidates, _ = next(requests_of(settings, windows.holdout, model))
     assert np.abs(artifact.score(user, candidates).numpy() - model.score(user, candidates).numpy()).max() \
         <= release.parity.max_abs_logit_diff + 1e-4
     client = connect(settings)
     version = client.get_model_version("recdistill-student", release.version)
-    teacher_registry = teacher_manifest(settings, run.version)["registry_version"]
+    teacher_registry = teacher_manifest(settings, run.version).registry_version
     assert version.tags["lineage.teacher_version"] == str(teacher_registry)
     assert json.loads(version.tags["lineage.parity"])["max_abs_logit_diff"] == release.parity.max_abs_logit_diff
     assert any(k.startswith("gate.") for k in version.tags)

@@ -7,7 +7,8 @@ from datetime import date, timedelta
 import pytest
 
 from pipeline.config import load_settings
-from pipeline.train.windows import date_range, default_windows, first_holdout, windows_for
+from pipeline.dates import date_range
+from pipeline.train.windows import default_windows, first_holdout, windows_for
 
 
 def test_the_teacher_never_trains_on_the_students_window():
@@ -32,20 +33,3 @@ def test_too_few_generated_days_name_what_is_missing():
     settings = load_settings("demo", generator={"n_days": 5}, student={"window_days": 2})
     with pytest.raises(ValueError, match=r"n_days = 5: training needs at least 6 days"):
         default_windows(settings)
-
-
-def test_students_get_the_newest_teacher_that_never_saw_their_first_day(tmp_path):
-    import json
-
-    from pipeline.train.teacher import MANIFEST, latest_teacher, teacher_root
-
-    settings = load_settings("tiny", lakehouse={"root": str(tmp_path)})
-    for version, days in (("old", ["2026-01-02"]), ("mid", ["2026-01-02", "2026-01-03"]), ("new", ["2026-01-04"])):
-        (teacher_root(settings) / version).mkdir(parents=True)
-        (teacher_root(settings) / version / MANIFEST).write_text(json.dumps(
-            {"version": version, "data_dates": days, "finished_at": "2026-11-29T00:00:00"}))
-    assert latest_teacher(settings) == "new"
-    assert latest_teacher(settings, data_before=date(2026, 1, 4)) == "mid"
-    assert latest_teacher(settings, data_before=date(2026, 1, 3)) == "old"
-    assert latest_teacher(settings, data_before=date(2026, 1, 2)) is None
-    assert latest_teacher(settings, before="new", data_before=date(2026, 1, 5)) == "mid"

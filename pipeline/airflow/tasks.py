@@ -1,6 +1,6 @@
 """Operators the DAGs share, so every Spark task is submitted the same way.
 
-Kept apart from `pipeline.airflow_env`, which must not import Airflow (it sets Airflow up).
+Kept apart from `pipeline.airflow.env`, which must not import Airflow (it sets Airflow up).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset
 
-from pipeline.airflow_env import SPARK_CONN_ID, SPARK_POOL
+from pipeline.airflow.env import SPARK_CONN_ID, SPARK_POOL
 from pipeline.config import Settings
 from pipeline.spark import delta_package, job_file, submit_conf
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from torch import Tensor
 
+from pipeline.metrics import auc
 from pipeline.registry.request import SCORES, RequestContract
-from pipeline.train.metrics import auc
 
 LABELS = "labels"
 

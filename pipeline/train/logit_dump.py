@@ -20,7 +20,7 @@ from pipeline.data.batches import iter_batches
 from pipeline.tables import (STREAM_SAMPLES, TEACHER_LOGITS, insert_missing_arrow, read_arrow, table_exists,
                              write_partition_arrow)
 from pipeline.train.loop import Batch
-from pipeline.train.teacher import TeacherWithPS, _batches, open_teacher
+from pipeline.train.teacher_model import TeacherWithPS, open_teacher, teacher_batches
 
 OBSERVED_POSITION = "@observed-position"
 
@@ -65,7 +65,7 @@ def dump_logits(settings: Settings, day: date, version: str, neutral_position: b
     label = configured_label(settings, version, neutral_position)
     net = open_teacher(settings, version)
     try:
-        table = _score(net, _batches(settings, [day], None), label, day)
+        table = _score(net, teacher_batches(settings, [day], None), label, day)
     finally:
         net.server.close()
     if table is None:

@@ -1,8 +1,10 @@
-"""Atomic epoch checkpoints so a killed training task resumes where it stopped."""
+"""A student run's resume state, saved atomically every epoch so a killed task resumes where it stopped.
+
+(The parameter server's snapshots, which the teacher resumes from, are `hps.checkpoint`.)
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import torch
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_resume_state(path: Path, state: dict[str, Any]) -> None:
     """Write `state` (tensors, state dicts, numbers, strings) atomically: a crash leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -20,7 +22,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+def load_resume_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """The checkpoint at `path` if it belongs to the same task (`fingerprint`), else None.
 
     Loads with `weights_only=True`: a checkpoint never unpickles arbitrary objects.
@@ -29,10 +31,3 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     state = torch.load(path, weights_only=True)
     return state if state.get("fingerprint") == fingerprint else None
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)

@@ -1,4 +1,7 @@
-"""Where a registered version came from, recorded as tags on the model version and on its run."""
+"""Where a model came from: the code version, and the `Lineage` tags every registered version carries.
+
+A base module: training records lineage and the registry checks it, so both import it from here.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ class Lineage(BaseModel):
 
 def code_version() -> str:
     """The git commit of the code ("+dirty" with uncommitted changes), else the package version."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
                                 capture_output=True, text=True, check=True).stdout.strip()

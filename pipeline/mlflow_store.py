@@ -1,0 +1,44 @@
+"""The MLflow store every layer logs to: one tracking/registry URI and one experiment per lakehouse.
+
+A base module: training runs and registry versions land in the same experiment, so both import the
+connection from here rather than one from the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from pipeline.config import Settings
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point MLflow (tracking and registry) at `settings.tracking_uri` and return a client."""
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(settings: Settings) -> str:
+    """The id of `settings.mlflow.experiment`, created on first use with its artifacts beside a local
+    SQLite store (MLflow's default would be `./mlruns` of whichever process came first)."""
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(settings.mlflow.experiment, artifact_location=artifact_location(settings))
+
+
+def artifact_location(settings: Settings) -> str | None:
+    """A local SQLite store keeps artifacts beside it, not in the working directory's `mlruns`."""
+    if settings.registry.artifact_location is not None:
+        return settings.registry.artifact_location
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").resolve().as_uri()
+    return None
