@@ -4,14 +4,15 @@
 key traces uniform and Zipf (α = 1.05, 1.2). Forward + backward + Adagrad update, keys/s and peak
 RSS, for (a) torch.nn.EmbeddingBag(sparse=True) + torch Adagrad, (b) fbgemm's fused table-batched
 embedding with exact row-wise Adagrad, (c) recdistill HPS with the whole table in the memory tier,
-(d) recdistill HPS with the memory tier at 10 % of the table and the rest on SSD. Each variant runs
+(d) recdistill HPS with the memory tier at `--memory-share` of the table (10 %) and the rest on SSD. Each variant runs
 in its own process so its peak memory is its own; a variant whose table would not fit in this
 machine's memory is reported as not fitting instead of run. Also: the SSD-tier backend comparison
 behind the choice in pipeline/hps/ssd_tier.py, and hit rate against memory-tier size for LRU and
 LFU (plot).
 
     .venv/bin/python benchmarks/hps.py                 # everything, ~15-20 min on 2 cores
-    .venv/bin/python benchmarks/hps.py --rows 100000000 --only train --trace zipf-1.05   # larger than memory
+    .venv/bin/python benchmarks/hps.py --rows 100000000 --memory-share 0.05 --only train --traces zipf-1.05 \
+        --reference benchmarks/out/hps_results.json      # larger than memory, against a 10M run's (c)
     .venv/bin/python benchmarks/hps.py --rows 1000000 --only train --device cuda         # see hps_gpu.sh
 """
 
@@ -43,9 +44,8 @@ VARIANTS = {
     "a": "torch EmbeddingBag + Adagrad (RAM)",
     "b": "fbgemm TBE + row-wise Adagrad (RAM)",
     "c": "HPS, memory tier = whole table",
-    "d": "HPS, memory tier = 10 %, rest on SSD",
+    "d": "HPS, memory tier = --memory-share, rest on SSD",
 }
-MEMORY_SHARE = {"c": 1.0, "d": 0.1}
 STAGE_COLUMNS = ("dedupe", "resolve", "prefetch", "prefetch_wait", "admit", "gather", "push", "optimize")
 HIT_RATE_SIZES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 PASSES = 2
@@ -54,15 +54,15 @@ PASSES = 2
 THREADS = 1
 
 
-def table_bytes(variant: str, rows: int) -> int:
+def table_bytes(variant: str, rows: int, memory_share: float) -> int:
     """Resident bytes the variant's table needs: weights plus optimizer state (all of them in RAM but (d)'s)."""
-    row = {"a": 2 * DIM, "b": DIM + 1, "c": DIM + 1, "d": 0.1 * (DIM + 1)}[variant] * 4
+    row = {"a": 2 * DIM, "b": DIM + 1, "c": DIM + 1, "d": memory_share * (DIM + 1)}[variant] * 4
     return int(rows * row)
 
 
-def fits(variant: str, rows: int) -> bool:
+def fits(variant: str, rows: int, memory_share: float) -> bool:
     """Whether the table fits in this machine's memory with room left for the process itself."""
-    return table_bytes(variant, rows) < 0.8 * psutil.virtual_memory().total
+    return table_bytes(variant, rows, memory_share) < 0.8 * psutil.virtual_memory().total
 
 
 # -- key traces -----------------------------------------------------------------------------------
@@ -198,7 +198,8 @@ def worker_main(args: argparse.Namespace) -> None:
         elif args.worker == "b":
             result = run_fbgemm(args.rows, batches, args.warmup, target, device)
         else:
-            result = run_hps(args.rows, batches, args.warmup, target, MEMORY_SHARE[args.worker], work, device)
+            share = 1.0 if args.worker == "c" else args.memory_share
+            result = run_hps(args.rows, batches, args.warmup, target, share, work, device)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["lifetime_peak_rss_mb"] = lifetime_peak_rss_mb()
@@ -215,13 +216,14 @@ def train_section(args: argparse.Namespace) -> list[str]:
         trace_path = args.out / f"trace-{trace_name}.npy"
         np.save(trace_path, make_trace(TRACES[trace_name], args.rows, args.warmup + args.batches, seed=1))
         for variant in VARIANTS:
-            if not fits(variant, args.rows):
-                print(f"{trace_name:10s} ({variant}) does not fit: {table_bytes(variant, args.rows) / 2**30:.1f} GiB "
-                      f"table", flush=True)
+            needed = table_bytes(variant, args.rows, args.memory_share)
+            if not fits(variant, args.rows, args.memory_share):
+                print(f"{trace_name:10s} ({variant}) does not fit: {needed / 2**30:.1f} GiB table", flush=True)
                 continue
             result = run_worker(Path(__file__), ["--worker", variant, "--trace", str(trace_path),
                                                  "--rows", str(args.rows), "--warmup", str(args.warmup),
-                                                 "--out", str(args.out), "--device", args.device], timeout=3600)
+                                                 "--out", str(args.out), "--device", args.device,
+                                                 "--memory-share", str(args.memory_share)], timeout=3600)
             results[(trace_name, variant)] = result
             print(f"{trace_name:10s} ({variant}) {VARIANTS[variant]:40s} {result['keys_per_s'] / 1e6:6.2f}M keys/s "
                   f"peak RSS {result['peak_rss_mb']:7.0f} MB (process {result['lifetime_peak_rss_mb']:7.0f} MB) "
@@ -235,7 +237,7 @@ def train_section(args: argparse.Namespace) -> list[str]:
     def cell(t: str, v: str) -> str:
         r = results.get((t, v))
         if r is None:
-            return f"does not fit ({table_bytes(v, args.rows) / 2**30:.0f} GiB)"
+            return f"does not fit ({table_bytes(v, args.rows, args.memory_share) / 2**30:.0f} GiB)"
         return f"{r['keys_per_s'] / 1e6:.2f}M / {r['peak_rss_mb'] / 1024:.2f} GB"
 
     def ratio(t: str, num: str, den: str, key: str = "keys_per_s", pct: bool = False) -> str:
@@ -437,6 +439,7 @@ def main() -> None:
     parser.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--traces", action="append", choices=list(TRACES), help="default: all three")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (benchmarks/hps_gpu.sh)")
+    parser.add_argument("--memory-share", type=float, default=0.1, help="(d)'s memory tier, share of the table")
     parser.add_argument("--reference", type=Path,
                         help="hps_results.json of a 10M run: the 100M goal compares with its (c) on Zipf 1.05")
     args = parser.parse_args()
@@ -448,7 +451,8 @@ def main() -> None:
     report = [f"# HPS benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}",
               f"{args.rows:,} rows × {DIM} fp32, {SLOTS} slots, batches of {BATCH:,} samples "
               f"({BATCH * SLOTS:,} keys), best of {PASSES} timed passes over {args.batches} batches after "
-              f"{args.warmup} warm-up, torch {torch.__version__}, device {args.device}, {THREADS} intra-op thread "
+              f"{args.warmup} warm-up, (d)'s memory tier {args.memory_share:.0%} of the table, torch {torch.__version__}, "
+              f"device {args.device}, {THREADS} intra-op thread "
               f"per variant, {psutil.virtual_memory().total / 2**30:.0f} GiB memory, "
               f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"]
     began = time.perf_counter()
