@@ -19,9 +19,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$VENV/bin/pip" install -q --upgrade pip
 fi
 # torch's default wheel on PyPI is the CUDA build; fbgemm-gpu (not -cpu) is the CUDA fbgemm for it.
-"$VENV/bin/python" -c "import fbgemm_gpu, numba, pydantic, psutil, pytest" 2>/dev/null || \
+"$VENV/bin/python" -c "import fbgemm_gpu, numba, pydantic, pydantic_settings, psutil, pytest" 2>/dev/null || \
     "$VENV/bin/pip" install -q torch==2.13.0 fbgemm-gpu==1.8.0 numba==0.68.1 numpy==2.4.6 \
-        "pydantic>=2.7,<3" psutil pytest matplotlib
+        "pydantic>=2.7,<3" "pydantic-settings>=2.4,<3" psutil pytest matplotlib
 "$VENV/bin/python" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'; \
 print('torch', torch.__version__, 'GPUs', torch.cuda.device_count())"
 

@@ -41,7 +41,17 @@ def make_kernel(memory: MemoryTier, optimizer: SparseOptimizer, device: torch.de
         if device.type != "cpu":
             raise ValueError(f"the memory-tier table trains on the CPU only, not on {device}; use 'compact'")
         return InPlaceKernel(memory, optimizer)
+    if device.type != "cpu" and _fbgemm_variant() == "cpu":
+        raise RuntimeError(f"training on {device} needs fbgemm's CUDA build (pip install --no-deps fbgemm-gpu==1.8.0, "
+                           "as benchmarks/hps_gpu.sh does); this environment has the CPU build, fbgemm-gpu-cpu")
     return CompactKernel(memory, optimizer, device)
+
+
+def _fbgemm_variant() -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import fbgemm_gpu
+    return fbgemm_gpu.__variant__
 
 
 class _FusedTable:
