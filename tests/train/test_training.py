@@ -146,26 +146,60 @@ def test_kd_moves_the_student_toward_the_teacher(teacher):
     assert kd_corr > base_corr
 
 
-def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
+def _head_logits(settings, folder, day, head):
+    """(sample ids, logits of `head`) of the student in `folder` on `day`."""
+    model = load_student(folder)
+    batches = iter_batches(settings, [day], settings.student.scoring_batch_size, "student")
+    scored = score(batches, lambda b: model.forward_heads(b)[head], head)
+    return scored.sample_id, scored.logits
+
+
+def _dumped_logits(settings, day, label, sample_id):
+    """The teacher logits stored under `label` for `sample_id`, in that order."""
+    table = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas()
+    return table[table.teacher_version == label].set_index("sample_id").loc[sample_id, "logit_click"].to_numpy()
+
+
+def _corr(a, b):
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_each_debiasing_part_moves_the_student_the_way_it_should(teacher):
+    """Each ablation changes what a head learns, in the direction the part is for, on a training day."""
+    from pipeline.train.logit_dump import logit_label
+
     settings, windows, run = teacher
     kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
     full = train_student(settings, "debiased", debias=DebiasConfig(), **kwargs)
     no_aux = train_student(settings, "debiased", debias=DebiasConfig(auxiliary_head=False), **kwargs)
     no_adapter = train_student(settings, "debiased", debias=DebiasConfig(stale_adapter=False), **kwargs)
-    manifests = {r.name: r.folder.manifest() for r in (full, no_aux, no_adapter)}
-    assert len(manifests) == 3
-    assert load_student(full.folder).heads.auxiliary is not None
-    assert load_student(no_aux.folder).heads.auxiliary is None
-    assert manifests[full.name].adapter.scale != 1.0
-    assert manifests[no_adapter.name].adapter == Platt(scale=1.0, shift=0.0)
-    # Position ablation: the student learns from the teacher's observed-position logits instead.
     for one in [*windows.train, windows.calibration]:
         dump_logits(settings, one, run.version, neutral_position=False)
     observed = train_student(settings, "debiased", debias=DebiasConfig(neutral_position=False), **kwargs)
-    day = windows.holdout
-    outputs = [_logits(settings, r.folder, day) for r in (full, no_aux, no_adapter, observed)]
-    assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[0], outputs[2])
-    assert not np.allclose(outputs[0], outputs[3])
+    assert load_student(full.folder).heads.auxiliary is not None
+    assert load_student(no_aux.folder).heads.auxiliary is None
+    day = windows.train[0]
+    ids, full_serving = _head_logits(settings, full.folder, day, "serving")
+    neutral = _dumped_logits(settings, day, run.version, ids)
+    observed_teacher = _dumped_logits(settings, day, logit_label(run.version, neutral_position=False), ids)
+
+    # Auxiliary head: without it the KD term pulls the serving head itself toward the teacher.
+    _, no_aux_serving = _head_logits(settings, no_aux.folder, day, "serving")
+    assert _corr(no_aux_serving, neutral) > _corr(full_serving, neutral) + 0.02
+
+    # Stale adapter: the auxiliary head learns the recalibrated logits a·t + b, not the raw ones.
+    adapter = full.folder.manifest().adapter
+    assert no_adapter.folder.manifest().adapter == Platt() and adapter != Platt()
+    adapted = adapter.scale * neutral + adapter.shift
+    _, full_aux = _head_logits(settings, full.folder, day, "auxiliary")
+    _, no_adapter_aux = _head_logits(settings, no_adapter.folder, day, "auxiliary")
+    assert np.mean((full_aux - adapted) ** 2) < np.mean((no_adapter_aux - adapted) ** 2)
+    assert np.mean((no_adapter_aux - neutral) ** 2) < np.mean((full_aux - neutral) ** 2)
+
+    # Neutral position: learning from the observed-position logits makes the student follow the position term.
+    _, observed_aux = _head_logits(settings, observed.folder, day, "auxiliary")
+    assert _corr(observed_aux, observed_teacher) > _corr(full_aux, observed_teacher)
+    assert _corr(full_aux, neutral) > _corr(observed_aux, neutral)
 
 
 def _dies_on_call(function, n: int):
