@@ -1,4 +1,4 @@
-"""Imports only point down the layers (docs/architecture.md): a lower layer never imports a higher one.
+"""Imports only point down the layers (docs/architecture.md) and never take another module's private name.
 
 Every `import` in pipeline/, spark_jobs/ and dags/ counts, including the lazy ones inside functions:
 a lazy import still makes the lower layer depend on the higher one.
@@ -70,6 +70,15 @@ def test_no_import_runs_up_a_layer(path: Path, unit: str):
               for line, target in project_imports(path)
               if target in LAYER_OF and unit in LAYER_OF and LAYER_OF[target] > LAYER_OF[unit]]
     assert upward == []
+
+
+@pytest.mark.parametrize("path,unit", source_files(), ids=lambda v: str(v.relative_to(REPO)) if isinstance(v, Path) else "")
+def test_no_module_imports_another_modules_private_name(path: Path, unit: str):
+    private = [f"line {node.lineno}: {node.module}.{alias.name}"
+               for node in ast.walk(ast.parse(path.read_text(), str(path)))
+               if isinstance(node, ast.ImportFrom) and node.module and unit_of(node.module) is not None
+               for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert private == []
 
 
 def test_the_check_catches_an_upward_import(tmp_path):

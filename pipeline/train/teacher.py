@@ -30,6 +30,7 @@ from torch import nn
 
 from pipeline.artifacts import TeacherManifest, latest_teacher, teacher_folder
 from pipeline.config import Settings
+from pipeline.hps.checkpoint import latest_snapshot
 from pipeline.hps.server import ParameterServer
 from pipeline.lineage import code_version
 from pipeline.train.loop import train_epoch
@@ -57,6 +58,15 @@ def teacher_version(settings: Settings, days: list[date]) -> str:
     return f"teacher-{days[-1]:%Y%m%d}-{hashlib.sha1(payload.encode()).hexdigest()[:8]}"
 
 
+def has_snapshot(directory: Path) -> bool:
+    """Whether a parameter-server checkpoint folder holds a snapshot to resume from."""
+    try:
+        latest_snapshot(directory)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def train_teacher(settings: Settings, days: list[date], validation_days: list[date]) -> TeacherRun:
     """Train (or resume) the teacher version for `days`; per-epoch metrics on `validation_days`."""
     require_samples(settings, days, "teacher training")
@@ -73,7 +83,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
     start_epoch, losses, validation = 1, [], []  # per epoch: mean train loss, validation metrics
     warm_from = None
-    if (snapshots / "LATEST").exists():
+    if has_snapshot(snapshots):
         dense = server.restore(snapshots)
         net.model.load_state_dict(dense["model"])
         optimizer.load_state_dict(dense["optimizer"])

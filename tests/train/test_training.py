@@ -20,7 +20,7 @@ from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
 from pipeline.train.logit_dump import dump_logits
 from pipeline.train.loop import score
-from pipeline.train.teacher import teacher_version, train_teacher
+from pipeline.train.teacher import has_snapshot, teacher_version, train_teacher
 from pipeline.train.teacher_model import open_teacher
 from pipeline.train.teacher_scoring import score_teacher
 from pipeline.train.windows import default_windows
@@ -41,7 +41,8 @@ def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     manifest = teacher_manifest(settings, run.version)
     assert manifest.data_dates == windows.teacher_train
     assert manifest.config_hash == settings.config_hash() and manifest.code_version
-    assert (run.directory / "ps" / "LATEST").exists() and (run.directory / "best" / "LATEST").exists()
+    folder = teacher_folder(settings, run.version)
+    assert has_snapshot(folder.snapshots) and has_snapshot(folder.best)
     # Early stopping: the published teacher is the best epoch on the validation date.
     val_aucs = manifest.validation_aucs
     assert len(val_aucs) == settings.teacher.epochs
