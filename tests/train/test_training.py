@@ -166,7 +166,7 @@ def _corr(a, b):
 
 
 def test_each_debiasing_part_moves_the_student_the_way_it_should(teacher):
-    """Each ablation changes what a head learns, in the direction the part is for, on a training day."""
+    """Each ablation moves what a head learns the way its part is meant to, by a measured margin."""
     from pipeline.train.logit_dump import logit_label
 
     settings, windows, run = teacher
@@ -179,28 +179,31 @@ def test_each_debiasing_part_moves_the_student_the_way_it_should(teacher):
     observed = train_student(settings, "debiased", debias=DebiasConfig(neutral_position=False), **kwargs)
     assert load_student(full.folder).heads.auxiliary is not None
     assert load_student(no_aux.folder).heads.auxiliary is None
+    # Measured on the tiny profile, seed 0 (the figures in the comments); each margin is well inside its effect.
+    # Auxiliary head: without it the KD term pulls the serving head itself toward the teacher, which shows on
+    # the held-out day (correlation with the teacher's logits 0.38 against 0.18).
+    ids, full_serving = _head_logits(settings, full.folder, windows.holdout, "serving")
+    _, no_aux_serving = _head_logits(settings, no_aux.folder, windows.holdout, "serving")
+    neutral = _dumped_logits(settings, windows.holdout, run.version, ids)
+    assert _corr(no_aux_serving, neutral) > _corr(full_serving, neutral) + 0.05
+
+    # Stale adapter: the auxiliary head learns the recalibrated logits a·t + b, not the raw ones (on a training
+    # day, mean squared distance to a·t + b 0.66 against 2.02; to t 0.79 against 0.002).
     day = windows.train[0]
-    ids, full_serving = _head_logits(settings, full.folder, day, "serving")
+    ids, full_aux = _head_logits(settings, full.folder, day, "auxiliary")
+    _, no_adapter_aux = _head_logits(settings, no_adapter.folder, day, "auxiliary")
     neutral = _dumped_logits(settings, day, run.version, ids)
-    observed_teacher = _dumped_logits(settings, day, logit_label(run.version, neutral_position=False), ids)
-
-    # Auxiliary head: without it the KD term pulls the serving head itself toward the teacher.
-    _, no_aux_serving = _head_logits(settings, no_aux.folder, day, "serving")
-    assert _corr(no_aux_serving, neutral) > _corr(full_serving, neutral) + 0.02
-
-    # Stale adapter: the auxiliary head learns the recalibrated logits a·t + b, not the raw ones.
     adapter = full.folder.manifest().adapter
     assert no_adapter.folder.manifest().adapter == Platt() and adapter != Platt()
     adapted = adapter.scale * neutral + adapter.shift
-    _, full_aux = _head_logits(settings, full.folder, day, "auxiliary")
-    _, no_adapter_aux = _head_logits(settings, no_adapter.folder, day, "auxiliary")
-    assert np.mean((full_aux - adapted) ** 2) < np.mean((no_adapter_aux - adapted) ** 2)
-    assert np.mean((no_adapter_aux - neutral) ** 2) < np.mean((full_aux - neutral) ** 2)
+    assert np.mean((full_aux - adapted) ** 2) < 0.5 * np.mean((no_adapter_aux - adapted) ** 2)
+    assert np.mean((no_adapter_aux - neutral) ** 2) < 0.5 * np.mean((full_aux - neutral) ** 2)
 
-    # Neutral position: learning from the observed-position logits makes the student follow the position term.
+    # Neutral position: learning from the observed-position logits, the auxiliary head follows the position
+    # term too (correlation with the observed-position logits 0.50 against 0.43).
+    observed_teacher = _dumped_logits(settings, day, logit_label(run.version, neutral_position=False), ids)
     _, observed_aux = _head_logits(settings, observed.folder, day, "auxiliary")
     assert _corr(observed_aux, observed_teacher) > _corr(full_aux, observed_teacher)
-    assert _corr(full_aux, neutral) > _corr(observed_aux, neutral)
 
 
 def _dies_on_call(function, n: int):
