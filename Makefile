@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 JARS := .cache/ivy/.resolved
 
-.PHONY: setup demo test airflow mlflow-server clean
+.PHONY: setup demo test integration compose-check airflow mlflow-server clean
 
 setup: $(STAMP) $(JARS)
 
@@ -31,6 +31,15 @@ $(COMPOSE):
 
 test: setup $(COMPOSE)
 	$(BIN)/pytest
+
+# The cluster-shaped run: PostgreSQL (installed if missing), Spark standalone and an MLflow server on
+# 127.0.0.1, the tiny profile end to end on them against the embedded run, two fault drills.
+integration: setup
+	integration/run.sh
+
+# Opt-in, needs root and ~25 GB of disk: the compose stack built and started for real (docker/check.sh).
+compose-check:
+	docker/check.sh
 
 # Airflow standalone: SQLite in .cache/airflow, DAGs from dags/, spark_default = local[*]; UI on :8080,
 # admin password in .cache/airflow/simple_auth_manager_passwords.json.generated

@@ -2,7 +2,8 @@
 
 An unknown Spark connection makes SparkSubmitOperator fall back to YARN without a word, so the
 `spark_default` connection is always defined here (local mode unless the caller's environment
-already names one), next to the metadata DB, the DAGs folder and this venv's `spark-submit`.
+already names one), next to the metadata DB (SQLite in the home unless the environment names
+another), the DAGs folder and this venv's `spark-submit`.
 
     python -m pipeline.airflow.env                 # print the environment as `export` lines
     python -m pipeline.airflow.env init            # migrate the metadata DB, create the Spark pool
@@ -53,7 +54,9 @@ def airflow_env(home: Path = DEFAULT_HOME, base: Mapping[str, str] | None = None
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # SQLite in the home unless the caller names a database (PostgreSQL beside services, docs/deploy.md).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": base.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                                                        f"sqlite:///{home / 'airflow.db'}"),
         SPARK_CONN_ENV: base.get(SPARK_CONN_ENV, spark_connection(LOCAL_SPARK_MASTER)),
         # The operator calls `spark-submit` from PATH; its driver must be this venv's Python.
         "PATH": os.pathsep.join(p for p in (str(venv_bin), base.get("PATH", "")) if p),
