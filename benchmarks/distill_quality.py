@@ -75,7 +75,7 @@ def build_tables(dataset: Dataset, console: Console) -> None:
     dataset.landing()
     spark = get_spark(settings)
     for day in days:
-        ingest_events.run(spark, settings, day, source=dataset.source)
+        ingest_events.run(spark, settings, day, sources=[dataset.source])
     for job in (build_features, build_sequences, build_samples):
         if hasattr(job, "run_range"):
             job.run_range(spark, settings, days[0], days[-1])

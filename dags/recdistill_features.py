@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag
+from airflow.sdk import CronDataIntervalTimetable, dag
 
 from pipeline.airflow import assets
 from pipeline.airflow.tasks import spark_job
@@ -33,13 +33,12 @@ settings = load_settings()
         "retry_delay": timedelta(minutes=5),
         "execution_timeout": timedelta(hours=2),
     },
-    params={"source": Param("synthetic", type="string", description="landing source folder to ingest")},
     tags=["recdistill", "data"],
     doc_md=__doc__,
 )
 def recdistill_features() -> None:
-    ingest = spark_job(settings, "ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE],
-                       "--source", "{{ params.source }}")
+    # Every landing source of the day: its events are their union.
+    ingest = spark_job(settings, "ingest", "ingest_events", [assets.EVENTS, assets.EVENTS_QUARANTINE])
     features = spark_job(settings, "features", "build_features", [assets.USER_FEATURES, assets.ITEM_FEATURES])
     sequences = spark_job(settings, "sequences", "build_sequences", [assets.SEQUENCES])
     samples = spark_job(settings, "samples", "build_samples", [assets.TRAINING_SAMPLES])

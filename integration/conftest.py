@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -65,8 +65,8 @@ def run_dir(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def cluster(run_dir: Path) -> Iterator[Cluster]:
+@contextmanager
+def running_cluster(run_dir: Path) -> Iterator[Cluster]:
     """PostgreSQL (databases for Airflow and MLflow), Spark master + worker, MLflow on PostgreSQL; stopped after."""
     with ExitStack() as stack:
         postgres = Postgres(run_dir)
@@ -89,6 +89,12 @@ def cluster(run_dir: Path) -> Iterator[Cluster]:
                "SPARK_LOCAL_IP": services.HOST}
         services.write_env_file(run_dir / "cluster.env", env)
         yield Cluster(postgres, spark, mlflow, env)
+
+
+@pytest.fixture(scope="session")
+def cluster(run_dir: Path) -> Iterator[Cluster]:
+    with running_cluster(run_dir) as running:
+        yield running
 
 
 def run(command: list[str], env: dict[str, str], timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
@@ -197,15 +203,12 @@ class WorkerDrill:
     rows_after_retry: int
 
 
-@pytest.fixture(scope="session")
-def worker_drill(cluster: Cluster, cluster_lakehouse: Lakehouse, features_backfill: dict[str, str]) -> WorkerDrill:
-    """Kill the Spark worker while day 3's ingest runs a task; stop the stuck job; restart the worker; retry."""
+def kill_worker_during_ingest(spark: SparkCluster, lakehouse: Lakehouse, day: date) -> WorkerDrill:
+    """Kill the Spark worker while `day`'s ingest runs a task; stop the stuck job; restart the worker; retry."""
     from deltalake import DeltaTable
 
     from pipeline.tables import EVENTS, table_path
 
-    spark, lakehouse = cluster.spark, cluster_lakehouse
-    day = lakehouse.settings.generator.start_date + timedelta(days=BACKFILL_DAYS)
     command = spark_submit(lakehouse, spark.url, "ingest_events", day, "--source", "synthetic")
     events = table_path(lakehouse.settings, EVENTS)
     before = DeltaTable(events).version()
@@ -213,22 +216,28 @@ def worker_drill(cluster: Cluster, cluster_lakehouse: Lakehouse, features_backfi
     with log.open("w") as out:
         job = subprocess.Popen(command, env=lakehouse.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            services.wait_until("an executor running a task of the ingest job", spark.executor_running_task, 300, log)
+            services.wait_until("an executor running a task of the ingest job", spark.executor_running_task, 600, log)
             spark.kill_worker()
             time.sleep(STUCK_JOB_WAIT_S)
             running = job.poll() is None
             # What Airflow does when the task's execution_timeout fires: SIGTERM to the spark-submit.
             job.terminate()
-            failed = job.wait(timeout=120)
+            failed = job.wait(timeout=300)
         finally:
             services.signal_session(job.pid, signal.SIGKILL)
     after_failure = DeltaTable(events).version()
     rows_after_failure = lakehouse.rows(EVENTS, day)
     spark.start_worker()
-    retry = subprocess.run(command, env=lakehouse.env, capture_output=True, text=True, timeout=900)
+    retry = subprocess.run(command, env=lakehouse.env, capture_output=True, text=True, timeout=1800)
     (spark.run_dir / "logs" / "drill-ingest-retry.log").write_text(retry.stdout + retry.stderr)
     return WorkerDrill(before, running, failed, after_failure, rows_after_failure, retry.returncode,
                        DeltaTable(events).version(), lakehouse.rows(EVENTS, day))
+
+
+@pytest.fixture(scope="session")
+def worker_drill(cluster: Cluster, cluster_lakehouse: Lakehouse, features_backfill: dict[str, str]) -> WorkerDrill:
+    day = cluster_lakehouse.settings.generator.start_date + timedelta(days=BACKFILL_DAYS)
+    return kill_worker_during_ingest(cluster.spark, cluster_lakehouse, day)
 
 
 @pytest.fixture(scope="session")

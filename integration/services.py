@@ -368,8 +368,9 @@ def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
             continue
         for process in processes:
             try:
-                found |= {(c.laddr.ip, c.laddr.port) for c in process.net_connections(kind="tcp")
-                          if c.status == psutil.CONN_LISTEN}
+                # Java listens on IPv4-mapped IPv6 sockets: ::ffff:127.0.0.1 is 127.0.0.1.
+                found |= {(c.laddr.ip.removeprefix("::ffff:"), c.laddr.port)
+                          for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
             except psutil.NoSuchProcess:
                 pass
     return found

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -15,8 +19,53 @@ from rich.table import Table
 from pipeline.config import Settings, load_settings
 from pipeline.registry.cli import registry_app
 
-app = typer.Typer(help="recdistill: distill large recommenders into small, fast serving models.",
-                  no_args_is_help=True)
+class RecdistillApp(typer.Typer):
+    """The `recdistill` command. Every error ends it with one line on stderr that names the thing
+    and the fix: exit code 2 for a usage error, 1 for a runtime one; `--debug` (anywhere on the
+    command line) or RECDISTILL_DEBUG=1 shows the traceback instead."""
+
+    def __call__(self, args: list[str] | None = None, **kwargs: object) -> None:
+        argv = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in argv or os.environ.get("RECDISTILL_DEBUG") == "1"
+        argv = [arg for arg in argv if arg != "--debug"]
+        try:
+            result = typer.main.get_command(self).main(args=argv, prog_name="recdistill", standalone_mode=False)
+        except TyperException as err:  # typer's (vendored) click errors: usage errors exit 2
+            if debug:
+                raise
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if err.exit_code == 2 and ctx is not None else ""
+            _fail(f"{err.format_message()}{hint}", err.exit_code)
+        except (typer.Abort, KeyboardInterrupt):
+            _fail("interrupted", 130)
+        except Exception as err:  # the one place every runtime error becomes one line
+            if debug:
+                raise
+            _fail(describe_error(err), 1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"recdistill: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a runtime error: what failed and on what, and how to see more."""
+    if isinstance(err, OSError) and err.filename is not None:
+        return (f"{err.strerror or type(err).__name__}: {err.filename}; check the path and its permissions "
+                f"(rerun with --debug for the traceback)")
+    text = str(err).strip()
+    java = getattr(err, "java_exception", None)
+    if java is not None:  # py4j: the Java exception's own message, not the JVM stack
+        text = str(java.getMessage() or java.toString())
+    first = text.splitlines()[0] if text else type(err).__name__
+    detail = first if isinstance(err, (ValueError, FileNotFoundError, LookupError)) else f"{type(err).__name__}: {first}"
+    return f"{detail} (rerun with --debug for the traceback)"
+
+
+app = RecdistillApp(help="recdistill: distill large recommenders into small, fast serving models. "
+                         "Add --debug anywhere for tracebacks.", no_args_is_help=True)
 data_app = typer.Typer(help="Data plane: landing files → Delta tables.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 teacher_app = typer.Typer(help="The periodic teacher on the parameter server.", no_args_is_help=True)
@@ -36,12 +85,35 @@ FromOpt = Annotated[Optional[str], typer.Option("--from", help="first date of a 
 ToOpt = Annotated[Optional[str], typer.Option("--to", help="last date of a range, YYYY-MM-DD")]
 
 
-def _settings(profile: str | None) -> Settings:
+def _settings(profile: str | None, writes: bool = True) -> Settings:
+    """The settings of `profile`, after checking its lakehouse can be used (and, if `writes`, written)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return load_settings(profile)
+        settings = load_settings(profile)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--profile") from err
+    check_lakehouse(settings.lakehouse.root, writes)
+    return settings
+
+
+class LakehouseError(RuntimeError):
+    """The lakehouse root cannot be used; the message says how to fix it."""
+
+
+def check_lakehouse(root: Path, writes: bool) -> None:
+    """Fail with one clear message if `root` is not a folder, or (if `writes`) not writable."""
+    fix = "set RECDISTILL_LAKEHOUSE_ROOT to a writable folder"
+    if root.exists() and not root.is_dir():
+        raise LakehouseError(f"lakehouse root {root} is a file, not a folder; {fix}")
+    if not writes:
+        return
+    probe = root / f".write-probe-{uuid.uuid4().hex}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise LakehouseError(f"lakehouse root {root} is not writable ({err.strerror}); {fix}") from err
 
 
 def _parse_date(text: str, flag: str) -> date:
@@ -130,12 +202,19 @@ def convert(kind: Annotated[str, typer.Argument(help="ml-100k | movielens | coat
                   f"({summary.days[0]} … {summary.days[-1]}) → {settings.lakehouse.landing / summary.source}")
 
 
+SourcesOpt = Annotated[Optional[list[str]], typer.Option(
+    "--source", help="only this landing source (repeatable; the day must have no other); default: every source")]
+AllRejectedOpt = Annotated[bool, typer.Option(
+    "--allow-all-rejected", help="quarantine a landing file whose rows are all rejected instead of failing")]
+
+
 @data_app.command("ingest")
 def ingest(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-           source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
-    """Ingest landing files into `events` (invalid rows → `events_quarantine`)."""
+           source: SourcesOpt = None, allow_all_rejected: AllRejectedOpt = False) -> None:
+    """Ingest every source's landing files of each date into `events` (rejected rows → `events_quarantine`)."""
     settings = _settings(profile)
-    for report in _run_job("ingest_events", settings, resolve_dates(settings, day, start, end), source=source):
+    for report in _run_job("ingest_events", settings, resolve_dates(settings, day, start, end), sources=source,
+                           allow_all_rejected=allow_all_rejected):
         console.print(report)
     print_counts(settings)
 
@@ -166,11 +245,11 @@ def samples(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = No
 
 @data_app.command("run")
 def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-            source: Annotated[str, typer.Option(help="landing source folder")] = "synthetic") -> None:
+            source: SourcesOpt = None, allow_all_rejected: AllRejectedOpt = False) -> None:
     """Ingest each date, then features → sequences → samples over the whole range, one job each."""
     settings = _settings(profile)
     days = resolve_dates(settings, day, start, end)
-    _run_job("ingest_events", settings, days, source=source)
+    _run_job("ingest_events", settings, days, sources=source, allow_all_rejected=allow_all_rejected)
     for job in ("build_features", "build_sequences", "build_samples"):
         _run_job(job, settings, days, whole_range=True)
     print_counts(settings)
@@ -397,10 +476,29 @@ def stream_run(profile: ProfileOpt = None,
     return report
 
 
-@app.command("tables")
-def tables(profile: ProfileOpt = None) -> None:
+tables_app = typer.Typer(help="Lakehouse tables: row counts (no subcommand) and maintenance.")
+app.add_typer(tables_app, name="tables")
+
+
+@tables_app.callback(invoke_without_command=True)
+def tables(ctx: typer.Context, profile: ProfileOpt = None) -> None:
     """Row counts of every lakehouse table."""
-    print_counts(_settings(profile))
+    if ctx.invoked_subcommand is None:
+        print_counts(_settings(profile, writes=False))
+
+
+@tables_app.command("vacuum")
+def tables_vacuum(profile: ProfileOpt = None,
+                  retention_hours: Annotated[int, typer.Option(
+                      min=0, help="keep unreferenced files younger than this (readers of older versions "
+                                  "and running writers need them)")] = 168,
+                  dry_run: Annotated[bool, typer.Option("--dry-run", help="list, do not delete")] = False) -> None:
+    """Delete files no table version references (replaced or left by killed writes), with Delta's VACUUM."""
+    from pipeline.tables import vacuum
+
+    settings = _settings(profile)
+    for name, files in vacuum(settings, retention_hours, dry_run).items():
+        console.print(f"{name}: {len(files)} unreferenced files {'found' if dry_run else 'removed'}")
 
 
 def main() -> None:

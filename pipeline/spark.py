@@ -24,6 +24,17 @@ DELTA_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
 }
 
+# A local-mode driver serves only this machine: without these it binds its RPC and block-manager ports
+# to the machine's external address, unauthenticated. A cluster master needs a reachable driver: set
+# spark.driver.host / bindAddress in `spark.conf` (RECDISTILL_SPARK__CONF) for it.
+LOCAL_CONF: dict[str, str] = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+
+
+def _session_conf(settings: Settings) -> dict[str, str]:
+    """Every session setting: Delta, loopback binding in local mode, then the config's own `spark.conf`."""
+    cfg = settings.spark
+    return {**DELTA_CONF, **(LOCAL_CONF if cfg.master.startswith("local") else {}), **cfg.conf}
+
 
 def get_spark(settings: Settings) -> SparkSession:
     """Return the active session or build one from `settings.spark`.
@@ -48,7 +59,7 @@ def get_spark(settings: Settings) -> SparkSession:
         .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
         .config("spark.jars.ivy", str(cfg.ivy_dir.resolve()))
     )
-    for key, value in {**DELTA_CONF, **cfg.conf}.items():
+    for key, value in _session_conf(settings).items():
         builder = builder.config(key, value)
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -76,11 +87,10 @@ def submit_conf(settings: Settings) -> dict[str, str]:
     """
     cfg = settings.spark
     return {
-        **DELTA_CONF,
         "spark.driver.memory": cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.jars.ivy": str(cfg.ivy_dir.resolve()),
-        **cfg.conf,
+        **_session_conf(settings),
     }
 
 

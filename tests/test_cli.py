@@ -68,3 +68,46 @@ def test_jobs_are_spark_submit_entry_points(spark, tiny_env):
     build_features.main(["--date", "2026-01-02", "--profile", "tiny"])
     users = read_arrow(load_settings("tiny"), USER_FEATURES).to_pandas()
     assert list(users.user_id) == [1] and list(users.clicks_1d) == [1]
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    """The real entry point in this process: its exit code and stderr."""
+    with pytest.raises(SystemExit) as done:
+        app(argv)
+    return done.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "features", "--profile", "tiny", "--date", "2026-13-01"],
+     "Invalid value for --date: '2026-13-01' is not a date (expected YYYY-MM-DD) (see `recdistill data features --help`)"),
+    (["data", "ingets"], "No such command 'ingets'. Did you mean 'ingest'?"),
+    (["registry", "promote", "--heldout", "/nonexistent.parquet"],
+     "Invalid value for '--heldout': file '/nonexistent.parquet' does not exist."),
+    (["registry", "serve", "--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
+])
+def test_usage_errors_are_one_line_and_exit_2(tiny_env, capsys, argv, message):
+    """Finding 9: a bad flag is one line naming the flag, exit 2, no traceback."""
+    exit_code, err = _run(argv, capsys)
+    assert exit_code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_runtime_errors_are_one_line_naming_the_thing_and_the_fix(spark, tiny_env, tmp_path, monkeypatch, capsys):
+    """Finding 9: a missing landing day, a lakehouse that is a file or cannot be written: one line, exit 1."""
+    code, err = _run(["data", "ingest", "--profile", "tiny", "--date", "2030-01-01"], capsys)
+    assert code == 1 and "no landing files for 2030-01-01" in err and "recdistill data generate" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+    root_file = tmp_path / "not-a-folder"
+    root_file.write_text("")
+    monkeypatch.setenv("RECDISTILL_LAKEHOUSE_ROOT", str(root_file))
+    code, err = _run(["tables", "--profile", "tiny"], capsys)
+    assert code == 1 and f"lakehouse root {root_file} is a file, not a folder; set RECDISTILL_LAKEHOUSE_ROOT" in err
+
+    monkeypatch.setenv("RECDISTILL_LAKEHOUSE_ROOT", "/sys/fs/recdistill-lakehouse")  # a read-only file system
+    code, err = _run(["data", "features", "--profile", "tiny", "--date", "2026-01-02"], capsys)
+    assert code == 1 and "lakehouse root /sys/fs/recdistill-lakehouse is not writable" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+    with pytest.raises(Exception, match="is not writable"):  # --debug: the exception itself, with its traceback
+        app(["data", "features", "--profile", "tiny", "--date", "2026-01-02", "--debug"])

@@ -57,6 +57,8 @@ def airflow_env(home: Path = DEFAULT_HOME, base: Mapping[str, str] | None = None
         # SQLite in the home unless the caller names a database (PostgreSQL beside services, docs/deploy.md).
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": base.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                                                         f"sqlite:///{home / 'airflow.db'}"),
+        # The api-server answers this machine only unless the caller's environment says otherwise.
+        "AIRFLOW__API__HOST": base.get("AIRFLOW__API__HOST", "127.0.0.1"),
         SPARK_CONN_ENV: base.get(SPARK_CONN_ENV, spark_connection(LOCAL_SPARK_MASTER)),
         # The operator calls `spark-submit` from PATH; its driver must be this venv's Python.
         "PATH": os.pathsep.join(p for p in (str(venv_bin), base.get("PATH", "")) if p),

@@ -19,7 +19,7 @@ import torch
 
 from pipeline.config import Settings
 from pipeline.slots import SPARSE_SLOTS
-from pipeline.tables import TRAINING_SAMPLES, table_exists, table_path
+from pipeline.tables import TRAINING_SAMPLES, arrow_dataset, table_exists
 
 SequenceKind = Literal["teacher", "student"]
 LABELS = ("click", "conversion")
@@ -90,10 +90,7 @@ def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str],
     if not table_exists(settings, TRAINING_SAMPLES):
         raise FileNotFoundError(f"training_samples does not exist under {settings.lakehouse.tables}; "
                                 f"run `recdistill data run` first")
-    from deltalake import DeltaTable
-
-    dataset = DeltaTable(table_path(settings, TRAINING_SAMPLES)).to_pyarrow_dataset(
-        file_pruning_predicate=[("date", "in", [d.isoformat() for d in days])])
+    dataset = arrow_dataset(settings, TRAINING_SAMPLES, days)
     rng = np.random.default_rng(seed) if seed is not None else None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0

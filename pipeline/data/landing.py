@@ -1,8 +1,8 @@
-"""The landing record contract and the one writer of landing files.
+"""The one writer (and test reader) of landing files, checked against the landing contract.
 
 Landing files are what every source (the synthetic generator, public-data converters, a real
-logging system) hands to ingestion. They hold exactly the columns of `LANDING_FIELDS`, every value
-as text — ingestion reads all fields as strings and validates them itself, so one reader serves
+logging system) hands to ingestion. They hold exactly the columns of `LANDING_FIELDS`
+(`pipeline/data/contract.py`), every value as text — ingestion reads all fields as strings and validates them itself, so one reader serves
 every format. A missing optional value is null (jsonl, parquet) or an unquoted empty field (csv,
 where strings are always quoted, so `""` stays an empty string).
 
@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,36 +27,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from pipeline.data.contract import CONTROL_CHARACTERS, LANDING_FIELDS, LandingField
+
 LandingFormat = Literal["jsonl", "csv", "parquet"]
 FORMATS: tuple[LandingFormat, ...] = ("jsonl", "csv", "parquet")
 ROWS_PER_PART = 1_000_000
 
-
-class FieldSpec(NamedTuple):
-    """How ingestion must validate one landing field."""
-
-    kind: Literal["string", "timestamp", "nonneg_int", "int", "flag", "nonneg_float"]
-    required: bool
-
-
-LANDING_FIELDS: dict[str, FieldSpec] = {
-    "event_id": FieldSpec("string", True),
-    # ISO-8601 UTC with milliseconds, e.g. 2026-01-01T08:15:30.250Z
-    "event_time": FieldSpec("timestamp", True),
-    "user_id": FieldSpec("nonneg_int", True),
-    "item_id": FieldSpec("nonneg_int", True),
-    "position": FieldSpec("nonneg_int", False),
-    # feed | search | random (random: uniformly exposed items, the unbiased evaluation slice)
-    "scenario": FieldSpec("string", True),
-    "device": FieldSpec("string", False),
-    "click": FieldSpec("flag", True),
-    "conversion": FieldSpec("flag", False),
-    "dwell_seconds": FieldSpec("nonneg_float", False),
-    "user_age": FieldSpec("int", False),
-    "user_gender": FieldSpec("string", False),
-    "user_segment": FieldSpec("string", False),
-    "item_category": FieldSpec("string", False),
-}
 
 LANDING_SCHEMA = pa.schema([(name, pa.string()) for name in LANDING_FIELDS])
 
@@ -105,6 +81,8 @@ def write_landing(
     Optional columns may be absent (written as null); any other column is an error so that nothing
     (e.g. ground truth) leaks into landing data. The same frame always gives byte-identical files.
     """
+    if frame.empty:
+        raise LandingError(f"no records for {day}: ingestion refuses an empty landing file")
     table = _landing_table(frame, day)
     return write_partition(table, landing_dir(landing_root, source, day), fmt, rows_per_part)
 
@@ -169,23 +147,27 @@ def read_landing(landing_root: Path | str, source: str, day: date) -> pd.DataFra
     return pa.concat_tables(tables).to_pandas()
 
 
-def _render(series: pd.Series, name: str, spec: FieldSpec, day: date) -> pa.Array:
-    """One column as landing text, after checking its values fit `spec`."""
+def _render(series: pd.Series, name: str, spec: LandingField, day: date) -> pa.Array:
+    """One column as landing text, after checking its values fit the contract's `spec`."""
     if spec.kind == "timestamp":
         return _render_time(series, name, day)
-    if spec.kind == "string":
-        return pc.cast(pa.array(series, from_pandas=True), pa.string())
-    values = pa.array(series, from_pandas=True)
-    numeric = pa.float64() if spec.kind == "nonneg_float" else pa.int64()
+    must = f"field {name!r} must be {spec.expected}"
+    if spec.kind == "text":
+        text = pc.cast(pa.array(series, from_pandas=True), pa.string())
+        bad = (pc.invert(pc.is_in(text, pa.array(spec.allowed))) if spec.allowed else
+               pc.or_(pc.greater(pc.utf8_length(text), spec.max_length),
+                      pc.match_substring_regex(text, CONTROL_CHARACTERS)))
+        blank = pc.equal(pc.utf8_trim_whitespace(text), "")  # missing, as in ingestion: the required check's
+        _raise_at_first(pc.and_(bad, pc.invert(blank)), series, must)
+        return text
     try:
-        values = pc.cast(values, numeric)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-        raise LandingError(f"field {name!r} must hold {spec.kind} values: {err}") from err
-    if spec.kind == "flag":
-        not_flag = pc.and_(pc.invert(pc.is_in(values, pa.array([0, 1]))), pc.is_valid(values))
-        _raise_at_first(not_flag, series, f"field {name!r} must be 0 or 1")
-    elif spec.kind != "int":
-        _raise_at_first(pc.less(values, 0), series, f"field {name!r} must be ≥ 0")
+        values = pc.cast(pa.array(series, from_pandas=True), pa.float64() if spec.kind == "float" else pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError) as err:
+        raise LandingError(f"{must}: {err}") from err
+    bad = pc.or_(pc.less(values, spec.low), pc.greater(values, spec.high))
+    if spec.kind == "float":
+        bad = pc.or_(bad, pc.invert(pc.is_finite(values)))
+    _raise_at_first(bad, series, must)
     return pc.cast(values, pa.string())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,11 +20,11 @@ from pipeline.lineage import Lineage
 from pipeline.registry.heldout import HeldoutAUC
 from pipeline.registry.registry import (
     list_versions,
+    model_uri,
     promote,
     register_student,
     register_teacher,
     rollback,
-    serve_command,
 )
 
 registry_app = typer.Typer(help="MLflow registry: register with lineage, gated promotion, rollback, serving.",
@@ -99,7 +98,8 @@ def register(
 
 @registry_app.command("promote")
 def promote_cmd(
-    heldout: Annotated[Path, typer.Option(help="parquet of held-out requests with labels (write_heldout)")],
+    heldout: Annotated[Path, typer.Option(exists=True, dir_okay=False,
+                                          help="parquet of held-out requests with labels (write_heldout)")],
     version: Annotated[Optional[str], typer.Option(help="version to promote; default: @challenger")] = None,
     profile: ProfileOpt = None,
 ) -> None:
@@ -157,14 +157,25 @@ def list_cmd(teacher: Annotated[bool, typer.Option("--teacher", help="list teach
 def serve(
     version: Annotated[Optional[str], typer.Option(help="serve this version instead of an alias")] = None,
     alias: Annotated[Optional[str], typer.Option(help="alias to serve; default: champion")] = None,
+    model_uri_: Annotated[Optional[str], typer.Option("--model-uri", help="serve this model URI instead "
+                                                      "(e.g. models:/NAME@champion)")] = None,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 5001,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 5001,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="largest request body, MiB")] = 8.0,
     profile: ProfileOpt = None,
 ) -> None:
-    """Serve the student over HTTP (`mlflow models serve`, this environment) until interrupted."""
+    """Serve the student over HTTP in this process until SIGTERM or SIGINT (nothing is left running)."""
+    import os
+
+    from pipeline.registry.serving import Limits
+    from pipeline.registry.serving import serve as serve_model
+
     settings = _settings(profile)
     config = settings.registry
-    alias = None if version else alias or config.champion_alias
-    command, env = serve_command(settings, version=version, alias=alias, host=host, port=port)
-    console.print(" ".join(command))
-    raise typer.Exit(subprocess.call(command, env=env))
+    uri = model_uri_ or model_uri(config.student_model, version=version,
+                                  alias=None if version else alias or config.champion_alias)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    os.environ.setdefault("MLFLOW_REGISTRY_URI", settings.tracking_uri)
+    console.print(f"serving {uri} on http://{host}:{port}")
+    with _reported():
+        serve_model(uri, host, port, Limits(max_body_bytes=int(max_body_mb * 1024 * 1024)))

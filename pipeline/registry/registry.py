@@ -176,14 +176,12 @@ def list_versions(settings: Settings, model: Literal["student", "teacher"] = "st
 
 def serve_command(settings: Settings, *, version: str | None = None, alias: str | None = None,
                   host: str = "127.0.0.1", port: int = 5001) -> tuple[list[str], dict[str, str]]:
-    """`mlflow models serve` of a student version (or alias) in this environment, and its env vars."""
+    """The `recdistill registry serve` process of a student version (or alias), and its env vars."""
     config = settings.registry
     uri = model_uri(config.student_model, version=version, alias=alias)
-    scripts = Path(sys.executable).parent  # mlflow and the uvicorn it starts, even if the venv is not active
-    command = [str(scripts / "mlflow"), "models", "serve", "-m", uri, "--env-manager", "local",
-               "-h", host, "-p", str(port)]
-    env = {**os.environ, "PATH": os.pathsep.join([str(scripts), os.environ.get("PATH", "")]),
-           "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.tracking_uri}
+    command = [sys.executable, "-m", "pipeline.cli", "registry", "serve", "--model-uri", uri,
+               "--host", host, "--port", str(port)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.tracking_uri}
     return command, env
 
 

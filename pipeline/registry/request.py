@@ -120,6 +120,7 @@ class RequestContract:
         return problems
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _COUNTS = {"B": "N (one per candidate)", "L": "L (one per sequence event)"}
 
 
@@ -138,7 +139,9 @@ def _offending(value: Any, allow_float: bool) -> Any:
     if isinstance(value, (list, tuple, np.ndarray)):
         return next((bad for v in value if (bad := _offending(v, allow_float)) is not None), None)
     number = (int, np.integer, float, np.floating) if allow_float else (int, np.integer)
-    return value if isinstance(value, (bool, np.bool_)) or not isinstance(value, number) else None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, number):
+        return value
+    return value if isinstance(value, (int, np.integer)) and not _INT64_MIN <= value <= _INT64_MAX else None
 
 
 def _tensor(value: Any, spec: InputSpec, where: str, *, per_request: bool) -> Tensor:
@@ -154,8 +157,11 @@ def _tensor(value: Any, spec: InputSpec, where: str, *, per_request: bool) -> Te
         raise RequestError(f"{where} is empty: a request needs at least one candidate" if not per_request
                            else f"{where} is empty; expected {expected}")
     allow_float = "float32" in spec.dtypes
-    if array.dtype.kind not in ("iuf" if allow_float else "iu"):
+    out_of_range = array.dtype.kind == "u" and array.max() > _INT64_MAX  # numpy reads 2**63 as uint64
+    if array.dtype.kind not in ("iuf" if allow_float else "iu") or out_of_range:
         bad = _offending(value, allow_float)
+        if isinstance(bad, (int, np.integer)) and not isinstance(bad, (bool, np.bool_)):
+            raise RequestError(f"{where} holds {bad}, outside the 64-bit integer range; expected {expected}")
         raise RequestError(f"{where} holds {bad!r} ({type(bad).__name__}); expected {expected}")
     rank = len(spec.shape) - (1 if per_request else 0)
     if array.ndim != rank:

@@ -140,11 +140,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_airflow(lakehouse: Lakehouse) -> Iterator[Path]:
+def running_airflow(lakehouse: Lakehouse) -> Iterator[tuple[Path, list[int]]]:
     """A real scheduler (LocalExecutor) and the execution API its task processes report to.
 
-    Yields the folder of their logs. The scheduler creates no interval runs here, so the only
-    runs are the ones a test asks for.
+    Yields the folder of their logs and their process ids. The scheduler creates no interval runs
+    here, so the only runs are the ones a test asks for. Task logs are files on this machine: the
+    scheduler starts no log server (it would listen on every interface).
     """
     port = _free_port()
     env = {**lakehouse.env,
@@ -153,13 +154,15 @@ def running_airflow(lakehouse: Lakehouse) -> Iterator[Path]:
     logs = Path(env["AIRFLOW_HOME"]) / "services"
     logs.mkdir()
     commands = {"api-server": ["airflow", "api-server", "--apps", "execution", "--port", str(port), "--workers", "1"],
-                "scheduler": ["airflow", "scheduler"]}
+                "scheduler": ["airflow", "scheduler", "--skip-serve-logs"]}
     with ExitStack() as stack:
+        pids = []
         for name, command in commands.items():
             log = stack.enter_context((logs / f"{name}.log").open("w"))
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
             stack.callback(_stop, process)
-        yield logs
+            pids.append(process.pid)
+        yield logs, pids
 
 
 def _stop(process: subprocess.Popen) -> None:

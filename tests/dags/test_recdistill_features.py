@@ -12,6 +12,7 @@ from pipeline.airflow.env import init
 from pipeline.tables import EVENTS_QUARANTINE, table_path
 from tests.dags.conftest import (DAG_ID, DAG_TABLES, N_DAYS, copy_tables, make_lakehouse, running_airflow,
                                  wait_for_backfill)
+from tests.network import LOOPBACK, listening_addresses
 
 
 def test_dag_test_rebuilds_a_day_in_place_with_identical_content(reference, tmp_path):
@@ -35,13 +36,16 @@ def test_backfill_of_several_days_equals_running_them_one_by_one(reference, tmp_
     lakehouse = make_lakehouse(tmp_path)
     init(lakehouse.env)
     first, last = lakehouse.days[0], lakehouse.days[-1]
-    with running_airflow(lakehouse) as logs:
+    with running_airflow(lakehouse) as (logs, pids):
         lakehouse.airflow("dags", "reserialize")
         lakehouse.airflow("dags", "unpause", DAG_ID)
         lakehouse.airflow("backfill", "create", "--dag-id", DAG_ID,
                           "--from-date", first.isoformat(), "--to-date", last.isoformat(),
                           "--reprocess-behavior", "failed")  # required with depends_on_past
         states = wait_for_backfill(lakehouse, logs, N_DAYS)
+        # Finding 6: the api-server and the scheduler (no serve-logs) answer this machine only.
+        addresses = listening_addresses(pids)
+        assert addresses and addresses <= LOOPBACK, addresses
 
     assert list(states.values()) == ["success"] * N_DAYS
     assert lakehouse.hashes() == reference.hashes()

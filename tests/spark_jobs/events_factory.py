@@ -26,11 +26,12 @@ def at(day: date, hour: int = 12, minute: int = 0, second: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=timezone.utc)
 
 
-def write_records(folder: Path, records: list[dict[str, object]], fmt: str = "jsonl") -> Path:
-    """Write records as one landing file of `fmt` into `folder` (created)."""
+def write_records(folder: Path, records: list[dict[str, object]], fmt: str = "jsonl",
+                  columns: list[str] | None = None, name: str = "part-00000") -> Path:
+    """Write records (`columns` of them, default every landing field) as one landing file of `fmt`."""
     folder.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(records, columns=list(LANDING_FIELDS), dtype="string")
-    path = folder / f"part-00000.{fmt}"
+    frame = pd.DataFrame(records, columns=columns or list(LANDING_FIELDS), dtype="string")
+    path = folder / f"{name}.{fmt}"
     if fmt == "jsonl":
         frame.to_json(path, orient="records", lines=True)
     elif fmt == "csv":
