@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Lowest first. A unit is a top-level module or package of pipeline/, or spark_jobs / dags as a whole.
+# Lowest first. A unit is a top-level module or package of pipeline/ (or a module of a package placed on its
+# own), or spark_jobs / dags as a whole.
 LAYERS: list[set[str]] = [
-    {"config", "slots", "dates", "metrics", "lineage", "mlflow_store"},  # base: settings, metrics, lineage
+    # base: settings, metrics, lineage, and the landing contract every layer's rows are checked against
+    {"config", "slots", "dates", "metrics", "lineage", "mlflow_store", "data.contract"},
     {"tables", "spark", "artifacts"},  # where data and artifacts live
     {"data", "hps", "models"},
     {"spark_jobs", "export"},
@@ -27,9 +29,12 @@ LAYER_OF = {unit: level for level, units in enumerate(LAYERS) for unit in units}
 
 
 def unit_of(module: str) -> str | None:
-    """`pipeline.train.teacher` → `train`; `spark_jobs.x` → `spark_jobs`; anything else → None."""
+    """`pipeline.train.teacher` → `train`; `pipeline.data.contract` → `data.contract` (a module placed on its
+    own); `spark_jobs.x` → `spark_jobs`; anything else → None."""
     parts = module.split(".")
     if parts[0] == "pipeline":
+        if len(parts) > 2 and ".".join(parts[1:3]) in LAYER_OF:
+            return ".".join(parts[1:3])
         return parts[1] if len(parts) > 1 else None
     return parts[0] if parts[0] in ("spark_jobs", "dags") else None
 
