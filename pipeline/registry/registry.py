@@ -30,7 +30,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from pipeline.config import Settings
 from pipeline.export.loader import load_student_artifact
-from pipeline.hps.checkpoint import latest_snapshot
+from pipeline.hps import snapshot_info
 from pipeline.lineage import PREFIX as LINEAGE
 from pipeline.lineage import Lineage
 from pipeline.mlflow_store import connect, experiment_id
@@ -83,7 +83,7 @@ def register_student(settings: Settings, artifact_dir: str | Path, lineage: Line
 def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage) -> str:
     """Register a teacher version that points at its parameter-server snapshot; returns the version.
 
-    `snapshot` is a snapshot folder, a checkpoint folder (the snapshot it names as latest is pinned) or a
+    `snapshot` is a snapshot folder, a checkpoint folder (its `LATEST` snapshot is pinned) or a
     remote URI (recorded as given).
     """
     config = settings.registry
@@ -244,13 +244,5 @@ def _snapshot_pointer(snapshot: str | Path) -> tuple[str, dict[str, Any] | None]
     text = str(snapshot)
     if urlparse(text).scheme not in ("", "file"):
         return text, None
-    path = Path(urlparse(text).path if text.startswith("file:") else text).resolve()
-    try:
-        path = latest_snapshot(path).resolve()  # a checkpoint folder: pin the snapshot it names as latest
-    except FileNotFoundError:
-        pass  # a snapshot folder itself
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{path} is not a parameter-server snapshot: {meta_path.name} is missing "
-                                f"(give a snapshot folder, or a checkpoint folder that names its latest snapshot)")
-    return path.as_uri(), json.loads(meta_path.read_text())
+    path, meta = snapshot_info(Path(urlparse(text).path if text.startswith("file:") else text).resolve())
+    return path.resolve().as_uri(), meta

@@ -30,7 +30,7 @@ from torch import nn
 
 from pipeline.artifacts import TeacherManifest, latest_teacher, teacher_folder
 from pipeline.config import Settings
-from pipeline.hps.checkpoint import latest_snapshot
+from pipeline.hps import has_snapshot
 from pipeline.hps.server import ParameterServer
 from pipeline.lineage import code_version
 from pipeline.train.loop import train_epoch
@@ -56,15 +56,6 @@ def teacher_version(settings: Settings, days: list[date]) -> str:
     """`teacher-<last date>-<hash>`: the window, the settings and the code name a version."""
     payload = f"{[str(d) for d in days]}|{settings.config_hash()}|{code_version()}"
     return f"teacher-{days[-1]:%Y%m%d}-{hashlib.sha1(payload.encode()).hexdigest()[:8]}"
-
-
-def has_snapshot(directory: Path) -> bool:
-    """Whether a parameter-server checkpoint folder holds a snapshot to resume from."""
-    try:
-        latest_snapshot(directory)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def train_teacher(settings: Settings, days: list[date], validation_days: list[date]) -> TeacherRun:

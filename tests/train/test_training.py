@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
-from pipeline.artifacts import Platt
-from pipeline.artifacts import evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
+from pipeline.artifacts import Platt, evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
 from pipeline.config import DebiasConfig
 from pipeline.data.batches import iter_batches
+from pipeline.hps import has_snapshot
 from pipeline.metrics import auc
 from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
 from pipeline.train import distill
@@ -20,7 +20,7 @@ from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
 from pipeline.train.logit_dump import dump_logits
 from pipeline.train.loop import score
-from pipeline.train.teacher import has_snapshot, teacher_version, train_teacher
+from pipeline.train.teacher import teacher_version, train_teacher
 from pipeline.train.teacher_model import open_teacher
 from pipeline.train.teacher_scoring import score_teacher
 from pipeline.train.windows import default_windows
