@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from pipeline.artifacts import increment_folder
 from pipeline.mlflow_store import connect
 from pipeline.streaming import STREAM_TAG, champion_student, run_increment
 from pipeline.tables import STREAM_SAMPLES, TEACHER_LOGITS, TRAINING_SAMPLES, read_arrow
@@ -41,7 +42,9 @@ def test_an_increment_fine_tunes_the_champion_into_a_gated_challenger(spark, tea
     champion = release_student(settings, kd.folder, windows.holdout)
     assert champion.decision.promoted and champion_student(settings) == (champion.version, kd.folder)
 
-    report = run_increment(settings)
+    # The case the gate must pass: any held-out AUC is within tolerance, parity and signature hold.
+    tolerant = settings.model_copy(update={"registry": settings.registry.model_copy(update={"auc_tolerance": 1.0})})
+    report = run_increment(tolerant)
 
     # The stream started where the champion's data ends, not at the first event.
     after = windows.train[-1]
@@ -63,7 +66,8 @@ def test_an_increment_fine_tunes_the_champion_into_a_gated_challenger(spark, tea
     tags = connect(settings).get_model_version("recdistill-student", report.challenger_version).tags
     assert tags[f"{STREAM_TAG}parent_version"] == champion.version and tags[f"{STREAM_TAG}after"] == str(after)
     assert (tags[f"{STREAM_TAG}first_batch"], tags[f"{STREAM_TAG}last_batch"]) == ("0", "0")
-    assert tags["lineage.teacher_version"] and tags["gate.decision"] in ("promoted", "refused")
+    assert tags["lineage.teacher_version"] and tags["gate.decision"] == "promoted" and report.promoted
+    assert champion_student(settings) == (report.challenger_version, increment_folder(settings, update.student_dir.name))
 
-    again = run_increment(settings)
+    again = run_increment(tolerant)
     assert again.challenger_version is None and again.skipped.startswith("no fresh streamed samples since the last increment")

@@ -99,7 +99,7 @@ def write_landing(
     if frame.empty:
         raise LandingError(f"no records for {day}: ingestion refuses an empty landing file")
     table = _landing_table(frame, day)
-    return write_partition(table, landing_dir(landing_root, source, day), fmt, rows_per_part)
+    return write_landing_files(table, landing_dir(landing_root, source, day), fmt, rows_per_part)
 
 
 def _landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
@@ -122,8 +122,8 @@ def _landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=LANDING_SCHEMA)
 
 
-def write_partition(table: pa.Table, target: Path, fmt: LandingFormat,
-                    rows_per_part: int = ROWS_PER_PART) -> list[Path]:
+def write_landing_files(table: pa.Table, target: Path, fmt: LandingFormat,
+                        rows_per_part: int = ROWS_PER_PART) -> list[Path]:
     """Write `table` as part files of one folder, swapping the folder in whole.
 
     Parts are written to a hidden sibling (Spark skips names starting with '.') that then replaces

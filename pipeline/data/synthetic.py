@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from pipeline.config import GeneratorConfig
 from pipeline.data.landing import (LANDING_FIELDS, LandingSummary, event_ids, landing_dir, write_landing,
-                                   write_partition)
+                                   write_landing_files)
 from pipeline.progress import track
 
 TRUTH_FIELDS = ("true_examine_probability", "true_relevance_probability", "true_click_probability")
@@ -211,7 +211,7 @@ def generate(
         summary.files += write_landing(frame[list(LANDING_FIELDS)], landing_root, source, day, cfg.landing_format)
         if truth_root is not None:
             truth = pa.Table.from_pandas(frame[["event_id", *TRUTH_FIELDS]], preserve_index=False)
-            write_partition(truth, landing_dir(truth_root, source, day), "parquet")
+            write_landing_files(truth, landing_dir(truth_root, source, day), "parquet")
         summary.days.append(day)
         summary.events += len(frame)
         summary.clicks += int(frame["click"].sum())

@@ -32,7 +32,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from pipeline.config import Settings
 from pipeline.export.loader import load_student_artifact
-from pipeline.hps.checkpoint import LATEST, latest_snapshot
+from pipeline.hps import snapshot_info
 from pipeline.lineage import PREFIX as LINEAGE
 from pipeline.lineage import Lineage
 from pipeline.mlflow_store import connect, experiment_id
@@ -276,11 +276,5 @@ def _snapshot_pointer(snapshot: str | Path) -> tuple[str, dict[str, Any] | None]
     text = str(snapshot)
     if urlparse(text).scheme not in ("", "file"):
         return text, None
-    path = Path(urlparse(text).path if text.startswith("file:") else text).resolve()
-    if (path / LATEST).exists():
-        path = latest_snapshot(path).resolve()
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{path} is not a parameter-server snapshot: {meta_path.name} is missing "
-                                f"(give a snapshot-<step> folder or a checkpoint folder with LATEST)")
-    return path.as_uri(), json.loads(meta_path.read_text())
+    path, meta = snapshot_info(Path(urlparse(text).path if text.startswith("file:") else text).resolve())
+    return path.resolve().as_uri(), meta

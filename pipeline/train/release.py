@@ -77,7 +77,8 @@ def export_release(settings: Settings, student: StudentFolder, holdout: date) ->
     requests = list(requests_of(settings, holdout, model))  # one read of the held-out date serves both uses
     parity = parity_report(model.score, quantized.score, requests[:PARITY_REQUESTS])
     exported = export_folder(settings, student.name)
-    export_student(quantized, exported.directory)
+    # A request is a group of one scoring batch, so it has at most that many candidates.
+    export_student(quantized, exported.directory, max_candidates=settings.student.scoring_batch_size)
     latency = measure_latency(model, quantized, requests)
     contract = RequestContract.of_artifact(exported.directory)
     write_heldout(heldout_path(settings, holdout), contract, requests)
