@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from pipeline.artifacts import Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, student_folder
 from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
+from pipeline.dates import ONE_DAY
 from pipeline.lineage import code_version
 from pipeline.metrics import auc
 from pipeline.models.config import StudentConfig
@@ -40,7 +41,7 @@ from pipeline.train.exposure import exposure_split
 from pipeline.train.resume import load_resume_state, save_resume_state
 from pipeline.train.tracking import log_curves, log_params, training_run
 from pipeline.train.unexposed import Catalogue, catalogue, unexposed_pairs
-from pipeline.train.windows import ONE_DAY, require_samples
+from pipeline.train.windows import require_samples
 
 log = logging.getLogger(__name__)
 

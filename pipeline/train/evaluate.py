@@ -24,6 +24,7 @@ from pipeline.artifacts import (EvaluationReport, StudentFolder, evaluation_fold
                                 frontier_path, students_for)
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
+from pipeline.dates import ONE_DAY
 from pipeline.export.latency import measure as measure_latency
 from pipeline.export.latency import requests_of
 from pipeline.metrics import auc, paired_gain, transfer_estimate
@@ -34,7 +35,6 @@ from pipeline.train.loop import Scored, score
 from pipeline.train.teacher_model import open_teacher
 from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.tracking import log_params, training_run
-from pipeline.train.windows import ONE_DAY
 
 log = logging.getLogger(__name__)
 
