@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-JARS := .cache/ivy/.resolved
+JARS := .cache/ivy/delta-jars.json
 
 .PHONY: setup demo test integration compose-check airflow mlflow-server clean
 
@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip check
 	rm -f $(VENV)/.installed-* && touch $@
 
-# Spark's Ivy resolves the Delta jars from Maven Central into .cache/ivy once.
+# Spark's Ivy resolves the Delta jars from Maven Central into .cache/ivy once (its report prints here) and
+# pipeline/spark.py records the jar files, which every later Spark start loads without Ivy.
 $(JARS): $(STAMP)
 	$(BIN)/python -m pipeline.spark
-	touch $@
 
 demo: setup
 	$(BIN)/recdistill demo
@@ -41,11 +41,11 @@ integration: setup
 compose-check:
 	docker/check.sh
 
-# Airflow standalone: SQLite in .cache/airflow, DAGs from dags/, spark_default = local[*]; UI on :8080,
-# admin password in .cache/airflow/simple_auth_manager_passwords.json.generated
+# Airflow standalone: SQLite in .cache/airflow, DAGs from dags/ (they start paused), spark_default = local[*],
+# sized by the `airflow` settings (2-core defaults); UI on :8080 (RECDISTILL_AIRFLOW__PORT), admin password in
+# .cache/airflow/simple_auth_manager_passwords.json.generated. Ctrl+C or SIGTERM stops every process it started.
 airflow: setup
-	$(BIN)/python -m pipeline.airflow.env init
-	$(BIN)/python -m pipeline.airflow.env exec airflow standalone
+	$(BIN)/python -m pipeline.airflow.env standalone
 
 # An MLflow tracking server over the lakehouse's SQLite store (see mlflow/README.md).
 mlflow-server: setup

@@ -1,33 +1,36 @@
-# Benchmark-only dependency, the CPU build of fbgemm matched to torch 2.13 (fbgemm 1.8 ↔ torch 2.13):
-#   .venv/bin/pip install --no-deps fbgemm-gpu-cpu==1.8.0
 """Hierarchical parameter server against in-RAM embedding baselines, side by side, in one run.
 
 64-dim fp32 rows, 26 slots, batches of 4,096 samples, a table of `--rows` rows (10M by default),
 key traces uniform and Zipf (α = 1.05, 1.2). Forward + backward + Adagrad update, keys/s and peak
 RSS, for (a) torch.nn.EmbeddingBag(sparse=True) + torch Adagrad, (b) fbgemm's fused table-batched
 embedding with exact row-wise Adagrad, (c) recdistill HPS with the whole table in the memory tier,
-(d) recdistill HPS with the memory tier at 10 % of the table and the rest on SSD. Each variant runs
-in its own process so its peak memory is its own. Also: the SSD-tier backend comparison behind the
-choice in pipeline/hps/ssd_tier.py, and hit rate against memory-tier size for LRU and LFU (plot).
+(d) recdistill HPS with the memory tier at `--memory-share` of the table (10 %) and the rest on SSD. Each variant runs
+in its own process so its peak memory is its own; a variant whose table would not fit in this
+machine's memory is reported as not fitting instead of run. Also: the SSD-tier backend comparison
+behind the choice in pipeline/hps/ssd_tier.py, and hit rate against memory-tier size for LRU and
+LFU (plot).
 
-    .venv/bin/python benchmarks/hps.py                 # everything, ~10-15 min on 2 cores
-    .venv/bin/python benchmarks/hps.py --rows 1000000 --only train
+    .venv/bin/python benchmarks/hps.py                 # everything, ~15-20 min on 2 cores
+    .venv/bin/python benchmarks/hps.py --rows 100000000 --memory-share 0.05 --only train --traces zipf-1.05 \
+        --reference benchmarks/out/hps_results.json      # larger than memory, against a 10M run's (c)
+    .venv/bin/python benchmarks/hps.py --rows 1000000 --only train --device cuda         # see hps_gpu.sh
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from datetime import date
+import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,14 +44,25 @@ VARIANTS = {
     "a": "torch EmbeddingBag + Adagrad (RAM)",
     "b": "fbgemm TBE + row-wise Adagrad (RAM)",
     "c": "HPS, memory tier = whole table",
-    "d": "HPS, memory tier = 10 %, rest on SSD",
+    "d": "HPS, memory tier = --memory-share, rest on SSD",
 }
-FBGEMM_INSTALL = ".venv/bin/pip install --no-deps fbgemm-gpu-cpu==1.8.0"
+STAGE_COLUMNS = ("dedupe", "resolve", "prefetch", "prefetch_wait", "admit", "gather", "push", "optimize")
 HIT_RATE_SIZES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 PASSES = 2
 # One intra-op thread for every variant: on this 2-core machine two threads ran every variant,
 # baselines included, 3-5× slower (OpenMP stragglers whenever the other core is busy).
 THREADS = 1
+
+
+def table_bytes(variant: str, rows: int, memory_share: float) -> int:
+    """Resident bytes the variant's table needs: weights plus optimizer state (all of them in RAM but (d)'s)."""
+    row = {"a": 2 * DIM, "b": DIM + 1, "c": DIM + 1, "d": memory_share * (DIM + 1)}[variant] * 4
+    return int(rows * row)
+
+
+def fits(variant: str, rows: int, memory_share: float) -> bool:
+    """Whether the table fits in this machine's memory with room left for the process itself."""
+    return table_bytes(variant, rows, memory_share) < 0.8 * psutil.virtual_memory().total
 
 
 # -- key traces -----------------------------------------------------------------------------------
@@ -90,47 +104,57 @@ def train_loop(step, batches: np.ndarray, warmup: int) -> tuple[float, float]:
     return best_of_passes(run_pass, (len(batches) - warmup) * BATCH * SLOTS), peak_rss_mb()
 
 
-def run_torch(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor) -> dict:
-    embed = torch.nn.EmbeddingBag(rows, DIM, mode="sum", sparse=True)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_torch(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor, device: torch.device) -> dict:
+    embed = torch.nn.EmbeddingBag(rows, DIM, mode="sum", sparse=True, device=device)
     optimizer = torch.optim.Adagrad(embed.parameters(), lr=0.01, eps=1e-8)
-    offsets = torch.arange(BATCH * SLOTS)
+    offsets = torch.arange(BATCH * SLOTS, device=device)
 
     def step(ids: torch.Tensor) -> None:
         optimizer.zero_grad()
-        (embed(ids, offsets).view(BATCH, SLOTS * DIM) * target).sum().backward()
+        (embed(ids.to(device), offsets).view(BATCH, SLOTS * DIM) * target).sum().backward()
         optimizer.step()
+        synchronize(device)
 
     keys_per_s, peak = train_loop(step, batches, warmup)
     return {"keys_per_s": keys_per_s, "peak_rss_mb": peak}
 
 
-def run_fbgemm(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor) -> dict:
+def run_fbgemm(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor, device: torch.device) -> dict:
     from fbgemm_gpu.split_embedding_configs import EmbOptimType
     from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
         ComputeDevice, EmbeddingLocation, SplitTableBatchedEmbeddingBagsCodegen)
 
+    cpu = device.type == "cpu"
     embed = SplitTableBatchedEmbeddingBagsCodegen(
-        [(rows, DIM, EmbeddingLocation.HOST, ComputeDevice.CPU)], feature_table_map=[0] * SLOTS,
-        optimizer=EmbOptimType.EXACT_ROWWISE_ADAGRAD, learning_rate=0.01, eps=1e-8)
-    offsets = torch.arange(BATCH * SLOTS + 1)
+        [(rows, DIM, EmbeddingLocation.HOST if cpu else EmbeddingLocation.DEVICE,
+          ComputeDevice.CPU if cpu else ComputeDevice.CUDA)], feature_table_map=[0] * SLOTS,
+        optimizer=EmbOptimType.EXACT_ROWWISE_ADAGRAD, learning_rate=0.01, eps=1e-8, device=device)
+    offsets = torch.arange(BATCH * SLOTS + 1, device=device)
 
     def step(ids: torch.Tensor) -> None:
-        feature_major = ids.view(BATCH, SLOTS).t().reshape(-1)  # TBE wants all of feature 0, then 1, ...
+        feature_major = ids.view(BATCH, SLOTS).t().reshape(-1).to(device)  # TBE wants feature 0, then 1, ...
         (embed(feature_major, offsets) * target).sum().backward()  # the update is fused into backward
+        synchronize(device)
 
     keys_per_s, peak = train_loop(step, batches, warmup)
     return {"keys_per_s": keys_per_s, "peak_rss_mb": peak}
 
 
 def run_hps(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor, memory_share: float,
-            work: Path) -> dict:
+            work: Path, device: torch.device) -> dict:
     from pipeline.hps import HPSConfig, ParameterServer, PSEmbedding
     from pipeline.hps.memory_tier import SLOT_OVERHEAD_BYTES
 
     row_bytes = 4 * (DIM + 1)
+    # Segments of 1M records: a batch's SSD reads then touch ~100 files of a 100M-row table, not ~1,500.
     config = HPSConfig(dim=DIM, num_keys=rows, optimizer="rowwise_adagrad", lr=0.01, eps=1e-8,
                        memory_capacity_bytes=int(memory_share * rows) * (row_bytes + SLOT_OVERHEAD_BYTES),
-                       expected_rows=rows, ssd_path=work / "ssd")
+                       expected_rows=rows, ssd_path=work / "ssd", segment_rows=1 << 20, device=str(device))
     server = ParameterServer(config)
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -145,6 +169,7 @@ def run_hps(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor, m
     def run(part: list[torch.Tensor]) -> None:
         for ids in server.pipeline(part, keys_of=lambda x: [x]):
             (embed(ids) * target).sum().backward()
+        synchronize(device)
 
     run(tensors[:warmup])
     server.reset_stats()
@@ -163,20 +188,108 @@ def run_hps(rows: int, batches: np.ndarray, warmup: int, target: torch.Tensor, m
 def worker_main(args: argparse.Namespace) -> None:
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     batches = np.load(args.trace)
-    target = torch.randn(BATCH, SLOTS * DIM)
+    target = torch.randn(BATCH, SLOTS * DIM, device=device)
     work = Path(tempfile.mkdtemp(prefix="hps-bench-", dir=args.out))
     try:
         if args.worker == "a":
-            result = run_torch(args.rows, batches, args.warmup, target)
+            result = run_torch(args.rows, batches, args.warmup, target, device)
         elif args.worker == "b":
-            result = run_fbgemm(args.rows, batches, args.warmup, target)
+            result = run_fbgemm(args.rows, batches, args.warmup, target, device)
         else:
-            result = run_hps(args.rows, batches, args.warmup, target, 1.0 if args.worker == "c" else 0.1, work)
+            share = 1.0 if args.worker == "c" else args.memory_share
+            result = run_hps(args.rows, batches, args.warmup, target, share, work, device)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["lifetime_peak_rss_mb"] = lifetime_peak_rss_mb()
     print(json.dumps(result))
+
+
+# -- the four-way comparison ---------------------------------------------------------------------------
+
+def train_section(args: argparse.Namespace) -> list[str]:
+    """Run every variant that fits on every chosen trace; the table, stage timings and goals as markdown."""
+    traces = args.traces or list(TRACES)
+    results: dict[tuple[str, str], dict] = {}
+    for trace_name in traces:
+        trace_path = args.out / f"trace-{trace_name}.npy"
+        np.save(trace_path, make_trace(TRACES[trace_name], args.rows, args.warmup + args.batches, seed=1))
+        for variant in VARIANTS:
+            needed = table_bytes(variant, args.rows, args.memory_share)
+            if not fits(variant, args.rows, args.memory_share):
+                print(f"{trace_name:10s} ({variant}) does not fit: {needed / 2**30:.1f} GiB table", flush=True)
+                continue
+            result = run_worker(Path(__file__), ["--worker", variant, "--trace", str(trace_path),
+                                                 "--rows", str(args.rows), "--warmup", str(args.warmup),
+                                                 "--out", str(args.out), "--device", args.device,
+                                                 "--memory-share", str(args.memory_share)], timeout=3600)
+            results[(trace_name, variant)] = result
+            print(f"{trace_name:10s} ({variant}) {VARIANTS[variant]:40s} {result['keys_per_s'] / 1e6:6.2f}M keys/s "
+                  f"peak RSS {result['peak_rss_mb']:7.0f} MB (process {result['lifetime_peak_rss_mb']:7.0f} MB) "
+                  + (f"load {result['load_s']:.0f} s hit {result['memory_hit_rate']:.3f} prefetch hidden "
+                     f"{result['prefetch_hidden']:.0%} stages {result['seconds']}" if variant in "cd" else ""),
+                  flush=True)
+        trace_path.unlink()
+    (args.out / "hps_results.json").write_text(json.dumps(
+        {"rows": args.rows, "results": {f"{t}/{v}": res for (t, v), res in results.items()}}, indent=1))
+
+    def cell(t: str, v: str) -> str:
+        r = results.get((t, v))
+        if r is None:
+            return f"does not fit ({table_bytes(v, args.rows, args.memory_share) / 2**30:.0f} GiB)"
+        return f"{r['keys_per_s'] / 1e6:.2f}M / {r['peak_rss_mb'] / 1024:.2f} GB"
+
+    def ratio(t: str, num: str, den: str, key: str = "keys_per_s", pct: bool = False) -> str:
+        if (t, num) not in results or (t, den) not in results:
+            return "–"
+        value = results[(t, num)][key] / results[(t, den)][key]
+        return f"{value:.0%}" if pct else f"{value:.2f}×"
+
+    rows_out = [[t] + [cell(t, v) for v in VARIANTS]
+                + [ratio(t, "c", "a"), ratio(t, "c", "b"), ratio(t, "d", "c"), ratio(t, "d", "c", "peak_rss_mb", True),
+                   f"{results[(t, 'd')]['memory_hit_rate']:.1%}", f"{results[(t, 'd')]['prefetch_hidden']:.0%}"]
+                for t in traces]
+    header = ["trace"] + [f"({v}) keys/s / peak RSS" for v in VARIANTS] + [
+        "(c)/(a)", "(c)/(b)", "(d)/(c)", "RSS (d)/(c)", "(d) memory hit", "(d) prefetch hidden"]
+    stages = [[f"{t} ({v})", f"{results[(t, v)]['load_s']:.0f}"]
+              + [f"{results[(t, v)]['seconds'].get(k, 0.0):.2f}" for k in STAGE_COLUMNS]
+              for t in traces for v in "cd" if (t, v) in results]
+    lines = ["", "## Forward + backward + Adagrad update (keys/s, peak RSS while training)", "",
+             markdown_table(header, rows_out), "",
+             f"Stage seconds over the {PASSES} timed passes (plan stages run in the prefetch thread):", "",
+             markdown_table(["trace (variant)", "table load s"] + list(STAGE_COLUMNS), stages), "",
+             "Whole-process peak RSS (table load included), MB: " + "; ".join(
+                 f"{t} ({v}) {results[(t, v)]['lifetime_peak_rss_mb']:.0f}" for t in traces for v in VARIANTS
+                 if (t, v) in results)]
+    goals = []
+    for t in traces:
+        r = {v: results[(t, v)]["keys_per_s"] for v in VARIANTS if (t, v) in results}
+        if {"a", "b", "c"} <= r.keys():
+            goals.append((f"{t}: (c) ≥ 1.0× (b) and ≥ 1.5× (a)", r["c"] >= r["b"] and r["c"] >= 1.5 * r["a"]))
+        if {"c", "d"} <= r.keys():
+            share = 0.5 if TRACES[t] is None else 0.9
+            goals.append((f"{t}: (d) ≥ {share}× (c)", r["d"] >= share * r["c"]))
+            goals.append((f"{t}: RSS (d) ≤ 30 % of (c)",
+                          results[(t, "d")]["peak_rss_mb"] <= 0.3 * results[(t, "c")]["peak_rss_mb"]))
+    if args.reference and ("zipf-1.05", "d") in results:
+        reference = json.loads(args.reference.read_text())
+        c_10m = reference["results"]["zipf-1.05/c"]["keys_per_s"]
+        d = results[("zipf-1.05", "d")]
+        goals.append((f"{args.rows:,} rows ≥ 0.5× the {reference['rows']:,}-row (c) on Zipf 1.05 "
+                      f"({d['keys_per_s'] / c_10m:.2f}×)", d["keys_per_s"] >= 0.5 * c_10m))
+        goals.append((f"{args.rows:,} rows: peak RSS < 8 GiB ({d['lifetime_peak_rss_mb'] / 1024:.2f} GiB, load included)",
+                      d["lifetime_peak_rss_mb"] < 8 * 1024))
+    lines += ["", "Goals: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in goals)]
+    return lines
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=Path(__file__).parent).stdout.strip()
+    return done.stdout.strip() + ("+changes" if dirty else "")
 
 
 # -- SSD backends -----------------------------------------------------------------------------------
@@ -324,18 +437,23 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=["ssd", "train", "hit-rate"])
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--traces", action="append", choices=list(TRACES), help="default: all three")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (benchmarks/hps_gpu.sh)")
+    parser.add_argument("--memory-share", type=float, default=0.1, help="(d)'s memory tier, share of the table")
+    parser.add_argument("--reference", type=Path,
+                        help="hps_results.json of a 10M run: the 100M goal compares with its (c) on Zipf 1.05")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.worker:
         worker_main(args)
         return
     sections = set(args.only or ["ssd", "train", "hit-rate"])
-    if "train" in sections and importlib.util.find_spec("fbgemm_gpu") is None:
-        sys.exit(f"benchmarks/hps.py needs fbgemm-gpu-cpu for variant (b); install it with:\n  {FBGEMM_INSTALL}")
-    report = [f"# HPS benchmark, {date.today().isoformat()}",
+    report = [f"# HPS benchmark, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit()}",
               f"{args.rows:,} rows × {DIM} fp32, {SLOTS} slots, batches of {BATCH:,} samples "
               f"({BATCH * SLOTS:,} keys), best of {PASSES} timed passes over {args.batches} batches after "
-              f"{args.warmup} warm-up, torch {torch.__version__}, {THREADS} intra-op thread per variant, "
+              f"{args.warmup} warm-up, (d)'s memory tier {args.memory_share:.0%} of the table, torch {torch.__version__}, "
+              f"device {args.device}, {THREADS} intra-op thread "
+              f"per variant, {psutil.virtual_memory().total / 2**30:.0f} GiB memory, "
               f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"]
     began = time.perf_counter()
 
@@ -346,50 +464,8 @@ def main() -> None:
         print("\n".join(report[-3:]), flush=True)
 
     if "train" in sections:
-        results: dict[tuple[str, str], dict] = {}
-        for trace_name, alpha in TRACES.items():
-            trace_path = args.out / f"trace-{trace_name}.npy"
-            np.save(trace_path, make_trace(alpha, args.rows, args.warmup + args.batches, seed=1))
-            for variant in VARIANTS:
-                result = run_worker(Path(__file__), ["--worker", variant, "--trace", str(trace_path),
-                                                     "--rows", str(args.rows), "--warmup", str(args.warmup),
-                                                     "--out", str(args.out)], timeout=1800)
-                results[(trace_name, variant)] = result
-                print(f"{trace_name:10s} ({variant}) {VARIANTS[variant]:40s} {result['keys_per_s'] / 1e6:6.2f}M keys/s "
-                      f"peak RSS {result['peak_rss_mb']:7.0f} MB (process {result['lifetime_peak_rss_mb']:7.0f} MB) "
-                      + (f"hit {result['memory_hit_rate']:.3f} prefetch hidden {result['prefetch_hidden']:.0%} "
-                         f"stages {result['seconds']}" if variant in "cd" else ""), flush=True)
-            trace_path.unlink()
-        rows_out = []
-        for trace_name in TRACES:
-            r = {v: results[(trace_name, v)] for v in VARIANTS}
-            rows_out.append([trace_name] + [f"{r[v]['keys_per_s'] / 1e6:.2f}M / {r[v]['peak_rss_mb'] / 1024:.2f} GB"
-                                            for v in VARIANTS]
-                            + [f"{r['c']['keys_per_s'] / r['a']['keys_per_s']:.2f}×",
-                               f"{r['c']['keys_per_s'] / r['b']['keys_per_s']:.2f}×",
-                               f"{r['d']['keys_per_s'] / r['c']['keys_per_s']:.2f}×",
-                               f"{r['d']['peak_rss_mb'] / r['c']['peak_rss_mb']:.0%}",
-                               f"{r['d']['memory_hit_rate']:.1%}", f"{r['d']['prefetch_hidden']:.0%}"])
-        header = ["trace"] + [f"({v}) keys/s / peak RSS" for v in VARIANTS] + [
-            "(c)/(a)", "(c)/(b)", "(d)/(c)", "RSS (d)/(c)", "(d) memory hit", "(d) prefetch hidden"]
-        z = {v: results[("zipf-1.2", v)] for v in VARIANTS}
-        goals = [
-            ("(c) ≥ 1.0× (a), every trace",
-             all(results[(t, "c")]["keys_per_s"] >= results[(t, "a")]["keys_per_s"] for t in TRACES)),
-            ("(c) ≥ 0.5× (b), every trace",
-             all(results[(t, "c")]["keys_per_s"] >= 0.5 * results[(t, "b")]["keys_per_s"] for t in TRACES)),
-            ("(d) ≥ 0.7× (c) on Zipf 1.2", z["d"]["keys_per_s"] >= 0.7 * z["c"]["keys_per_s"]),
-            ("(d) peak RSS ≤ 30 % of (c)'s on Zipf 1.2", z["d"]["peak_rss_mb"] <= 0.3 * z["c"]["peak_rss_mb"]),
-        ]
-        report += ["", "## Forward + backward + Adagrad update (keys/s, peak RSS while training)", "",
-                   markdown_table(header, rows_out), "",
-                   "Whole-process peak RSS (table load included), MB: " + "; ".join(
-                       f"{t} " + ", ".join(f"({v}) {results[(t, v)]['lifetime_peak_rss_mb']:.0f}" for v in VARIANTS)
-                       for t in TRACES), "",
-                   "Goals: " + "; ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in goals)]
-        (args.out / "hps_results.json").write_text(json.dumps(
-            {f"{t}/{v}": res for (t, v), res in results.items()}, indent=1))
-        print("\n".join(report[-7:]), flush=True)
+        report += train_section(args)
+        print("\n".join(report[-12:]), flush=True)
 
     if "hit-rate" in sections:
         traces = {name: make_trace(alpha, args.rows, args.hit_rate_batches, seed=2)

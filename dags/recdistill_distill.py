@@ -39,12 +39,20 @@ def _windows(ds: str) -> Windows:
 def recdistill_distill() -> None:
     @task.sensor(poke_interval=300, timeout=timedelta(hours=12).total_seconds(), mode="reschedule")
     def wait_for_samples(ds: str | None = None) -> bool:
-        """True once training_samples holds D and every day the students train and calibrate on."""
+        """True once training_samples holds D and every day the students train and calibrate on; skipped,
+        with the reason, for days without data (none will come)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline.readiness import NoData, require_samples_coming
         from pipeline.tables import TRAINING_SAMPLES, dates_present
 
         windows = _windows(ds)  # type: ignore[arg-type]
-        needed = {*windows.train, windows.calibration, windows.holdout}
-        return dates_present(settings, TRAINING_SAMPLES, needed) == needed
+        needed = [*windows.train, windows.calibration, windows.holdout]
+        try:
+            require_samples_coming(settings, needed)
+        except NoData as err:
+            raise AirflowSkipException(str(err)) from err
+        return dates_present(settings, TRAINING_SAMPLES, needed) == set(needed)
 
     @task
     def teacher(ds: str | None = None) -> str:

@@ -1,11 +1,12 @@
 """Streaming sidecar (issue #7): fresh events → samples → teacher logits → champion fine-tune → challenger.
 
-Every 15 minutes: a spark-submit of the availableNow stream over `events` (checkpointed, inserts by
-sample_id), then the newest teacher scores the streamed samples it has not scored, the champion is
-fine-tuned for one pass over the stream batches no earlier increment consumed, and the result is
-registered as `challenger`; only the promotion gate makes it champion. The day before the run's
-date is the gate's held-out day and is never trained on. Without a teacher or a champion the
-update is skipped, not failed. Each step is idempotent, so any run can be retried or cleared.
+Every 15 minutes: a spark-submit of the availableNow stream over the `events` after the champion's
+data (checkpointed, inserts by sample_id), then the newest teacher scores the streamed samples it
+has not scored, the champion is fine-tuned for one pass over the stream batches no earlier
+increment consumed, and the result is registered as `challenger`; only the promotion gate makes it
+champion. The last day with samples before the run's date is the gate's held-out day and is never
+trained on. Without a champion or a teacher the run is skipped, with the reason, not failed. Each
+step is idempotent, so any run can be retried or cleared.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ settings = load_settings()
 
 
 def _holdout(ds: str) -> date:
-    return date.fromisoformat(ds) - timedelta(days=1)
+    from pipeline.streaming import gate_day
+
+    return gate_day(settings, before=date.fromisoformat(ds))
 
 
 @dag(
@@ -36,8 +39,20 @@ def _holdout(ds: str) -> date:
     doc_md=__doc__,
 )
 def recdistill_streaming() -> None:
+    @task
+    def stream_start() -> str:
+        """The last date of the champion's data: the stream reads only later events. Skipped without a champion."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline.streaming import stream_start as start
+
+        after = start(settings)
+        if after is None:
+            raise AirflowSkipException("no champion of recdistill-student yet: the daily pipeline releases the first one")
+        return after.isoformat()
+
     stream = spark_job(settings, "stream_samples", "stream_samples", [assets.TRAINING_SAMPLES, assets.STREAM_SAMPLES],
-                       dated=False)
+                       "--after", "{{ ti.xcom_pull(task_ids='stream_start') }}", dated=False)
 
     @task(outlets=[assets.TEACHER_LOGITS])
     def score_samples() -> str:
@@ -76,7 +91,7 @@ def recdistill_streaming() -> None:
         return version
 
     teacher = score_samples()
-    stream >> teacher
+    stream_start() >> stream >> teacher
     release(update_student(teacher))
 
 

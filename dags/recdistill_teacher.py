@@ -35,11 +35,19 @@ FIRST_PERIOD = settings.generator.start_date + timedelta(days=1)  # the first da
 def recdistill_teacher() -> None:
     @task.sensor(poke_interval=600, timeout=timedelta(hours=24).total_seconds(), mode="reschedule")
     def wait_for_samples(ds: str | None = None) -> bool:
-        """True once training_samples holds every day of the period."""
+        """True once training_samples holds every day of the period; skipped, with the reason, for days
+        without data (none will come)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline.readiness import NoData, require_samples_coming
         from pipeline.tables import TRAINING_SAMPLES, dates_present
         from pipeline.train.windows import teacher_period
 
         train, validation = teacher_period(settings, date.fromisoformat(ds))  # type: ignore[arg-type]
+        try:
+            require_samples_coming(settings, [*train, validation])
+        except NoData as err:
+            raise AirflowSkipException(str(err)) from err
         return dates_present(settings, TRAINING_SAMPLES, [*train, validation]) == {*train, validation}
 
     @task(pool=TRAINING_POOL, outlets=[assets.TEACHER_MODEL])

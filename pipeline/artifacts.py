@@ -176,10 +176,6 @@ class TeacherFolder:
     directory: Path
 
     @property
-    def version(self) -> str:
-        return self.directory.name
-
-    @property
     def manifest_path(self) -> Path:
         return self.directory / MANIFEST
 

@@ -13,11 +13,11 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
 from pipeline.registry.cli import registry_app
+from pipeline.train.windows import Windows
 
 class RecdistillApp(typer.Typer):
     """The `recdistill` command. Every error ends it with one line on stderr that names the thing
@@ -83,11 +83,18 @@ ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="config pro
 DateOpt = Annotated[Optional[str], typer.Option("--date", help="one logical date, YYYY-MM-DD")]
 FromOpt = Annotated[Optional[str], typer.Option("--from", help="first date of a range, YYYY-MM-DD")]
 ToOpt = Annotated[Optional[str], typer.Option("--to", help="last date of a range, YYYY-MM-DD")]
+# Off when the demo calls a command: it prints the tables once, in its closing summary.
+SummaryOpt = Annotated[bool, typer.Option(hidden=True)]
+CalibrationOpt = Annotated[Optional[str], typer.Option(
+    "--calibration-date", help="the fresh day that calibrates stale logits and early-stops students "
+                               "(default: the last date with samples before the held-out one)")]
 
 
 def _settings(profile: str | None, writes: bool = True) -> Settings:
     """The settings of `profile`, after checking its lakehouse can be used (and, if `writes`, written)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.progress import configure_logging
+
+    configure_logging()
     try:
         settings = load_settings(profile)
     except ValueError as err:
@@ -123,25 +130,52 @@ def _parse_date(text: str, flag: str) -> date:
         raise typer.BadParameter(f"{text!r} is not a date (expected YYYY-MM-DD)", param_hint=flag) from err
 
 
-def resolve_dates(settings: Settings, day: str | None, start: str | None, end: str | None) -> list[date]:
-    """`--date` alone, or `--from`/`--to`; neither means every generated day of the profile."""
+def resolve_dates(day: str | None, start: str | None, end: str | None, present: list[date],
+                  what: str = "the data") -> list[date]:
+    """`--date` alone, or `--from`/`--to` (an open end is the first or last of `present`); neither: `present`.
+
+    `present` are the dates the step's input holds (landing files, events), so any data set works
+    without date flags.
+    """
     if day and (start or end):
         raise typer.BadParameter("give either --date or --from/--to, not both", param_hint="--date")
     if day:
         return [_parse_date(day, "--date")]
-    gen = settings.generator
-    first = _parse_date(start, "--from") if start else gen.start_date
-    last = _parse_date(end, "--to") if end else gen.start_date + timedelta(days=gen.n_days - 1)
+    if not present and not (start and end):
+        raise typer.BadParameter(f"{what} holds no dates; give --date or --from/--to", param_hint="--date")
+    first = _parse_date(start, "--from") if start else present[0]
+    last = _parse_date(end, "--to") if end else present[-1]
     if last < first:
         raise typer.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    if start or end:
+        from pipeline.dates import date_range
+
+        return date_range(first, last)
+    return present
+
+
+def landing_dates(settings: Settings, sources: list[str] | None, day: str | None, start: str | None,
+                  end: str | None) -> list[date]:
+    """The dates to ingest: as given, else every date with landing files (of `sources`, default every source)."""
+    from pipeline.data.landing import landing_days, landing_sources
+
+    root = settings.lakehouse.landing
+    present = sorted({d for source in (sources or landing_sources(root)) for d in landing_days(root, source)})
+    return resolve_dates(day, start, end, present, f"the landing files under {root}")
+
+
+def event_dates(settings: Settings, day: str | None, start: str | None, end: str | None) -> list[date]:
+    """The dates to build: as given, else every date `events` holds."""
+    from pipeline.tables import EVENTS, partition_dates
+
+    return resolve_dates(day, start, end, partition_dates(settings, EVENTS), "the events table")
 
 
 def print_counts(settings: Settings) -> None:
-    """The summary every data command ends with: rows per table."""
+    """Rows per table: the summary data commands end with."""
     from pipeline.tables import table_counts
 
-    table = Table(title=f"lakehouse {settings.lakehouse.root}")
+    table = Table(title=f"Delta tables in {settings.lakehouse.tables}")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in table_counts(settings).items():
@@ -151,24 +185,22 @@ def print_counts(settings: Settings) -> None:
 
 def _run_job(job: str, settings: Settings, days: list[date], *, whole_range: bool = False,
              **kwargs: object) -> list[object]:
-    """Run a Spark job per date (or, with `whole_range`, once over all `days`) with a progress bar."""
+    """Run a Spark job per date (or, with `whole_range`, once over all `days`), reporting each step."""
     import importlib
 
+    from pipeline.progress import Step
     from pipeline.spark import get_spark
 
     module = importlib.import_module(f"spark_jobs.{job}")
     spark = get_spark(settings)
-    with Progress(console=console) as progress:
-        if whole_range:
-            task = progress.add_task(f"{job} {days[0]}…{days[-1]}", total=1)
-            result = module.run_range(spark, settings, days[0], days[-1], **kwargs)
-            progress.advance(task)
-            return [result]
-        results = []
-        task = progress.add_task(job, total=len(days))
+    if whole_range:
+        with Step(f"{job} {days[0]} … {days[-1]}"):
+            return [module.run_range(spark, settings, days[0], days[-1], **kwargs)]
+    results = []
+    with Step(job, len(days), "day") as step:
         for day in days:
             results.append(module.run(spark, settings, day, **kwargs))
-            progress.advance(task)
+            step.advance()
     return results
 
 
@@ -211,9 +243,12 @@ AllRejectedOpt = Annotated[bool, typer.Option(
 @data_app.command("ingest")
 def ingest(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
            source: SourcesOpt = None, allow_all_rejected: AllRejectedOpt = False) -> None:
-    """Ingest every source's landing files of each date into `events` (rejected rows → `events_quarantine`)."""
+    """Ingest every source's landing files of each date into `events` (rejected rows → `events_quarantine`).
+
+    Default: every date with landing files (of `--source`, if given).
+    """
     settings = _settings(profile)
-    for report in _run_job("ingest_events", settings, resolve_dates(settings, day, start, end), sources=source,
+    for report in _run_job("ingest_events", settings, landing_dates(settings, source, day, start, end), sources=source,
                            allow_all_rejected=allow_all_rejected):
         console.print(report)
     print_counts(settings)
@@ -221,9 +256,9 @@ def ingest(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = Non
 
 @data_app.command("features")
 def features(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
-    """Build point-in-time user and item features."""
+    """Build point-in-time user and item features (default: every date in `events`)."""
     settings = _settings(profile)
-    _run_job("build_features", settings, resolve_dates(settings, day, start, end))
+    _run_job("build_features", settings, event_dates(settings, day, start, end))
     print_counts(settings)
 
 
@@ -231,7 +266,7 @@ def features(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = N
 def sequences(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
     """Build behaviour sequences (teacher length; the student's is its most recent part)."""
     settings = _settings(profile)
-    _run_job("build_sequences", settings, resolve_dates(settings, day, start, end))
+    _run_job("build_sequences", settings, event_dates(settings, day, start, end))
     print_counts(settings)
 
 
@@ -239,20 +274,25 @@ def sequences(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = 
 def samples(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None) -> None:
     """Build `training_samples`."""
     settings = _settings(profile)
-    _run_job("build_samples", settings, resolve_dates(settings, day, start, end))
+    _run_job("build_samples", settings, event_dates(settings, day, start, end))
     print_counts(settings)
 
 
 @data_app.command("run")
 def run_all(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-            source: SourcesOpt = None, allow_all_rejected: AllRejectedOpt = False) -> None:
-    """Ingest each date, then features → sequences → samples over the whole range, one job each."""
+            source: SourcesOpt = None, allow_all_rejected: AllRejectedOpt = False,
+            summary: SummaryOpt = True) -> None:
+    """Ingest each date, then features → sequences → samples over the whole range, one job each.
+
+    Default: every date with landing files (of `--source`, if given).
+    """
     settings = _settings(profile)
-    days = resolve_dates(settings, day, start, end)
+    days = landing_dates(settings, source, day, start, end)
     _run_job("ingest_events", settings, days, sources=source, allow_all_rejected=allow_all_rejected)
     for job in ("build_features", "build_sequences", "build_samples"):
         _run_job(job, settings, days, whole_range=True)
-    print_counts(settings)
+    if summary:
+        print_counts(settings)
 
 
 TeacherOpt = Annotated[Optional[str], typer.Option(
@@ -261,12 +301,28 @@ TeacherOpt = Annotated[Optional[str], typer.Option(
 SeedsOpt = Annotated[Optional[list[int]], typer.Option("--seed", help="repeatable; default: student.seeds")]
 
 
-def _train_days(settings: Settings, start: str | None, end: str | None, teacher: bool = False) -> list[date]:
+def _windows(settings: Settings, holdout: str | None = None, calibration: str | None = None) -> Windows:
+    """The training windows over the dates `training_samples` holds, moved by the date flags given."""
     from pipeline.train.windows import default_windows
 
+    try:
+        return default_windows(settings, _parse_date(holdout, "--date") if holdout else None,
+                               _parse_date(calibration, "--calibration-date") if calibration else None)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--date/--calibration-date") from err
+
+
+def _train_days(settings: Settings, windows: Windows, start: str | None, end: str | None,
+                teacher: bool = False) -> list[date]:
+    """`--from`/`--to` if given, else the window's days (the teacher's or the students')."""
+    from pipeline.dates import date_range
+
     if start or end:
-        return resolve_dates(settings, None, start, end)
-    windows = default_windows(settings)
+        first = _parse_date(start, "--from") if start else (windows.teacher_train if teacher else windows.train)[0]
+        last = _parse_date(end, "--to") if end else (windows.teacher_train if teacher else windows.train)[-1]
+        if last < first:
+            raise typer.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
+        return date_range(first, last)
     return windows.teacher_train if teacher else windows.train
 
 
@@ -281,16 +337,22 @@ def _teacher(settings: Settings, version: str | None, data_before: date | None =
 
 @teacher_app.command("train")
 def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
-                  validation: Annotated[Optional[str], typer.Option("--validation-date")] = None) -> None:
-    """Train (or resume) the teacher on a window of dates; works under torchrun too."""
+                  validation: Annotated[Optional[str], typer.Option(
+                      "--validation-date", help="default: the students' calibration date")] = None,
+                  calibration: CalibrationOpt = None) -> None:
+    """Train (or resume) the teacher on a window of dates; works under torchrun too.
+
+    Default window: every date with samples before the students' window (the first date only
+    feeds history).
+    """
     from pipeline.train.ranks import init_distributed_from_env
     from pipeline.train.teacher import train_teacher
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
     init_distributed_from_env()
-    days = _train_days(settings, start, end, teacher=True)
-    check = [_parse_date(validation, "--validation-date")] if validation else [default_windows(settings).calibration]
+    windows = _windows(settings, calibration=calibration)
+    days = _train_days(settings, windows, start, end, teacher=True)
+    check = [_parse_date(validation, "--validation-date")] if validation else [windows.calibration]
     try:
         run = train_teacher(settings, days, check)
     except ValueError as err:  # e.g. a window without training samples: nothing was written
@@ -310,46 +372,48 @@ def teacher_register(profile: ProfileOpt = None, teacher_version: TeacherOpt = N
 
 @logits_app.command("dump")
 def logits_dump(profile: ProfileOpt = None, day: DateOpt = None, start: FromOpt = None, end: ToOpt = None,
-                teacher_version: TeacherOpt = None) -> None:
-    """Score samples of each date with a teacher into teacher_logits (idempotent per date and version)."""
+                teacher_version: TeacherOpt = None, summary: SummaryOpt = True) -> None:
+    """Score samples of each date with a teacher into teacher_logits (idempotent per date and version).
+
+    Default: every date of training_samples.
+    """
+    from pipeline.tables import TRAINING_SAMPLES, partition_dates
     from pipeline.train.logit_dump import dump_logits
 
     settings = _settings(profile)
     version = _teacher(settings, teacher_version)
-    days = resolve_dates(settings, day, start, end)
-    with Progress(console=console) as progress:
-        task = progress.add_task("logits", total=len(days))
-        for one in days:
-            rows = dump_logits(settings, one, version)
-            progress.console.print(f"{one}: {rows:,} logits of {version}")
-            progress.advance(task)
-    print_counts(settings)
+    for one in resolve_dates(day, start, end, partition_dates(settings, TRAINING_SAMPLES), "training_samples"):
+        console.print(f"{one}: {dump_logits(settings, one, version):,} logits of {version}")
+    if summary:
+        print_counts(settings)
 
 
 def _students(kinds: list[str], profile: str | None, start: str | None, end: str | None,
-              teacher_version: str | None, seeds: list[int] | None) -> None:
+              calibration: str | None, teacher_version: str | None, seeds: list[int] | None) -> None:
     from pipeline.train.students import train_students
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
-    days = _train_days(settings, start, end)
+    windows = _windows(settings, calibration=calibration)
+    days = _train_days(settings, windows, start, end)
     version = _teacher(settings, teacher_version, data_before=days[0]) if kinds != ["base"] else None
-    for run in train_students(settings, kinds, days, default_windows(settings).calibration, version, seeds):  # type: ignore[arg-type]
+    for run in train_students(settings, kinds, days, windows.calibration, version, seeds):  # type: ignore[arg-type]
         console.print(f"{run.kind} student seed {run.seed}: {run.folder.directory}")
 
 
 @student_app.command("distill")
 def student_distill(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
-                    teacher_version: TeacherOpt = None, seed: SeedsOpt = None) -> None:
+                    calibration: CalibrationOpt = None, teacher_version: TeacherOpt = None,
+                    seed: SeedsOpt = None) -> None:
     """Train the baseline student (labels only) and the KD student (labels + teacher logits)."""
-    _students(["base", "kd"], profile, start, end, teacher_version, seed)
+    _students(["base", "kd"], profile, start, end, calibration, teacher_version, seed)
 
 
 @student_app.command("debias")
 def student_debias(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt = None,
-                   teacher_version: TeacherOpt = None, seed: SeedsOpt = None) -> None:
+                   calibration: CalibrationOpt = None, teacher_version: TeacherOpt = None,
+                   seed: SeedsOpt = None) -> None:
     """Train the debiased student (auxiliary KD head, stale-logit adapter, neutral-position logits)."""
-    _students(["debiased"], profile, start, end, teacher_version, seed)
+    _students(["debiased"], profile, start, end, calibration, teacher_version, seed)
 
 
 @student_app.command("release")
@@ -360,10 +424,9 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
     """W8A16-quantize a student, check parity, export, register it as challenger and run the gate."""
     from pipeline.artifacts import find_student
     from pipeline.train.release import release_student
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
-    holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
+    holdout = _windows(settings, day).holdout
     version = _teacher(settings, teacher_version)
     wanted = settings.student.seeds[0] if seed is None else seed
     try:
@@ -382,10 +445,9 @@ def student_release(profile: ProfileOpt = None, teacher_version: TeacherOpt = No
 def evaluate_cmd(profile: ProfileOpt = None, day: DateOpt = None, teacher_version: TeacherOpt = None) -> object:
     """Teacher vs students on a held-out date (and its random-exposure slice), with transferability."""
     from pipeline.train.evaluate import evaluate
-    from pipeline.train.windows import default_windows
 
     settings = _settings(profile)
-    holdout = _parse_date(day, "--date") if day else default_windows(settings).holdout
+    holdout = _windows(settings, day).holdout
     report = evaluate(settings, holdout, _teacher(settings, teacher_version))
     print_report(report)
     return report
@@ -414,15 +476,15 @@ def demo(profile: ProfileOpt = None) -> None:
     started = time.perf_counter()
     settings = _settings(profile)
     generate(profile=settings.profile)
-    run_all(profile=settings.profile)
+    run_all(profile=settings.profile, summary=False)
     teacher_train(profile=settings.profile)
     teacher_register(profile=settings.profile)
-    logits_dump(profile=settings.profile)
+    logits_dump(profile=settings.profile, summary=False)
     student_distill(profile=settings.profile)
     student_debias(profile=settings.profile)
     report = evaluate_cmd(profile=settings.profile)
     release = student_release(profile=settings.profile)
-    increment = stream_run(profile=settings.profile)
+    increment = stream_run(profile=settings.profile, summary=False)
     print_summary(settings, report, release, increment, time.perf_counter() - started)
 
 
@@ -447,7 +509,8 @@ def print_summary(settings: Settings, report: object, release: object, increment
     table.add_row(f"latency gain, W8A16 + reuse vs naive (N={latency.candidates})",
                   f"{latency.gain:.2f}x ({latency.naive_ms:.2f} → {latency.w8a16_ms:.2f} ms)")
     table.add_row("released student", f"v{release.version}: {'promoted' if release.decision.promoted else 'refused'}")  # type: ignore[attr-defined]
-    table.add_row("streaming increment", increment.skipped or f"v{increment.challenger_version}: "  # type: ignore[attr-defined]
+    table.add_row("streaming increment", increment.skipped or  # type: ignore[attr-defined]
+                  f"v{increment.challenger_version} ({_increment_text(increment.update)}): "  # type: ignore[attr-defined]
                   f"{'promoted' if increment.promoted else 'refused'}")  # type: ignore[attr-defined]
     registry = settings.registry
     aliases = connect(settings).get_registered_model(registry.student_model).aliases
@@ -456,10 +519,16 @@ def print_summary(settings: Settings, report: object, release: object, increment
     console.print(table)
 
 
+def _increment_text(update: object) -> str:
+    """`1,234 samples of 2026-01-11 (after 2026-01-10)`: how much an increment trained on."""
+    return (f"{update.samples:,} samples of {', '.join(update.days)} "  # type: ignore[attr-defined]
+            f"(after {update.after})")  # type: ignore[attr-defined]
+
+
 @stream_app.command("run")
 def stream_run(profile: ProfileOpt = None,
-               holdout: Annotated[Optional[str], typer.Option("--holdout-date", help="gate date, never trained on")] = None
-               ) -> object:
+               holdout: Annotated[Optional[str], typer.Option("--holdout-date", help="gate date, never trained on")] = None,
+               summary: SummaryOpt = True) -> object:
     """One increment: stream fresh events, score them with the teacher, fine-tune the champion, gate it."""
     from pipeline.streaming import run_increment
 
@@ -470,9 +539,10 @@ def stream_run(profile: ProfileOpt = None,
         console.print(f"student update skipped: {report.skipped}")
     else:
         verdict = "promoted to @champion" if report.promoted else "NOT promoted (champion unchanged)"
-        console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}: "
-                      f"{verdict}")
-    print_counts(settings)
+        console.print(f"recdistill-student version {report.challenger_version} from v{report.update.parent_version}, "
+                      f"{_increment_text(report.update)}: {verdict}")
+    if summary:
+        print_counts(settings)
     return report
 
 

@@ -15,17 +15,24 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ProfileName = Literal["tiny", "demo", "prod"]
 ENV_PREFIX = "RECDISTILL_"
+# Default folders (lakehouse, caches) live here, wherever the command runs from.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class LakehouseConfig(BaseModel):
     """Where every table and landing file lives (a local path or any URI Spark and delta-rs read)."""
 
-    root: Path = Path("lakehouse")
+    root: Path = PROJECT_ROOT / "lakehouse"
+
+    @field_validator("root")
+    @classmethod
+    def _root_absolute(cls, root: Path) -> Path:
+        return root.resolve()
 
     @property
     def landing(self) -> Path:
@@ -56,8 +63,34 @@ class SparkConfig(BaseModel):
     app_name: str = "recdistill"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "4g"
-    ivy_dir: Path = Path(".cache/ivy")
+    # Spark's Ivy cache of the Delta jars: absolute, so no working directory downloads them again.
+    ivy_dir: Path = PROJECT_ROOT / ".cache" / "ivy"
     conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("ivy_dir")
+    @classmethod
+    def _ivy_absolute(cls, ivy_dir: Path) -> Path:
+        return ivy_dir.resolve()
+
+
+class AirflowConfig(BaseModel):
+    """How big a local Airflow (`make airflow`) is: defaults sized for a 2-core machine.
+
+    LocalExecutor starts `parallelism` worker processes (32 by Airflow's default, ~4 GiB RSS on
+    2 cores); the Spark and training pools already run one heavy task at a time.
+    """
+
+    home: Path = PROJECT_ROOT / ".cache" / "airflow"
+    port: int = Field(8080, ge=1, le=65535)
+    parallelism: int = Field(2, ge=1, description="task slots, and LocalExecutor worker processes")
+    api_workers: int = Field(1, ge=1, description="API server (UI) worker processes")
+    parsing_processes: int = Field(1, ge=1, description="DAG processor parsing processes")
+    max_active_runs: int = Field(2, ge=1, description="runs of one DAG at a time (a sensor waiting on data holds one)")
+
+    @field_validator("home")
+    @classmethod
+    def _home_absolute(cls, home: Path) -> Path:
+        return home.resolve()
 
 
 class GeneratorConfig(BaseModel):
@@ -180,6 +213,9 @@ class RegistryConfig(BaseModel):
                                                             "store, else the tracking server's default")
 
 
+DEPLOYMENT_SECTIONS = {"lakehouse", "spark", "airflow", "mlflow"}
+
+
 class Settings(BaseSettings):
     """All of recdistill's settings; build with `load_settings`."""
 
@@ -196,6 +232,7 @@ class Settings(BaseSettings):
     student: StudentTrainConfig = Field(default_factory=StudentTrainConfig)
     debias: DebiasConfig = Field(default_factory=DebiasConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    airflow: AirflowConfig = Field(default_factory=AirflowConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @classmethod
@@ -214,11 +251,15 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
-        return f"sqlite:///{(self.lakehouse.root / 'mlflow.db').resolve()}"
+        return f"sqlite:///{self.lakehouse.root / 'mlflow.db'}"
 
     def config_hash(self) -> str:
-        """A short, stable hash of every setting; recorded with artifacts for lineage."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short, stable hash of the settings that shape data and models; recorded with artifacts for lineage.
+
+        Where things run (paths, Spark, Airflow, MLflow) is left out: the same model from another
+        checkout or port has the same hash.
+        """
+        payload = json.dumps(self.model_dump(mode="json", exclude=DEPLOYMENT_SECTIONS), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

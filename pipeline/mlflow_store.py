@@ -24,14 +24,23 @@ def connect(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+# MLflow 3's UI opens an experiment on the view this tag names; without it, on an empty GenAI traces page.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def experiment_id(settings: Settings) -> str:
     """The id of `settings.mlflow.experiment`, created on first use with its artifacts beside a local
-    SQLite store (MLflow's default would be `./mlruns` of whichever process came first)."""
+    SQLite store (MLflow's default would be `./mlruns` of whichever process came first), and marked
+    as model training so the UI opens it on its runs."""
     client = connect(settings)
     experiment = client.get_experiment_by_name(settings.mlflow.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(settings.mlflow.experiment, artifact_location=artifact_location(settings))
+    if experiment is None:
+        return client.create_experiment(settings.mlflow.experiment, artifact_location=artifact_location(settings),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag was set
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def artifact_location(settings: Settings) -> str | None:

@@ -3,6 +3,8 @@
 Each step is idempotent on its own, so the Airflow DAG can run them as separate tasks and retry any:
 the stream is checkpointed and inserts by sample_id, logits are inserted by (sample_id, teacher
 version), and the student update trains only on stream batches no registered increment consumed.
+The stream starts where the champion's data ends (`stream_start`): its first run does not rebuild the
+history the daily jobs already turned into samples, and an increment learns only what came after.
 The update fine-tunes the current `champion` for one pass with label + KD loss and registers the
 result as `challenger`; only the promotion gate can make it champion. Without a champion (or a
 teacher, or fresh samples) the update is skipped with the reason in the report, not an error: the
@@ -24,19 +26,18 @@ import torch
 from pipeline.artifacts import IncrementManifest, Platt, StudentFolder, increment_folder, latest_teacher, student_of_export
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
-from pipeline.lineage import code_version
+from pipeline.lineage import Lineage, code_version
 from pipeline.mlflow_store import connect
 from pipeline.registry.registry import METADATA_KEY, model_uri
-from pipeline.tables import STREAM_SAMPLES, read_arrow, table_exists
+from pipeline.tables import STREAM_SAMPLES, TRAINING_SAMPLES, partition_dates, read_arrow, table_exists
 from pipeline.train.distill import StaleAdapter, load_student, save_student, student_loss
 from pipeline.train.logit_dump import configured_label, dump_stream_logits
 from pipeline.train.logit_lookup import LogitLookup
 from pipeline.train.loop import Batch, train_epoch
 from pipeline.train.release import export_release, gate_release, register_release
-from pipeline.train.windows import default_windows
 
 log = logging.getLogger(__name__)
-STREAM_TAG = "stream."  # registry tags of an increment: parent_version, first_batch, last_batch, samples
+STREAM_TAG = "stream."  # registry tags of an increment: parent_version, first_batch, last_batch, samples, after
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class StudentUpdate:
     first_batch: int
     last_batch: int
     samples: int
+    after: str  # the last date of the data the increments build on; they train only on later dates
+    days: tuple[str, ...] = ()  # the dates of the samples it trained on
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,37 @@ class IncrementReport:
     skipped: str | None
 
 
-def stream_samples(settings: Settings) -> None:
-    """Run the availableNow stream over `events` in this process (the DAG spark-submits it instead)."""
+def stream_samples(settings: Settings, after: date | None) -> None:
+    """Run the availableNow stream over `events` after date `after` in this process (the DAG spark-submits it)."""
     from pipeline.spark import get_spark
     from spark_jobs import stream_samples as job
 
-    job.run(get_spark(settings), settings)
+    job.run(get_spark(settings), settings, after)
+
+
+def stream_start(settings: Settings) -> date | None:
+    """Where the sidecar starts: the last date of the champion's data (None without a champion).
+
+    A daily champion's is the end of its training window; an increment keeps the date its chain
+    started from, so events arriving later on a streamed day still count as new.
+    """
+    client = connect(settings)
+    try:
+        champion = client.get_model_version_by_alias(settings.registry.student_model, settings.registry.champion_alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if f"{STREAM_TAG}after" in champion.tags:
+        return date.fromisoformat(champion.tags[f"{STREAM_TAG}after"])
+    return Lineage.from_tags(champion.tags).data_end
+
+
+def gate_day(settings: Settings, before: date | None = None) -> date:
+    """The increment's held-out day: the last date with samples (before `before`, the run's day, if given)."""
+    days = [d for d in partition_dates(settings, TRAINING_SAMPLES) if before is None or d < before]
+    if not days:
+        raise ValueError(f"no training_samples{f' before {before}' if before else ''} under "
+                         f"{settings.lakehouse.tables} to gate an increment on")
+    return days[-1]
 
 
 def score_stream_samples(settings: Settings) -> tuple[str | None, int]:
@@ -109,14 +137,16 @@ def consumed_batch(settings: Settings) -> int:
     return max(last, default=-1)
 
 
-def fresh_samples(settings: Settings, after_batch: int, holdout: date) -> pa.Table:
-    """Streamed samples of batches after `after_batch`, minus the gate's held-out date."""
+def fresh_samples(settings: Settings, after_batch: int, after: date, holdout: date) -> pa.Table:
+    """Streamed samples of batches after `after_batch` and dates after `after`, minus the gate's held-out date."""
     if not table_exists(settings, STREAM_SAMPLES):
         return pa.table({"sample_id": pa.array([], pa.int64()), "batch_id": pa.array([], pa.int64()),
                          "date": pa.array([], pa.date32())})
     streamed = read_arrow(settings, STREAM_SAMPLES)
-    keep = pc.and_(pc.greater(streamed.column("batch_id"), after_batch),
-                   pc.not_equal(streamed.column("date"), pa.scalar(holdout, pa.date32())))
+    dates = streamed.column("date")
+    keep = pc.and_(pc.and_(pc.greater(streamed.column("batch_id"), after_batch),
+                           pc.greater(dates, pa.scalar(after, pa.date32()))),
+                   pc.not_equal(dates, pa.scalar(holdout, pa.date32())))
     return streamed.filter(keep)
 
 
@@ -126,9 +156,10 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
     if champion is None:
         return "no champion of recdistill-student yet: the daily pipeline releases the first one"
     parent_version, parent_folder = champion
-    fresh = fresh_samples(settings, consumed_batch(settings), holdout)
+    after = stream_start(settings) or parent_folder.manifest().data_dates[-1]
+    fresh = fresh_samples(settings, consumed_batch(settings), after, holdout)
     if fresh.num_rows == 0:
-        return "no fresh streamed samples since the last increment"
+        return f"no fresh streamed samples since the last increment (after {after}, not the gate day {holdout})"
     batch_ids = fresh.column("batch_id")
     first, last = int(pc.min(batch_ids).as_py()), int(pc.max(batch_ids).as_py())
     days = sorted(set(fresh.column("date").to_pylist()))
@@ -156,8 +187,10 @@ def update_student(settings: Settings, teacher_version: str, holdout: date) -> S
         config_hash=settings.config_hash(), code_version=code_version(), student_config=parent.student_config,
         finished_at=datetime.now(timezone.utc), parent_version=parent_version, parent_student=parent.name,
         first_batch=first, last_batch=last, samples=fresh.num_rows, train_loss=loss))
-    log.info("increment %s: %d fresh samples of batches %d..%d, loss %.4f", name, fresh.num_rows, first, last, loss)
-    return StudentUpdate(folder.directory, parent_version, first, last, fresh.num_rows)
+    log.info("increment %s: %d fresh samples of %s (batches %d..%d), loss %.4f", name, fresh.num_rows,
+             [str(d) for d in days], first, last, loss)
+    return StudentUpdate(folder.directory, parent_version, first, last, fresh.num_rows, str(after),
+                         tuple(str(d) for d in days))
 
 
 def release_update(settings: Settings, update: StudentUpdate, holdout: date) -> tuple[str, bool]:
@@ -167,7 +200,7 @@ def release_update(settings: Settings, update: StudentUpdate, holdout: date) -> 
     version = register_release(settings, student)
     client = connect(settings)
     tags = {"parent_version": update.parent_version, "first_batch": update.first_batch,
-            "last_batch": update.last_batch, "samples": update.samples}
+            "last_batch": update.last_batch, "samples": update.samples, "after": update.after}
     for key, value in tags.items():
         client.set_model_version_tag(settings.registry.student_model, version, f"{STREAM_TAG}{key}", str(value))
     return version, gate_release(settings, version, holdout).promoted
@@ -175,10 +208,11 @@ def release_update(settings: Settings, update: StudentUpdate, holdout: date) -> 
 
 def run_increment(settings: Settings, holdout: date | None = None, stream: bool = True) -> IncrementReport:
     """Stream → logits → student update → challenger, in this process; `holdout` defaults to the
-    configured evaluation date, whose samples the update never trains on."""
-    holdout = holdout or default_windows(settings).holdout
-    if stream:
-        stream_samples(settings)
+    last date with samples, which the update never trains on. The stream starts after the champion's data."""
+    holdout = holdout or gate_day(settings)
+    after = stream_start(settings)
+    if stream and after is not None:
+        stream_samples(settings, after)
     teacher, written = score_stream_samples(settings)
     if teacher is None:
         return IncrementReport(None, 0, None, None, None, "no finished teacher to score the fresh samples")

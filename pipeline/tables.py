@@ -344,6 +344,15 @@ def dates_present(settings: Settings, spec: TableSpec, days: Iterable[date], **e
     return set(pc.unique(table.column("date")).to_pylist())
 
 
+def partition_dates(settings: Settings, spec: TableSpec) -> list[date]:
+    """Every date `spec` holds, ascending, from the Delta log alone (no data file is read)."""
+    from deltalake import DeltaTable
+
+    if not table_exists(settings, spec):
+        return []
+    return sorted({date.fromisoformat(p["date"]) for p in DeltaTable(table_path(settings, spec)).partitions()})
+
+
 def content_hash(table: pa.Table, key: Iterable[str]) -> str:
     """Order-independent digest of a table's rows: equal digests mean equal content."""
     ordered = table.sort_by([(k, "ascending") for k in key])

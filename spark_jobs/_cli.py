@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from datetime import date
 
 from pipeline.config import Settings, load_settings
+from pipeline.progress import configure_logging
 
 
 def parse_job_args(description: str, argv: list[str] | None = None, extra: dict[str, dict] | None = None,
@@ -19,5 +19,5 @@ def parse_job_args(description: str, argv: list[str] | None = None, extra: dict[
     for flag, options in (extra or {}).items():
         parser.add_argument(flag, **options)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     return load_settings(args.profile), getattr(args, "date", None), args

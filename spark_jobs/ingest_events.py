@@ -144,7 +144,7 @@ def check_files(path: Path, fmt: str) -> list[str]:
     return columns or list(LANDING_FIELDS)
 
 
-def read_landing(spark: SparkSession, path: Path, fmt: str) -> DataFrame:
+def read_landing_folder(spark: SparkSession, path: Path, fmt: str) -> DataFrame:
     """One folder's rows: every landing field as text, a read-time problem, the raw record, the source file."""
     columns = check_files(path, fmt)
     text = StructType([StructField(name, StringType()) for name in columns])
@@ -294,7 +294,7 @@ def run(spark: SparkSession, settings: Settings, day: date, sources: list[str] |
     A file whose rows are all rejected fails the day with nothing written unless `allow_all_rejected`.
     """
     folders = [path] if path else landing_folders(settings, day, sources)
-    frames = [read_landing(spark, folder, detect_format(folder)) for folder in folders]
+    frames = [read_landing_folder(spark, folder, detect_format(folder)) for folder in folders]
     raw = frames[0]
     for frame in frames[1:]:
         raw = raw.unionByName(frame)

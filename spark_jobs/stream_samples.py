@@ -59,14 +59,20 @@ def write_batch(settings: Settings, fresh: DataFrame, batch_id: int) -> int:
     return written
 
 
-def run(spark: SparkSession, settings: Settings) -> None:
-    """Process every `events` commit since the last run's checkpoint, then return."""
+def run(spark: SparkSession, settings: Settings, after: date | None = None) -> None:
+    """Process every `events` commit since the last run's checkpoint, then return.
+
+    With `after`, only events of later dates: the sidecar starts where the champion's data ends, so
+    its first run does not rebuild the whole history the daily jobs already turned into samples.
+    """
     fresh = (spark.readStream.format("delta")
              # Ingestion rewrites a date with replaceWhere on rerun; such a commit removes files and
              # re-adds the same events, which were streamed when the date was first added. Skipping
              # change commits streams every first write (pure adds) and never re-reads a rewrite.
              .option("skipChangeCommits", "true")
              .load(table_path(settings, EVENTS)))
+    if after is not None:
+        fresh = fresh.where(F.col("date") > F.lit(after))
     query = (fresh.writeStream
              .foreachBatch(lambda batch, batch_id: write_batch(settings, batch, batch_id))
              .option("checkpointLocation", str(checkpoint_dir(settings).resolve()))
@@ -79,8 +85,12 @@ def run(spark: SparkSession, settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     from spark_jobs._cli import parse_job_args
 
-    settings, _, _ = parse_job_args("Stream fresh events into training samples (availableNow).", argv, dated=False)
-    run(get_spark(settings), settings)
+    settings, _, args = parse_job_args(
+        "Stream fresh events into training samples (availableNow).", argv,
+        {"--after": {"type": date.fromisoformat, "default": None,
+                     "help": "only events of later dates (the champion's last data date), YYYY-MM-DD"}},
+        dated=False)
+    run(get_spark(settings), settings, args.after)
 
 
 if __name__ == "__main__":

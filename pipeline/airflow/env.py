@@ -5,15 +5,21 @@ An unknown Spark connection makes SparkSubmitOperator fall back to YARN without 
 already names one), next to the metadata DB (SQLite in the home unless the environment names
 another), the DAGs folder and this venv's `spark-submit`.
 
+It also sizes Airflow from `settings.airflow` (task slots, LocalExecutor workers, API and parsing
+processes; 2-core defaults) and runs `airflow standalone` under a supervisor that stops every
+process it started on Ctrl+C or SIGTERM (`make airflow`).
+
     python -m pipeline.airflow.env                 # print the environment as `export` lines
     python -m pipeline.airflow.env init            # migrate the metadata DB, create the Spark pool
-    python -m pipeline.airflow.env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow standalone`
+    python -m pipeline.airflow.env standalone      # init, then `airflow standalone` until Ctrl+C/SIGTERM
+    python -m pipeline.airflow.env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow dags list`
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -21,8 +27,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_HOME = REPO_ROOT / ".cache" / "airflow"
+from pipeline.config import PROJECT_ROOT, Settings, load_settings
+
 SPARK_CONN_ID = "spark_default"
 SPARK_CONN_ENV = f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}"
 LOCAL_SPARK_MASTER = "local[*]"
@@ -39,26 +45,42 @@ def spark_connection(master: str) -> str:
     return json.dumps({"conn_type": "spark", "host": master})
 
 
-def airflow_env(home: Path = DEFAULT_HOME, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def airflow_env(home: Path | None = None, base: Mapping[str, str] | None = None,
+                settings: Settings | None = None) -> dict[str, str]:
     """`base` (default: this process's environment) plus everything Airflow needs for recdistill.
 
-    Paths are absolute because Airflow's workers and spark-submit do not run in the repo root.
+    `home` defaults to `settings.airflow.home`. Paths are absolute because Airflow's workers and
+    spark-submit do not run in the project root.
     """
     base = dict(os.environ if base is None else base)
-    home = home.resolve()
+    settings = settings or load_settings(base.get("RECDISTILL_PROFILE"))
+    size = settings.airflow
+    home = (home or size.home).resolve()
     venv_bin = Path(sys.executable).parent
-    lakehouse = Path(base.get("RECDISTILL_LAKEHOUSE_ROOT", REPO_ROOT / "lakehouse")).resolve()
-    ivy = Path(base.get("RECDISTILL_SPARK__IVY_DIR", REPO_ROOT / ".cache" / "ivy")).resolve()
+    lakehouse = Path(base.get("RECDISTILL_LAKEHOUSE_ROOT", settings.lakehouse.root)).resolve()
+    ivy = Path(base.get("RECDISTILL_SPARK__IVY_DIR", settings.spark.ivy_dir)).resolve()
     return {
         **base,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # SQLite in the home unless the caller names a database (PostgreSQL beside services, docs/deploy.md).
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": base.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
                                                         f"sqlite:///{home / 'airflow.db'}"),
         # The api-server answers this machine only unless the caller's environment says otherwise.
         "AIRFLOW__API__HOST": base.get("AIRFLOW__API__HOST", "127.0.0.1"),
+        # Sized for the machine: LocalExecutor starts `parallelism` workers up front (32 by default).
+        "AIRFLOW__CORE__PARALLELISM": str(size.parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(size.parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": str(size.max_active_runs),
+        "AIRFLOW__API__WORKERS": str(size.api_workers),
+        "AIRFLOW__API__PORT": str(size.port),
+        # Task processes report to the execution API, which Airflow otherwise assumes on localhost:8080.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": base.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+                                                            f"http://127.0.0.1:{size.port}/execution/"),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(size.parsing_processes),
+        # A busy 2-core box answered task processes' API calls after Airflow's default 5 s: the task failed.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         SPARK_CONN_ENV: base.get(SPARK_CONN_ENV, spark_connection(LOCAL_SPARK_MASTER)),
         # The operator calls `spark-submit` from PATH; its driver must be this venv's Python.
         "PATH": os.pathsep.join(p for p in (str(venv_bin), base.get("PATH", "")) if p),
@@ -84,18 +106,28 @@ def init(env: Mapping[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Airflow environment for recdistill's DAGs.")
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="AIRFLOW_HOME (default .cache/airflow)")
+    parser.add_argument("--home", type=Path, default=None, help="AIRFLOW_HOME (default: airflow.home, .cache/airflow)")
     sub = parser.add_subparsers(dest="action")
     sub.add_parser("init", help="migrate the metadata DB and create the Spark and training pools")
+    sub.add_parser("standalone", help="init, then airflow standalone; Ctrl+C or SIGTERM stops all it started")
     run = sub.add_parser("exec", help="run a command in the environment")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     env = airflow_env(args.home)
     if args.action == "init":
         init(env)
+    elif args.action == "standalone":
+        from pipeline.process_tree import run_supervised
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        init(env)
+        print(f"Airflow UI: http://127.0.0.1:{env['AIRFLOW__API__PORT']} (user admin, password in "
+              f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'}); "
+              f"the DAGs start paused. Ctrl+C stops every Airflow process.", flush=True)
+        sys.exit(run_supervised(["airflow", "standalone"], env))
     elif args.action == "exec":
         if not args.command:
-            parser.error("exec needs a command, e.g. `exec airflow standalone`")
+            parser.error("exec needs a command, e.g. `exec airflow dags list`")
         os.execvpe(args.command[0], args.command, env)
     else:
         changed = {k: v for k, v in env.items() if os.environ.get(k) != v}

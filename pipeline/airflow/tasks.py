@@ -10,7 +10,7 @@ from airflow.sdk import Asset
 
 from pipeline.airflow.env import SPARK_CONN_ID, SPARK_POOL
 from pipeline.config import Settings
-from pipeline.spark import delta_package, job_file, submit_conf
+from pipeline.spark import job_file, submit_conf
 
 
 def spark_job(settings: Settings, task_id: str, job: str, outlets: list[Asset], *extra_args: str,
@@ -18,7 +18,7 @@ def spark_job(settings: Settings, task_id: str, job: str, outlets: list[Asset], 
     """One spark-submit of `spark_jobs.<job>` with Delta, in the Spark pool, writing the tables behind `outlets`.
 
     A dated job gets the run's logical date (`--date {{ ds }}`); an undated one (the stream) runs
-    over whatever is new.
+    over whatever is new. The Delta jars come in `conf` (the files set-up resolved, so Ivy stays quiet).
     """
     dates = ["--date", "{{ ds }}"] if dated else []
     return SparkSubmitOperator(
@@ -26,7 +26,6 @@ def spark_job(settings: Settings, task_id: str, job: str, outlets: list[Asset], 
         conn_id=SPARK_CONN_ID,
         application=job_file(job),
         application_args=[*dates, "--profile", settings.profile, *extra_args],
-        packages=delta_package(),
         conf=submit_conf(settings),
         name=f"recdistill-{task_id}" + ("-{{ ds }}" if dated else ""),
         pool=SPARK_POOL,

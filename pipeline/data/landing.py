@@ -62,6 +62,21 @@ def landing_dir(landing_root: Path | str, source: str, day: date) -> Path:
     return Path(landing_root) / source / f"date={day.isoformat()}"
 
 
+def landing_sources(landing_root: Path | str) -> list[str]:
+    """The source folders under the landing root that hold at least one date folder."""
+    root = Path(landing_root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("date=*")))
+
+
+def landing_days(landing_root: Path | str, source: str) -> list[date]:
+    """The dates one source has landing files for, ascending."""
+    folder = Path(landing_root) / source
+    return sorted(date.fromisoformat(p.name.removeprefix("date=")) for p in folder.glob("date=*")
+                  if p.is_dir() and any(p.glob("part-*")))
+
+
 def event_ids(prefix: str, *parts: pd.Series | np.ndarray) -> pd.Series:
     """Stable event ids `<prefix>-<part>-<part>…` from integer columns, built without a Python loop."""
     text = [pc.cast(pa.array(np.asarray(part)), pa.string()) for part in parts]
@@ -84,7 +99,7 @@ def write_landing(
     if frame.empty:
         raise LandingError(f"no records for {day}: ingestion refuses an empty landing file")
     table = _landing_table(frame, day)
-    return write_partition(table, landing_dir(landing_root, source, day), fmt, rows_per_part)
+    return write_landing_files(table, landing_dir(landing_root, source, day), fmt, rows_per_part)
 
 
 def _landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
@@ -107,8 +122,8 @@ def _landing_table(frame: pd.DataFrame, day: date) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=LANDING_SCHEMA)
 
 
-def write_partition(table: pa.Table, target: Path, fmt: LandingFormat,
-                    rows_per_part: int = ROWS_PER_PART) -> list[Path]:
+def write_landing_files(table: pa.Table, target: Path, fmt: LandingFormat,
+                        rows_per_part: int = ROWS_PER_PART) -> list[Path]:
     """Write `table` as part files of one folder, swapping the folder in whole.
 
     Parts are written to a hidden sibling (Spark skips names starting with '.') that then replaces

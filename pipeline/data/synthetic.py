@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from rich.progress import track
 
 from pipeline.config import GeneratorConfig
 from pipeline.data.landing import (LANDING_FIELDS, LandingSummary, event_ids, landing_dir, write_landing,
-                                   write_partition)
+                                   write_landing_files)
+from pipeline.progress import track
 
 TRUTH_FIELDS = ("true_examine_probability", "true_relevance_probability", "true_click_probability")
 SEGMENTS = ("student", "professional", "family", "retired", "casual", "enthusiast")
@@ -206,12 +206,12 @@ def generate(
     world = build_world(cfg)
     summary = LandingSummary(source=source)
     days = [cfg.start_date + timedelta(days=i) for i in range(cfg.n_days)]
-    for day in track(days, description=f"generating {source}", disable=not progress):
+    for day in track(days, f"generating {source}", unit="day") if progress else days:
         frame = generate_day(cfg, day, world)
         summary.files += write_landing(frame[list(LANDING_FIELDS)], landing_root, source, day, cfg.landing_format)
         if truth_root is not None:
             truth = pa.Table.from_pandas(frame[["event_id", *TRUTH_FIELDS]], preserve_index=False)
-            write_partition(truth, landing_dir(truth_root, source, day), "parquet")
+            write_landing_files(truth, landing_dir(truth_root, source, day), "parquet")
         summary.days.append(day)
         summary.events += len(frame)
         summary.clicks += int(frame["click"].sum())

@@ -11,16 +11,17 @@ Typical use in a training process::
     server.checkpoint(directory, dense={"model": model.state_dict()})
 """
 
-from pipeline.hps.checkpoint import CorruptSnapshot, latest_snapshot
+from pipeline.hps.checkpoint import CorruptSnapshot, has_snapshot, latest_snapshot, snapshot_info
 from pipeline.hps.config import HPSConfig
 from pipeline.hps.device_tier import DeviceTier, WorkingSet
 from pipeline.hps.embedding import PSEmbedding, PSEmbeddingBag, bag_keys
 from pipeline.hps.memory_tier import MemoryTier, MemoryTierFull
 from pipeline.hps.server import ParameterServer
-from pipeline.hps.ssd_tier import SSDTier
+from pipeline.hps.ssd_tier import CorruptSegment, SSDTier
 from pipeline.hps.stats import HPSStats
 
 __all__ = [
-    "CorruptSnapshot", "DeviceTier", "HPSConfig", "HPSStats", "MemoryTier", "MemoryTierFull", "PSEmbedding",
-    "PSEmbeddingBag", "ParameterServer", "SSDTier", "WorkingSet", "bag_keys", "latest_snapshot",
+    "CorruptSegment", "CorruptSnapshot", "DeviceTier", "HPSConfig", "HPSStats", "MemoryTier", "MemoryTierFull", "PSEmbedding",
+    "PSEmbeddingBag", "ParameterServer", "SSDTier", "WorkingSet", "bag_keys", "has_snapshot", "latest_snapshot",
+    "snapshot_info",
 ]

@@ -8,6 +8,9 @@ stored by key, so a snapshot restores onto any number of shards by re-hashing.
 
 An export (``changes-<step>``) holds the weights written and the keys deleted since the last
 snapshot: what the streaming path and serving apply on top of that snapshot.
+
+The functions take what a snapshot needs (the process's `Layout`, its shards, the exchange, the
+step counters) rather than the server, and return restored counters for the server to adopt.
 """
 
 from __future__ import annotations
@@ -16,18 +19,17 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.hps.hashing import shard_of
-
-if TYPE_CHECKING:
-    from pipeline.hps.server import ParameterServer
-    from pipeline.hps.shard import Shard
+from pipeline.hps.shard import Shard
+from pipeline.hps.sharding import Exchange
 
 FORMAT_VERSION = 1
 LATEST = "LATEST"
@@ -39,36 +41,58 @@ class CorruptSnapshot(RuntimeError):
     """A snapshot file is missing or does not match the hash recorded when it was written."""
 
 
-def save_snapshot(server: ParameterServer, directory: Path, dense: dict[str, Any]) -> Path:
+@dataclass(frozen=True)
+class Layout:
+    """What a snapshot records about the process writing it and checks on the process restoring it."""
+
+    rank: int
+    world_size: int
+    num_shards: int
+    dim: int
+    optimizer: str
+    row_width: int
+    tracks_steps: bool
+    keep_snapshots: int
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The server's step counters: training steps and optimizer updates."""
+
+    step: int
+    updates: int
+
+
+def save_snapshot(directory: Path, layout: Layout, shards: dict[int, Shard], exchange: Exchange,
+                  counters: Counters, dense: dict[str, Any]) -> Path:
     """Write every shard of every rank plus `dense` (rank 0's), then publish it atomically."""
     tmp = directory / _TMP
-    if server.rank == 0:
+    if layout.rank == 0:
         directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)  # left by a process killed mid-snapshot
         tmp.mkdir()
-    server.exchange.barrier()
-    for shard_id, shard in server.shards.items():
+    exchange.barrier()
+    for shard_id, shard in shards.items():
         _write_shard(tmp, shard_id, shard)
-    server.exchange.barrier()
-    if server.rank == 0:
+    exchange.barrier()
+    if layout.rank == 0:
         dense_path = tmp / "dense.pt"
         torch.save(dense, dense_path)
-        meta = {"format": FORMAT_VERSION, "step": server.step, "updates": server.updates,
-                "num_shards": server.num_shards, "world_size": server.world_size, "dim": server.dim,
-                "optimizer": server.config.optimizer, "row_width": server.optimizer.width,
-                "tracks_steps": server.config.ttl_steps is not None,
+        meta = {"format": FORMAT_VERSION, "step": counters.step, "updates": counters.updates,
+                "num_shards": layout.num_shards, "world_size": layout.world_size, "dim": layout.dim,
+                "optimizer": layout.optimizer, "row_width": layout.row_width, "tracks_steps": layout.tracks_steps,
                 "created": datetime.now(timezone.utc).isoformat(), "dense_sha256": _sha256(dense_path)}
         _write_durably(tmp / "meta.json", json.dumps(meta, indent=1).encode())
         _fsync_path(tmp)
-        name = _free_name(directory, f"snapshot-{server.step:09d}")
+        name = _free_name(directory, f"snapshot-{counters.step:09d}")
         os.rename(tmp, directory / name)
         _fsync_path(directory)
         _write_durably(directory / f"{LATEST}.tmp", name.encode())
         os.replace(directory / f"{LATEST}.tmp", directory / LATEST)
         _fsync_path(directory)
-        _prune(directory, server.config.keep_snapshots)
-    server.exchange.barrier()
-    for shard in server.shards.values():
+        _prune(directory, layout.keep_snapshots)
+    exchange.barrier()
+    for shard in shards.values():
         shard.changes.clear()
     return directory / latest_snapshot(directory).name
 
@@ -81,66 +105,81 @@ def latest_snapshot(directory: Path) -> Path:
     return Path(directory) / pointer.read_text().strip()
 
 
-def load_snapshot(server: ParameterServer, directory: Path) -> dict[str, Any]:
-    """Replace the server's rows, counters and steps by the latest snapshot; returns its dense dict."""
-    snapshot = latest_snapshot(directory)
-    meta = json.loads((snapshot / "meta.json").read_text())
-    expected = {"dim": server.dim, "optimizer": server.config.optimizer, "row_width": server.optimizer.width}
+def has_snapshot(directory: Path) -> bool:
+    """Whether `directory` is a checkpoint folder with a published snapshot (a run to resume)."""
+    return (Path(directory) / LATEST).exists()
+
+
+def snapshot_info(path: Path) -> tuple[Path, dict[str, Any]]:
+    """(snapshot folder, its meta.json) for a snapshot folder or a checkpoint folder (its latest snapshot)."""
+    path = Path(path)
+    snapshot = latest_snapshot(path) if has_snapshot(path) else path
+    meta_path = snapshot / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{snapshot} is not a parameter-server snapshot: {meta_path.name} is missing "
+                                f"(give a snapshot-<step> folder or a checkpoint folder with {LATEST})")
+    return snapshot, json.loads(meta_path.read_text())
+
+
+def load_snapshot(directory: Path, layout: Layout, shards: dict[int, Shard]) -> tuple[Counters, dict[str, Any]]:
+    """Replace the shards' rows, counts and steps by the latest snapshot; returns its counters and dense dict."""
+    snapshot, meta = snapshot_info(latest_snapshot(directory))
+    expected = {"dim": layout.dim, "optimizer": layout.optimizer, "row_width": layout.row_width}
     found = {k: meta[k] for k in expected}
     if found != expected:
         raise ValueError(f"snapshot {snapshot} holds {found}, but this server is configured for {expected}")
-    for shard in server.shards.values():
+    for shard in shards.values():
         shard.clear()
-    candidates: dict[int, list[dict[str, np.ndarray]]] = {s: [] for s in server.shards}
+    candidates: dict[int, list[dict[str, np.ndarray]]] = {s: [] for s in shards}
     for old in range(meta["num_shards"]):
-        if server.num_shards == meta["num_shards"] and old not in server.shards:
+        if layout.num_shards == meta["num_shards"] and old not in shards:
             continue  # same layout: only this rank's own shards are needed
         keys, steps, rows, waiting = _read_shard(snapshot, old)
         if not meta["tracks_steps"]:
             steps = np.full(len(keys), meta["step"], dtype=np.int64)  # no TTL then: count from the snapshot
         for start in range(0, len(keys), _CHUNK_ROWS):
             part = slice(start, start + _CHUNK_ROWS)
-            owner = shard_of(keys[part], server.num_shards)
+            owner = shard_of(keys[part], layout.num_shards)
             chunk_rows = np.asarray(rows[part])
-            for shard_id, shard in server.shards.items():
+            for shard_id, shard in shards.items():
                 mine = owner == shard_id
                 shard.load(keys[part][mine], chunk_rows[mine], steps[part][mine])
-        owner = shard_of(waiting["keys"], server.num_shards)
-        for shard_id in server.shards:
+        owner = shard_of(waiting["keys"], layout.num_shards)
+        for shard_id in shards:
             candidates[shard_id].append({k: v[owner == shard_id] for k, v in waiting.items()})
         del rows
-    for shard_id, shard in server.shards.items():
+    for shard_id, shard in shards.items():
         parts = candidates[shard_id]
         shard.admission.load(*(np.concatenate([p[k] for p in parts]) for k in ("keys", "counts", "steps")))
-    server.step, server.updates = meta["step"], meta["updates"]
     dense_path = snapshot / "dense.pt"
     if _sha256(dense_path) != meta["dense_sha256"]:
         raise CorruptSnapshot(f"{dense_path}: SHA-256 differs from meta.json")
-    return torch.load(dense_path, map_location="cpu")
+    return Counters(step=meta["step"], updates=meta["updates"]), torch.load(dense_path, map_location="cpu")
 
 
-def export_changes(server: ParameterServer, directory: Path) -> Path:
+def export_changes(directory: Path, layout: Layout, shards: dict[int, Shard], exchange: Exchange,
+                   step: int) -> Path:
     """Write per shard the weights written and keys deleted since the last snapshot; returns the folder."""
-    out = directory / f"changes-{server.step:09d}"
-    if server.rank == 0:
+    out = directory / f"changes-{step:09d}"
+    if layout.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    server.exchange.barrier()
+    exchange.barrier()
     base = directory / LATEST
-    for shard_id, shard in server.shards.items():
+    for shard_id, shard in shards.items():
         written, deleted = shard.changes.summary()
         rows, found = shard.peek(written)
         tmp = out / f"shard-{shard_id:05d}.tmp.npz"
         with open(tmp, "wb") as f:
-            np.savez(f, keys=written[found], weights=rows[found, :server.dim], deleted=deleted)
+            np.savez(f, keys=written[found], weights=rows[found, :layout.dim], deleted=deleted)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out / f"shard-{shard_id:05d}.npz")
-    server.exchange.barrier()
-    if server.rank == 0:
-        manifest = {"step": server.step, "num_shards": server.num_shards, "dim": server.dim,
+    exchange.barrier()
+    if layout.rank == 0:
+        manifest = {"step": step, "num_shards": layout.num_shards, "dim": layout.dim,
                     "since": base.read_text().strip() if base.exists() else None}
         _write_durably(out / "manifest.json", json.dumps(manifest, indent=1).encode())
-    server.exchange.barrier()
+    exchange.barrier()
     return out
 
 

@@ -42,6 +42,9 @@ class HPSConfig(BaseModel):
     num_shards: int | None = Field(None, ge=1, description="default: one shard per process")
     prefetch: bool = True
     device: str | None = Field(None, description="training device; default cuda when present, else cpu")
+    working_set_table: Literal["memory_tier", "compact"] | None = Field(
+        None, description="what the fused kernel trains: the memory tier's rows in place (CPU) or a compact "
+                          "copy of the step's rows on the device; default: memory_tier on cpu, compact elsewhere")
     log_every: int = Field(0, ge=0, description="log stats every N steps (0: never)")
     keep_snapshots: int = Field(2, ge=1)
 

@@ -2,7 +2,7 @@
 
 `WorkingSet` is what the embedding modules see: the batch's unique keys (sorted), their weights
 as one leaf tensor [n, dim] that collects gradients, and the key → row map of each input.
-`DeviceTier` moves rows between CPU memory and the device and counts the bytes.
+`DeviceTier` makes it; the rows reach the device through the shards' kernels (`kernels.py`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from pipeline.hps.stats import StatsRecorder
 
 
 @dataclass
@@ -67,22 +65,10 @@ class WorkingSet:
 
 
 class DeviceTier:
-    """Host ↔ device transfers of rows, counted in the stats."""
+    """Makes a step's weights the leaf the embedding modules read and backward pushes from."""
 
-    def __init__(self, device: torch.device, stats: StatsRecorder) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.device = device
-        self.stats = stats
-
-    def upload(self, rows: np.ndarray) -> torch.Tensor:
-        host = torch.from_numpy(rows)
-        self.stats.add(rows_memory_to_device=len(rows), bytes_memory_to_device=rows.nbytes)
-        if self.device.type == "cpu":
-            return host
-        return host.pin_memory().to(self.device, non_blocking=True)
-
-    def download(self, rows: torch.Tensor) -> np.ndarray:
-        self.stats.add(rows_device_to_memory=len(rows), bytes_device_to_memory=rows.numel() * rows.element_size())
-        return rows.detach().cpu().numpy()
 
     def working_set(self, step: int, keys: np.ndarray, weights: torch.Tensor, train: bool,
                     on_grad: Callable[[torch.Tensor], None]) -> WorkingSet:

@@ -1,11 +1,13 @@
 """Key hashing shared by the index, the shard router and row initialisation.
 
 Every placement and every initial value is a pure function of the key, so a row is the same
-whichever shard, process or tier creates it (1-process and N-process runs agree).
+whichever shard, process or tier creates it (1-process and N-process runs agree). `mix` is
+compiled (numba) so that `KeyIndex` calls it per key inside its own compiled loops.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -13,16 +15,27 @@ _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def mix(value: np.int64) -> np.uint64:
+    """SplitMix64 finaliser of one int64: a well-spread uint64 hash."""
+    z = np.uint64(value) + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MUL1
+    z = (z ^ (z >> np.uint64(27))) * _MUL2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix_all(values: np.ndarray) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.uint64)
+    for i in range(len(values)):
+        out[i] = mix(values[i])
+    return out
+
+
 def mix64(values: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser: a well-spread uint64 hash of each int64 value."""
-    z = values.astype(np.uint64, copy=True)
-    z += _GOLDEN
-    z ^= z >> np.uint64(30)
-    z *= _MUL1
-    z ^= z >> np.uint64(27)
-    z *= _MUL2
-    z ^= z >> np.uint64(31)
-    return z
+    """`mix` of every value of an int64 array (any shape)."""
+    flat = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)
+    return _mix_all(flat).reshape(np.shape(values))
 
 
 def shard_of(keys: np.ndarray, num_shards: int) -> np.ndarray:

@@ -1,144 +1,186 @@
-"""`KeyIndex`: a vectorised hash map from non-negative int64 keys to rows of int64 values.
+"""`KeyIndex`: a hash map from non-negative int64 keys to rows of int64 values, batched and compiled.
 
-Both the memory tier (key → slot) and the SSD tier (key → file location, last step) use it.
+Both the memory tier (key → slot) and the SSD tier (key → file location, last step) use it, once
+per batch of keys. Open addressing with linear probing over one interleaved array (key and values
+of an entry share a cache line); deletion shifts the following entries back, so the table never
+fills with tombstones. The loops are compiled by numba and release the GIL, so the prefetch thread
+resolves keys while the training thread runs.
+
+Why hand-written (compiled with numba) rather than a library: no maintained PyPI package offers a
+mutable int64 → int64-row map with batched get/put/remove over numpy arrays (cykhash's last release
+is a 2023 source-only package with per-key removal; pandas' khash tables are private and cannot
+delete). Measured against the earlier numpy version in docs/hps.md ("Key index").
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from pipeline.hps.hashing import mix64
+from pipeline.hps import arrays
+from pipeline.hps.hashing import mix
 
 _EMPTY = -1
-_DELETED = -2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _home(key: np.int64, size: int) -> np.int64:
+    # Multiply-shift range reduction: any table size, not only powers of two.
+    return np.int64(((mix(key) >> np.uint64(32)) * np.uint64(size)) >> np.uint64(32))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _probe(table: np.ndarray, key: np.int64) -> np.int64:
+    """Position of `key`, or of the empty cell that ends its probe run (where it would be inserted)."""
+    size = table.shape[0]
+    pos = _home(key, size)
+    while table[pos, 0] != key and table[pos, 0] != _EMPTY:
+        pos += 1
+        if pos == size:
+            pos = 0
+    return pos
+
+
+@numba.njit(cache=True, nogil=True)
+def _positions(table: np.ndarray, keys: np.ndarray, out: np.ndarray) -> None:
+    for i in range(len(keys)):
+        pos = _probe(table, keys[i])
+        out[i] = pos if table[pos, 0] == keys[i] else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _get_rows(table: np.ndarray, keys: np.ndarray, out: np.ndarray, found: np.ndarray) -> None:
+    for i in range(len(keys)):
+        pos = _probe(table, keys[i])
+        found[i] = table[pos, 0] == keys[i]
+        if found[i]:
+            out[i] = table[pos, 1:]
+
+
+@numba.njit(cache=True, nogil=True)
+def _put(table: np.ndarray, keys: np.ndarray, values: np.ndarray) -> int:
+    """Insert or overwrite each key; returns how many were new. The caller guarantees room."""
+    added = 0
+    for i in range(len(keys)):
+        pos = _probe(table, keys[i])
+        if table[pos, 0] == _EMPTY:
+            table[pos, 0] = keys[i]
+            added += 1
+        table[pos, 1:] = values[i]
+    return added
+
+
+@numba.njit(cache=True, nogil=True)
+def _set_column(table: np.ndarray, keys: np.ndarray, column: int, values: np.ndarray) -> None:
+    for i in range(len(keys)):
+        pos = _probe(table, keys[i])
+        if table[pos, 0] == keys[i]:
+            table[pos, column + 1] = values[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _remove(table: np.ndarray, keys: np.ndarray, old: np.ndarray, found: np.ndarray) -> int:
+    """Delete each key (backward-shift deletion); returns how many were present."""
+    size = table.shape[0]
+    removed = 0
+    for i in range(len(keys)):
+        pos = _probe(table, keys[i])
+        found[i] = table[pos, 0] == keys[i]
+        if not found[i]:
+            continue
+        removed += 1
+        old[i] = table[pos, 1:]
+        # Move back every later entry of the probe run whose home does not lie in (hole, entry].
+        hole = pos
+        nxt = pos + 1 if pos + 1 < size else 0
+        while table[nxt, 0] != _EMPTY:
+            home = _home(table[nxt, 0], size)
+            if (nxt > hole and (home <= hole or home > nxt)) or (nxt < hole and home <= hole and home > nxt):
+                table[hole] = table[nxt]
+                hole = nxt
+            nxt = nxt + 1 if nxt + 1 < size else 0
+        table[hole, 0] = _EMPTY
+    return removed
 
 
 class KeyIndex:
-    """Open addressing with linear probing, every operation a few numpy passes over the whole batch.
+    """Batched int64 → int64[columns] map; every method takes and returns numpy arrays."""
 
-    Hand-written: no maintained library offers a mutable int64 hash map with batched numpy
-    get/put/remove; a Python dict costs ~100 B and ~0.1 µs of interpreter time per key.
-    """
-
-    def __init__(self, columns: int = 1, capacity: int = 1024, max_load: float = 0.6) -> None:
+    def __init__(self, columns: int = 1, capacity: int = 1024, max_load: float = 0.7) -> None:
         self.columns = columns
         self.max_load = max_load
         self._live = 0
-        self._deleted = 0
-        self._allocate(_table_size(capacity, max_load))
-
-    def _allocate(self, size: int) -> None:
-        self._bits = size.bit_length() - 1
-        self._mask = size - 1
-        self._keys = np.full(size, _EMPTY, dtype=np.int64)
-        self._values = np.zeros((size, self.columns), dtype=np.int64)
+        self._table = _empty_table(_table_size(capacity, max_load), columns)
 
     def __len__(self) -> int:
         return self._live
 
-    def _home(self, keys: np.ndarray) -> np.ndarray:
-        return (mix64(keys) >> np.uint64(64 - self._bits)).astype(np.int64)
+    @property
+    def nbytes(self) -> int:
+        return self._table.nbytes
 
     def positions(self, keys: np.ndarray) -> np.ndarray:
-        """Table position of each key, -1 where absent."""
-        found = np.full(len(keys), -1, dtype=np.int64)
-        pending = np.arange(len(keys))
-        pos = self._home(keys)
-        probe_keys = keys
-        while len(pending):
-            at = self._keys[pos]
-            hit = at == probe_keys
-            found[pending[hit]] = pos[hit]
-            more = ~hit & (at != _EMPTY)
-            pending, pos, probe_keys = pending[more], (pos[more] + 1) & self._mask, probe_keys[more]
-        return found
+        """Table position of each key, -1 where absent (positions change on any write)."""
+        out = np.empty(len(keys), dtype=np.int64)
+        _positions(self._table, _as_keys(keys), out)
+        return out
 
     def get(self, keys: np.ndarray, column: int = 0) -> np.ndarray:
         """Value in `column` for each key, -1 where absent."""
-        pos = self.positions(keys)
-        out = np.full(len(keys), -1, dtype=np.int64)
-        hit = pos >= 0
-        out[hit] = self._values[pos[hit], column]
-        return out
+        rows, found = self.get_rows(keys)
+        return np.where(found, rows[:, column], -1)
 
     def get_rows(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All value columns for each key and a found mask (absent keys get zeros)."""
-        pos = self.positions(keys)
-        hit = pos >= 0
         out = np.zeros((len(keys), self.columns), dtype=np.int64)
-        out[hit] = self._values[pos[hit]]
-        return out, hit
+        found = np.empty(len(keys), dtype=np.bool_)
+        _get_rows(self._table, _as_keys(keys), out, found)
+        return out, found
 
     def put(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Insert or overwrite; `keys` must be unique, `values` shaped [n] or [n, columns]."""
-        values = np.asarray(values, dtype=np.int64).reshape(len(keys), self.columns)
-        pos = self.positions(keys)
-        hit = pos >= 0
-        self._values[pos[hit]] = values[hit]
-        new_keys, new_values = keys[~hit], values[~hit]
-        if len(new_keys) == 0:
-            return
-        if self._live + self._deleted + len(new_keys) > self.max_load * len(self._keys):
-            self._rehash(self._live + len(new_keys))
-        self._insert_absent(new_keys, new_values)
+        values = np.ascontiguousarray(np.asarray(values, dtype=np.int64).reshape(len(keys), self.columns))
+        if self._live + len(keys) > self.max_load * len(self._table):
+            self._rehash(self._live + len(keys))
+        self._live += _put(self._table, _as_keys(keys), values)
 
     def set_column(self, keys: np.ndarray, column: int, values: np.ndarray) -> None:
         """Overwrite one column for keys that are present; absent keys are ignored."""
-        pos = self.positions(keys)
-        hit = pos >= 0
-        self._values[pos[hit], column] = np.broadcast_to(values, pos.shape)[hit]
+        values = np.ascontiguousarray(np.broadcast_to(np.asarray(values, dtype=np.int64), (len(keys),)))
+        _set_column(self._table, _as_keys(keys), column, values)
 
     def remove(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Delete keys; returns their value rows before removal (zeros where absent) and a found mask."""
-        pos = self.positions(keys)
-        hit = pos >= 0
         old = np.zeros((len(keys), self.columns), dtype=np.int64)
-        old[hit] = self._values[pos[hit]]
-        self._keys[pos[hit]] = _DELETED
-        removed = int(hit.sum())
-        self._live -= removed
-        self._deleted += removed
-        if self._deleted > len(self._keys) // 4:
-            self._rehash(self._live)
-        return old, hit
+        found = np.empty(len(keys), dtype=np.bool_)
+        self._live -= _remove(self._table, _as_keys(keys), old, found)
+        return old, found
 
     def items(self) -> tuple[np.ndarray, np.ndarray]:
         """Every (key, value row) pair, in table order."""
-        live = self._keys >= 0
-        return self._keys[live].copy(), self._values[live].copy()
+        live = self._table[:, 0] >= 0
+        entries = self._table[live]
+        return entries[:, 0].copy(), entries[:, 1:].copy()
 
     def clear(self) -> None:
-        self._live = self._deleted = 0
-        self._allocate(_table_size(1024, self.max_load))
-
-    def _insert_absent(self, keys: np.ndarray, values: np.ndarray) -> None:
-        pending = np.arange(len(keys))
-        pos = self._home(keys)
-        while len(pending):
-            free = self._keys[pos] < 0
-            # Several keys may probe the same free cell in one pass: the first one wins it.
-            cells, first = np.unique(pos[free], return_index=True)
-            winners = np.flatnonzero(free)[first]
-            self._keys[cells] = keys[pending[winners]]
-            self._values[cells] = values[pending[winners]]
-            placed = np.zeros(len(pending), dtype=bool)
-            placed[winners] = True
-            # Losers retry the same cell (now taken) and step on; blocked keys step on at once.
-            step = ~free
-            pos = np.where(step, (pos + 1) & self._mask, pos)
-            pending, pos = pending[~placed], pos[~placed]
-        self._live += len(keys)
+        self._live = 0
+        self._table = _empty_table(_table_size(1024, self.max_load), self.columns)
 
     def _rehash(self, expected_live: int) -> None:
         keys, values = self.items()
-        self._allocate(_table_size(max(expected_live, 1) * 3 // 2, self.max_load))
-        self._live = self._deleted = 0
-        if len(keys):
-            self._insert_absent(keys, values)
+        self._table = _empty_table(_table_size(max(expected_live, 1) * 3 // 2, self.max_load), self.columns)
+        self._live = _put(self._table, keys, np.ascontiguousarray(values))
+
+
+def _as_keys(keys: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(keys, dtype=np.int64)
+
+
+def _empty_table(size: int, columns: int) -> np.ndarray:
+    table = arrays.empty((size, columns + 1), np.int64)
+    table[:, 0] = _EMPTY
+    return table
 
 
 def _table_size(capacity: int, max_load: float) -> int:
-    size = 64
-    while size * max_load < capacity:
-        size *= 2
-    return size
+    return max(64, int(capacity / max_load) + 1)

@@ -1,6 +1,8 @@
 """`MemoryTier`: a bounded cache of full rows (weights and optimizer state) in CPU memory.
 
-Rows live in one contiguous array addressed by slot, found through a `KeyIndex`. Eviction is
+A row's weights and its optimizer state live in two arrays addressed by slot (the layout of
+fbgemm's table-batched embedding, which trains them in place: `kernels.py`), found through a
+`KeyIndex`. Eviction is
 LRU (oldest access) or LFU (fewest accesses, oldest first among equals), skips rows pinned by an
 in-flight batch, and hands dirty rows back to the caller for write-back to the SSD tier.
 """
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 
+from pipeline.hps import arrays
 from pipeline.hps.key_index import KeyIndex
 
 # Bytes of bookkeeping per slot besides the row: key, tick, count, step (8 each), dirty, pins, index share.
@@ -38,17 +40,19 @@ class MemoryTier:
     """Bounded row cache with LRU/LFU eviction and dirty write-back."""
 
     def __init__(self, capacity_rows: int, width: int, policy: Literal["lru", "lfu"] = "lru",
-                 evict_fraction: float = 0.01) -> None:
+                 evict_fraction: float = 0.01, dim: int | None = None) -> None:
+        """`width` floats per row, of which the first `dim` (default: all) are weights, the rest state."""
         if capacity_rows < 1:
             raise ValueError(f"memory tier needs at least one row of capacity, got {capacity_rows}")
         self.capacity = capacity_rows
         self.width = width
+        self.dim = width if dim is None else dim
         self.policy = policy
         # Evicting a small batch at once amortises the O(capacity) victim search.
         self.evict_batch = max(1, math.ceil(evict_fraction * capacity_rows))
-        # torch.empty does not touch pages: resident memory grows only as rows arrive.
-        self.rows = torch.empty((capacity_rows, width), dtype=torch.float32)
-        self._rows = self.rows.numpy()
+        # Pages are resident only once written: memory grows as rows arrive.
+        self.weights = arrays.empty((capacity_rows, self.dim))
+        self.state = arrays.empty((capacity_rows, width - self.dim))
         self.clear()
 
     def clear(self) -> None:
@@ -85,12 +89,21 @@ class MemoryTier:
         self.count[slots] += 1
 
     def read(self, slots: np.ndarray) -> np.ndarray:
-        return np.take(self._rows, slots, axis=0)
+        """Full rows, weights then state."""
+        return np.concatenate([np.take(self.weights, slots, axis=0), np.take(self.state, slots, axis=0)], axis=1)
 
     def write(self, slots: np.ndarray, rows: np.ndarray) -> None:
-        """Overwrite rows in place; they now differ from the SSD copy."""
-        self._rows[slots] = rows
+        """Overwrite full rows; they now differ from the SSD copy."""
+        self._store(slots, rows)
+        self.mark_dirty(slots)
+
+    def mark_dirty(self, slots: np.ndarray) -> None:
+        """Rows updated in place (by a kernel) now differ from the SSD copy."""
         self.dirty[slots] = True
+
+    def _store(self, slots: np.ndarray, rows: np.ndarray) -> None:
+        self.weights[slots] = rows[:, :self.dim]
+        self.state[slots] = rows[:, self.dim:]
 
     def pin(self, slots: np.ndarray) -> None:
         self.pins[slots] += 1
@@ -105,7 +118,7 @@ class MemoryTier:
         evicted = self.evict(len(keys) - self._free_top) if len(keys) > self._free_top else _nothing(self.width)
         slots = self._free[self._free_top - len(keys):self._free_top][::-1].copy()
         self._free_top -= len(keys)
-        self._rows[slots] = rows
+        self._store(slots, rows)
         self.slot_key[slots] = keys
         self.step[slots] = steps
         self.dirty[slots] = dirty
@@ -154,7 +167,7 @@ class MemoryTier:
         keys = self.slot_key[slots].copy()
         dirty = self.dirty[slots].copy()
         evicted = Evicted(keys=keys, steps=self.step[slots].copy(), dirty=dirty,
-                          dirty_rows=np.take(self._rows, slots[dirty], axis=0))
+                          dirty_rows=self.read(slots[dirty]))
         self.index.remove(keys)
         self.slot_key[slots] = -1
         self.dirty[slots] = False

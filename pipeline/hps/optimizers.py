@@ -1,13 +1,17 @@
 """Sparse optimizers whose state is stored in the row, next to the weights, in every tier.
 
 A row is ``[weights (dim) | state (state_width)]``. Each update touches only the rows of one
-batch, on whatever device holds them, in place:
+batch, in place:
 
 - ``rowwise_adagrad``: one accumulator per row, G += mean(g²); w -= lr·g/(√G + eps)
   (fbgemm's EXACT_ROWWISE_ADAGRAD, the production choice: 1 float of state instead of dim).
-- ``adagrad``: element-wise, exactly `torch.optim.Adagrad` (no lr decay, no weight decay).
+- ``adagrad``: element-wise, exactly `torch.optim.Adagrad` (no lr decay, no weight decay;
+  fbgemm's EXACT_ADAGRAD).
 - ``adam``: lazy Adam, exactly `torch.optim.SparseAdam`: moments of touched rows only, bias
   correction by the global optimizer step.
+
+The first two run as fbgemm's fused backward + update (`kernels.py`, named by `fbgemm_name`);
+fbgemm's CPU build has no Adam, so `Adam.step` is the update written in torch.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ class SparseOptimizer:
     """Row-wise update rule; subclasses define the state layout and the step."""
 
     name: OptimizerName
+    fbgemm_name: str | None = None  # fbgemm's EmbOptimType value when its fused kernel implements the rule
 
     def __init__(self, dim: int, lr: float, eps: float, initial_accumulator: float = 0.0,
                  betas: tuple[float, float] = (0.9, 0.999)) -> None:
@@ -51,6 +56,7 @@ class SparseOptimizer:
 
 class RowWiseAdagrad(SparseOptimizer):
     name = "rowwise_adagrad"
+    fbgemm_name = "exact_row_wise_adagrad"
 
     @property
     def state_width(self) -> int:
@@ -59,14 +65,10 @@ class RowWiseAdagrad(SparseOptimizer):
     def initial_state(self, n: int) -> torch.Tensor:
         return torch.full((n, 1), self.initial_accumulator, dtype=torch.float32)
 
-    def step(self, rows: torch.Tensor, grads: torch.Tensor, step: int) -> None:
-        weights, accumulator = rows[:, :self.dim], rows[:, self.dim:]
-        accumulator.add_(grads.square().mean(dim=1, keepdim=True))
-        weights.addcdiv_(grads, accumulator.sqrt().add_(self.eps), value=-self.lr)
-
 
 class Adagrad(SparseOptimizer):
     name = "adagrad"
+    fbgemm_name = "exact_adagrad"
 
     @property
     def state_width(self) -> int:
@@ -74,11 +76,6 @@ class Adagrad(SparseOptimizer):
 
     def initial_state(self, n: int) -> torch.Tensor:
         return torch.full((n, self.dim), self.initial_accumulator, dtype=torch.float32)
-
-    def step(self, rows: torch.Tensor, grads: torch.Tensor, step: int) -> None:
-        weights, state_sum = rows[:, :self.dim], rows[:, self.dim:]
-        state_sum.addcmul_(grads, grads)
-        weights.addcdiv_(grads, state_sum.sqrt().add_(self.eps), value=-self.lr)
 
 
 class Adam(SparseOptimizer):

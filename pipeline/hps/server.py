@@ -3,9 +3,10 @@
 A step follows the paper's workflow. Plan (may run ahead, in the prefetch thread): de-duplicate
 the batch's keys, send each to the rank that owns it, and there resolve it through the memory
 tier, then the SSD tier, pinning the rows. Materialize (training thread, in step order): admit
-new keys, gather the rows onto the device, send each requester its weights. Push (inside
-backward, when the working set's gradient is complete): send gradients to the owners, which sum
-them, run the sparse optimizer on the device and write the rows back to the memory tier.
+new keys, look the rows up through the shard's fused kernel, send each requester its weights.
+Push (inside backward, when the working set's gradient is complete): send gradients to the
+owners, which sum them and let the kernel's fused backward apply the sparse optimizer to the
+rows where they live (`kernels.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pipeline.hps import checkpoint
 from pipeline.hps.config import HPSConfig
 from pipeline.hps.device_tier import DeviceTier, WorkingSet
 from pipeline.hps.hashing import shard_of
@@ -51,10 +53,21 @@ class _Plan:
 
 
 @dataclass
+class _Gathered:
+    """One local shard's rows of a step, as its kernel looked them up."""
+
+    shard: Shard
+    keys: np.ndarray              # keys that have a row
+    slots: np.ndarray             # their memory slots (pinned)
+    at: torch.Tensor              # their positions among the owned keys
+    weights: torch.Tensor         # the kernel's lookup, which its update consumes
+
+
+@dataclass
 class _Step:
     plan: _Plan
     working_set: WorkingSet
-    rows: torch.Tensor            # owned rows, full width, on the device
+    gathered: list[_Gathered]
     pushed: bool = False
 
 
@@ -80,10 +93,10 @@ class ParameterServer:
         owned = local_shards(self.num_shards, self.rank, self.world_size)
         memory_rows = config.memory_rows(len(owned))
         expected_rows = config.expected_rows // len(owned)
-        self.shards = {s: Shard(s, config, self.optimizer, memory_rows, expected_rows, self.stats_recorder)
-                       for s in owned}
+        self.shards = {s: Shard(s, config, self.optimizer, memory_rows, expected_rows, self.stats_recorder,
+                                self.device) for s in owned}
         self.exchange, self.prefetch_exchange = make_exchanges(self.device)
-        self.device_tier = DeviceTier(self.device, self.stats_recorder)
+        self.device_tier = DeviceTier(self.device)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="hps-prefetch") if config.prefetch else None
         self._pending: tuple[tuple[StepInput, ...], np.ndarray, Future[_Plan] | None] | None = None
         self._active: _Step | None = None
@@ -216,18 +229,11 @@ class ParameterServer:
                 for shard in self.shards.values():
                     shard.expire(self.step - self.config.ttl_steps)
         with self.stats_recorder.timer("gather"):
-            if len(plan.groups) == 1 and plan.groups[0][1] is None:
-                host = plan.groups[0][0].read(plan.slots[0])
-            else:
-                host = np.empty((len(plan.owned), self.optimizer.width), dtype=np.float32)
-                for (shard, at), slots in zip(plan.groups, plan.slots):
-                    host[at] = shard.read(slots)
-            rows = self.device_tier.upload(host)
+            gathered, owned_weights = self._gather(plan, train)
             if self.world_size == 1:
-                # A view: the optimizer updates `rows` only after backward has used the weights.
-                weights = rows[:, :self.dim]
+                weights = owned_weights
             else:
-                parts = [rows[torch.from_numpy(at).to(rows.device), :self.dim] for at in plan.sources]
+                parts = [owned_weights[torch.from_numpy(at).to(self.device)] for at in plan.sources]
                 received = torch.cat(self.exchange.all_to_all(parts)).to(self.device)
                 weights = torch.empty_like(received)
                 weights[torch.from_numpy(plan.order).to(self.device)] = received
@@ -235,7 +241,24 @@ class ParameterServer:
             self.stats_recorder.add(steps=1)
         working_set = self.device_tier.working_set(self.step, plan.keys, weights, train, self._push)
         self._bind_inputs(working_set, inputs, plan.inverse)
-        return _Step(plan=plan, working_set=working_set, rows=rows)
+        return _Step(plan=plan, working_set=working_set, gathered=gathered)
+
+    def _gather(self, plan: _Plan, train: bool) -> tuple[list[_Gathered], torch.Tensor]:
+        """Each local shard's rows through its kernel, and the owned keys' weights (zeros: no row)."""
+        gathered = []
+        for (shard, at), slots in zip(plan.groups, plan.slots):
+            has_row = np.flatnonzero(slots >= 0)
+            positions = has_row if at is None else at[has_row]
+            keys = plan.owned[positions]
+            rows = shard.gather(slots[has_row], train)
+            gathered.append(_Gathered(shard, keys, slots[has_row], torch.from_numpy(positions).to(rows.device), rows))
+            self.stats_recorder.add(rows_memory_to_device=len(keys), bytes_memory_to_device=rows.numel() * 4)
+        if len(gathered) == 1 and len(gathered[0].keys) == len(plan.owned):
+            return gathered, gathered[0].weights.detach()
+        owned = torch.zeros((len(plan.owned), self.dim), device=self.device)
+        for part in gathered:
+            owned[part.at] = part.weights.detach().to(self.device)
+        return gathered, owned
 
     def _bind_inputs(self, working_set: WorkingSet, inputs: tuple[StepInput, ...], inverse: np.ndarray) -> None:
         start = 0
@@ -274,26 +297,12 @@ class ParameterServer:
                 owned_grads /= self.world_size
         with self.stats_recorder.timer("optimize"):
             self.updates += 1
-            has_row = np.zeros(len(plan.owned), dtype=bool)
-            for (_, at), slots in zip(plan.groups, plan.slots):
-                has_row[slice(None) if at is None else at] = slots >= 0
-            if has_row.all():
-                self.optimizer.step(step.rows, owned_grads, self.updates)
-            elif has_row.any():
-                admitted = torch.from_numpy(np.flatnonzero(has_row)).to(self.device)
-                rows = step.rows[admitted]
-                self.optimizer.step(rows, owned_grads[admitted], self.updates)
-                step.rows[admitted] = rows
-        with self.stats_recorder.timer("write_back"):
-            host = self.device_tier.download(step.rows)
-            for (shard, at), slots in zip(plan.groups, plan.slots):
-                keep = slots >= 0
-                keys = plan.owned if at is None else plan.owned[at]
-                rows = host if at is None else host[at]
-                if keep.all():
-                    shard.write(keys, slots, rows)
-                else:
-                    shard.write(keys[keep], slots[keep], rows[keep])
+            for part in step.gathered:
+                grads = owned_grads if len(step.gathered) == 1 and len(part.keys) == len(plan.owned) \
+                    else owned_grads[part.at.to(owned_grads.device)]
+                part.shard.update(part.keys, part.slots, part.weights, grads, self.updates)
+                self.stats_recorder.add(rows_device_to_memory=len(part.keys),
+                                        bytes_device_to_memory=grads.numel() * 4)
         self._release(plan)
         step.pushed = True
 
@@ -349,28 +358,34 @@ class ParameterServer:
             rows[at], found[at] = shard.peek(keys[at])
         return rows, found
 
+    @property
+    def layout(self) -> checkpoint.Layout:
+        """What a snapshot records about this process and checks when restoring into it."""
+        return checkpoint.Layout(rank=self.rank, world_size=self.world_size, num_shards=self.num_shards,
+                                 dim=self.dim, optimizer=self.config.optimizer, row_width=self.optimizer.width,
+                                 tracks_steps=self.config.ttl_steps is not None,
+                                 keep_snapshots=self.config.keep_snapshots)
+
     def checkpoint(self, directory: str | Path, dense: dict[str, Any] | None = None) -> Path:
         """Atomic snapshot of every shard's rows, optimizer state, admission counts and `dense`."""
-        from pipeline.hps.checkpoint import save_snapshot
-
         self.quiesce()
         with self.stats_recorder.timer("checkpoint"):
-            return save_snapshot(self, Path(directory), dense or {})
+            counters = checkpoint.Counters(step=self.step, updates=self.updates)
+            return checkpoint.save_snapshot(Path(directory), self.layout, self.shards, self.exchange, counters,
+                                            dense or {})
 
     def restore(self, directory: str | Path) -> dict[str, Any]:
         """Replace all state by the latest snapshot in `directory` (any shard count); returns its dense part."""
-        from pipeline.hps.checkpoint import load_snapshot
-
         self.cancel_prefetch()
         self._finish_active()
-        return load_snapshot(self, Path(directory))
+        counters, dense = checkpoint.load_snapshot(Path(directory), self.layout, self.shards)
+        self.step, self.updates = counters.step, counters.updates
+        return dense
 
     def export_changes(self, directory: str | Path) -> Path:
         """Write the rows changed and the keys deleted since the last snapshot (for streaming and serving)."""
-        from pipeline.hps.checkpoint import export_changes
-
         self.quiesce()
-        return export_changes(self, Path(directory))
+        return checkpoint.export_changes(Path(directory), self.layout, self.shards, self.exchange, self.step)
 
     def stats(self) -> HPSStats:
         """Cumulative counters and stage times of this process."""

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipeline.hps.admission import AdmissionCounter
 from pipeline.hps.changes import ChangeLog
 from pipeline.hps.config import HPSConfig
 from pipeline.hps.hashing import initial_rows
+from pipeline.hps.kernels import RowKernel, make_kernel
 from pipeline.hps.memory_tier import Evicted, MemoryTier
 from pipeline.hps.optimizers import SparseOptimizer
 from pipeline.hps.ssd_tier import SSDTier
@@ -28,13 +30,14 @@ class Shard:
     """Rows of one shard: cached in memory, all persisted on SSD, admitted and expired by policy."""
 
     def __init__(self, shard_id: int, config: HPSConfig, optimizer: SparseOptimizer, memory_rows: int,
-                 expected_rows: int, stats: StatsRecorder) -> None:
+                 expected_rows: int, stats: StatsRecorder, device: torch.device) -> None:
         self.shard_id = shard_id
         self.config = config
         self.optimizer = optimizer
         self.width = optimizer.width
         self.stats = stats
-        self.memory = MemoryTier(memory_rows, self.width, config.eviction, config.evict_fraction)
+        self.memory = MemoryTier(memory_rows, self.width, config.eviction, config.evict_fraction, dim=optimizer.dim)
+        self.kernel: RowKernel = make_kernel(self.memory, optimizer, device, config.working_set_table)
         self.ssd = SSDTier(Path(config.ssd_path) / f"shard-{shard_id:05d}", self.width, config.segment_rows,
                            config.compact_below, config.background_compaction, expected_rows=expected_rows,
                            track_steps=config.ttl_steps is not None)
@@ -90,18 +93,15 @@ class Shard:
         self.memory.step[slots[slots >= 0]] = step
         return slots
 
-    def read(self, slots: np.ndarray) -> np.ndarray:
-        """Full rows for slots; a slot of -1 reads the default row (zero weights, initial state)."""
-        rows = self.memory.read(np.maximum(slots, 0))
-        default = slots < 0
-        if default.any():
-            rows[default, :self.optimizer.dim] = 0.0
-            rows[default, self.optimizer.dim:] = self.optimizer.initial_state(1).numpy()
-        return rows
+    def gather(self, slots: np.ndarray, train: bool) -> torch.Tensor:
+        """Weights of the rows of `slots` (pinned, all >= 0) for a step; when training, ready for `update`."""
+        with torch.set_grad_enabled(train):
+            return self.kernel.gather(slots)
 
-    def write(self, keys: np.ndarray, slots: np.ndarray, rows: np.ndarray) -> None:
-        """Store updated rows of a step (slots must be pinned by it)."""
-        self.memory.write(slots, rows)
+    def update(self, keys: np.ndarray, slots: np.ndarray, gathered: torch.Tensor, grads: torch.Tensor,
+               step: int) -> None:
+        """Apply the optimizer to a step's rows (slots pinned by it) in the memory tier."""
+        self.kernel.update(gathered, slots, grads, step)
         self.changes.written(keys)
 
     def release(self, slots: np.ndarray) -> None:

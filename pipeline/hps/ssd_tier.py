@@ -12,6 +12,9 @@ fraction falls below a threshold (compaction) and deletes them.
 A record is (key, step, row). A deletion appends a tombstone (key stored as ``~key``) so that
 reopening the directory, which replays segments in order, does not bring deleted rows back.
 The index keeps each key's last-use step only when asked to (a TTL is set): 8 bytes less per key.
+Every read checks that the segment still holds the records the index points at and that each
+record carries the key asked for, so a truncated or overwritten segment raises `CorruptSegment`
+naming the file instead of handing out zeros or another key's row.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ log = logging.getLogger(__name__)
 
 _LOC, _STEP = 0, 1
 _OFFSET_BITS = 32
+
+
+class CorruptSegment(RuntimeError):
+    """A segment file is shorter than its records, or a record does not hold the key the index expects."""
 
 
 @dataclass
@@ -84,10 +91,10 @@ class SSDTier:
             values, found = self.index.get_rows(keys)
             rows = np.zeros((len(keys), self.width), dtype=np.float32)
             if found.any():
-                rows[found] = self._read(values[found, _LOC])
+                rows[found] = self._read(values[found, _LOC], keys[found])
             return rows, self._steps(values), found
 
-    def _read(self, locations: np.ndarray) -> np.ndarray:
+    def _read(self, locations: np.ndarray, keys: np.ndarray) -> np.ndarray:
         if self._unflushed:
             self._file.flush()
             self._unflushed = False
@@ -99,18 +106,32 @@ class SSDTier:
         bounds = list(starts[1:]) + [len(order)]
         for segment, start, stop in zip(ids.tolist(), starts.tolist(), bounds):
             picks = order[start:stop]
-            out[picks] = self._gather(segment, offsets[picks])["row"]
+            out[picks] = self._gather(segment, offsets[picks], keys[picks])["row"]
         return out
 
-    def _gather(self, segment: int, offsets: np.ndarray) -> np.ndarray:
+    def _gather(self, segment: int, offsets: np.ndarray, keys: np.ndarray) -> np.ndarray:
         # Map, copy out, unmap: page-cache pages never count against the process's resident set.
         count = self._segments[segment].records
-        with open(self._segment_path(segment), "rb") as f, \
-                mmap.mmap(f.fileno(), count * self.record.itemsize, access=mmap.ACCESS_READ) as mapped:
-            records = np.frombuffer(mapped, dtype=self.record, count=count)
-            picked = records[offsets]
-            del records
+        path = self._segment_path(segment)
+        with open(path, "rb") as f:
+            self._check_size(path, f.fileno(), count)
+            with mmap.mmap(f.fileno(), count * self.record.itemsize, access=mmap.ACCESS_READ) as mapped:
+                records = np.frombuffer(mapped, dtype=self.record, count=count)
+                picked = records[offsets]
+                del records
+        wrong = np.flatnonzero(picked["key"] != keys)
+        if len(wrong):
+            at = wrong[0]
+            raise CorruptSegment(f"{path}: record {int(offsets[at])} holds key {int(picked['key'][at])} where the "
+                                 f"index expects key {int(keys[at])} ({len(wrong)} of {len(keys)} records read "
+                                 "differ): the segment was overwritten")
         return picked
+
+    def _check_size(self, path: Path, fd: int, count: int) -> None:
+        size = os.fstat(fd).st_size
+        if size < count * self.record.itemsize:
+            raise CorruptSegment(f"{path}: {size} bytes, but it holds {count} records of {self.record.itemsize} "
+                                 f"bytes ({count * self.record.itemsize} bytes): the segment was truncated")
 
     def scan(self, chunk_rows: int = 1 << 18) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Every live (keys, rows, steps) in chunks, in disk order (for snapshots and exports)."""
@@ -121,7 +142,7 @@ class SSDTier:
             steps = self._steps(values)
             for start in range(0, len(keys), chunk_rows):
                 part = slice(start, start + chunk_rows)
-                yield keys[part], self._read(values[part, _LOC]), steps[part]
+                yield keys[part], self._read(values[part, _LOC], keys[part]), steps[part]
 
     def _steps(self, values: np.ndarray) -> np.ndarray:
         return values[:, _STEP] if self.track_steps else np.zeros(len(values), dtype=np.int64)
@@ -235,7 +256,10 @@ class SSDTier:
 
     def _compact_segment(self, segment: int) -> None:
         count = self._segments[segment].records
-        records = np.fromfile(self._segment_path(segment), dtype=self.record, count=count)
+        path = self._segment_path(segment)
+        with open(path, "rb") as f:
+            self._check_size(path, f.fileno(), count)
+            records = np.fromfile(f, dtype=self.record, count=count)
         locations = (segment << _OFFSET_BITS) + np.arange(count, dtype=np.int64)
         is_put = records["key"] >= 0
         current = self.index.get(records["key"][is_put], _LOC)

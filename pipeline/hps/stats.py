@@ -21,7 +21,7 @@ COUNTERS = (
     "rows_memory_to_device", "bytes_memory_to_device", "rows_device_to_memory", "bytes_device_to_memory",
     "bytes_sent", "bytes_received",
 )
-STAGES = ("dedupe", "route", "resolve", "admit", "gather", "push", "optimize", "write_back",
+STAGES = ("dedupe", "route", "resolve", "admit", "gather", "push", "optimize",
           "prefetch", "prefetch_wait", "expire", "checkpoint")
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 from mlflow.exceptions import MlflowException
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from pipeline.config import Settings, load_settings
@@ -25,6 +26,8 @@ from pipeline.registry.registry import (
     register_student,
     register_teacher,
     rollback,
+    serve_command,
+    version_card,
 )
 
 registry_app = typer.Typer(help="MLflow registry: register with lineage, gated promotion, rollback, serving.",
@@ -107,7 +110,7 @@ def promote_cmd(
     settings = _settings(profile)
     config = settings.registry
     with _reported():
-        decision = promote(settings, HeldoutAUC(heldout), version)
+        decision = promote(settings, HeldoutAUC(heldout), version, heldout.stem)
     for reason in decision.reasons:
         console.print(f"  {reason}")
     if not decision.promoted:
@@ -149,8 +152,28 @@ def list_cmd(teacher: Annotated[bool, typer.Option("--teacher", help="list teach
         table.add_row(str(v.version), ", ".join(f"@{a}" for a in v.aliases), tags.get("lineage.data_dates", ""),
                       tags.get("lineage.teacher_version", tags.get("teacher.snapshot", "")),
                       tags.get("lineage.code_version", ""), tags.get("lineage.config_hash", ""),
-                      tags.get("gate.decision", ""), tags.get("gate.challenger_auc", ""))
+                      tags.get("gate.decision", ""), tags.get("gate.challenger_gate_day_auc", ""))
     console.print(table)
+
+
+@registry_app.command("show")
+def show(version: Annotated[Optional[str], typer.Argument(help="default: @champion, else the newest")] = None,
+         teacher: Annotated[bool, typer.Option("--teacher", help="a teacher version")] = False,
+         profile: ProfileOpt = None) -> None:
+    """A version's model card: what it is, inputs, how to call it, data window, teacher, gate, metrics.
+
+    The same text is the version's description in the MLflow UI.
+    """
+    settings = _settings(profile)
+    config = settings.registry
+    name = config.teacher_model if teacher else config.student_model
+    with _reported():
+        versions = list_versions(settings, "teacher" if teacher else "student")
+        if not versions:
+            raise ValueError(f"{name} has no registered version yet")
+        champion = next((v for v in versions if config.champion_alias in v.aliases), None)
+        chosen = version or str((champion or versions[0]).version)
+        console.print(Markdown(version_card(settings, name, chosen)))
 
 
 @registry_app.command("serve")

@@ -68,6 +68,8 @@ class Decision:
     checks: tuple[Check, ...]
     challenger_auc: float | None
     champion_auc: float | None
+    day: str | None = None  # the held-out day both AUCs are on
+
 
     @property
     def promoted(self) -> bool:
@@ -82,7 +84,9 @@ class Decision:
                 f"{PREFIX}checks": json.dumps([asdict(c) for c in self.checks]),
                 f"{PREFIX}champion_before": self.champion_before or "none",
                 f"{PREFIX}decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        for name, value in (("challenger_auc", self.challenger_auc), ("champion_auc", self.champion_auc)):
+        if self.day is not None:
+            tags[f"{PREFIX}day"] = self.day
+        for name, value in (("challenger", self.challenger_auc), ("champion", self.champion_auc)):
             if value is not None:
-                tags[f"{PREFIX}{name}"] = f"{value:.6f}"
+                tags[f"{PREFIX}{name}_gate_day_auc"] = f"{value:.6f}"
         return tags

@@ -3,7 +3,9 @@
 Aliases, not stages (MLflow 3): registering a student gives it `challenger`; `promote` moves
 `champion` to it only if the gate passes, and records the decision as `gate.*` tags on the version
 either way; `rollback` moves `champion` back to the champion it replaced. The teacher version is a
-pointer to its parameter-server snapshot, never the embedding tables themselves.
+pointer to its parameter-server snapshot, never the embedding tables themselves. Every registered
+model carries a description of what it is, and every version its model card (`registry.card`),
+rewritten whenever the registry learns more about it (the gate's decision, an alias).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
@@ -30,10 +32,11 @@ from mlflow.entities.model_registry import ModelVersion
 
 from pipeline.config import Settings
 from pipeline.export.loader import load_student_artifact
-from pipeline.hps.checkpoint import LATEST, latest_snapshot
+from pipeline.hps import snapshot_info
 from pipeline.lineage import PREFIX as LINEAGE
 from pipeline.lineage import Lineage
 from pipeline.mlflow_store import connect, experiment_id
+from pipeline.registry.card import STUDENT_DESCRIPTION, TEACHER_DESCRIPTION, model_card
 from pipeline.registry.gate import PREFIX as GATE
 from pipeline.registry.gate import Check, Decision, auc_check, parity_check, signature_check
 from pipeline.registry.pyfunc import ARTIFACT_KEY, SERVING_MODULES
@@ -53,11 +56,12 @@ def model_uri(name: str, *, version: str | None = None, alias: str | None = None
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
-def register_student(settings: Settings, artifact_dir: str | Path, lineage: Lineage) -> str:
-    """Log the exported student as a pyfunc, register it with lineage tags and alias it `challenger`.
+def register_student(settings: Settings, artifact_dir: str | Path, lineage: Lineage, run_name: str | None = None,
+                     tags: Mapping[str, str] | None = None) -> str:
+    """Log the exported student as a pyfunc, register it with lineage (and `tags`) and alias it `challenger`.
 
     The artifact is loaded first, so a corrupt or foreign one is refused before anything is written.
-    Returns the new version.
+    `run_name` names the registration run. Returns the new version.
     """
     config = settings.registry
     client = connect(settings)
@@ -67,7 +71,8 @@ def register_student(settings: Settings, artifact_dir: str | Path, lineage: Line
     contract = RequestContract.from_manifest(artifact.manifest)
     metadata = {METADATA_KEY: {"contract": contract.to_dict(), "program_sha256": artifact.manifest["sha256"],
                                "quantization": artifact.manifest["quantization"]}}
-    with tempfile.TemporaryDirectory() as code, _run(settings, "student", lineage) as run:
+    run_name = run_name or f"register student {Path(artifact_dir).name} (data {lineage.data_start} … {lineage.data_end})"
+    with tempfile.TemporaryDirectory() as code, _run(settings, run_name, "student", lineage) as run:
         info = mlflow.pyfunc.log_model(
             name="student", python_model=str(Path(__file__).with_name("serving_model.py")),
             artifacts={ARTIFACT_KEY: str(artifact_dir)}, code_paths=[_serving_code(Path(code))],
@@ -75,12 +80,15 @@ def register_student(settings: Settings, artifact_dir: str | Path, lineage: Line
             pip_requirements=[f"{p}=={package_version(p)}" for p in ("mlflow", "torch", "numpy", "pandas")],
             metadata=metadata)
         version = str(mlflow.register_model(info.model_uri, config.student_model,
-                                            tags={**lineage.tags(), "run_id": run.info.run_id}).version)
+                                            tags={**lineage.tags(), **(tags or {}), "run_id": run.info.run_id}).version)
+    _describe_model(client, config.student_model, STUDENT_DESCRIPTION)
     client.set_registered_model_alias(config.student_model, config.challenger_alias, version)
+    write_card(settings, config.student_model, version)
     return version
 
 
-def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage) -> str:
+def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage, run_name: str | None = None,
+                     tags: Mapping[str, str] | None = None) -> str:
     """Register a teacher version that points at its parameter-server snapshot; returns the version.
 
     `snapshot` is a snapshot folder, a checkpoint folder (its `LATEST` snapshot is pinned) or a
@@ -89,22 +97,26 @@ def register_teacher(settings: Settings, snapshot: str | Path, lineage: Lineage)
     config = settings.registry
     client = connect(settings)
     uri, meta = _snapshot_pointer(snapshot)
-    with _run(settings, "teacher", lineage) as run:
+    run_name = run_name or f"register teacher (data {lineage.data_start} … {lineage.data_end})"
+    with _run(settings, run_name, "teacher", lineage) as run:
         mlflow.log_dict({"snapshot": uri, "meta": meta}, "teacher/snapshot.json")
         _ensure_registered(client, config.teacher_model)
-        tags = {**lineage.tags(), SNAPSHOT_TAG: uri, "run_id": run.info.run_id}
+        _describe_model(client, config.teacher_model, TEACHER_DESCRIPTION)
+        version_tags = {**lineage.tags(), **(tags or {}), SNAPSHOT_TAG: uri, "run_id": run.info.run_id}
         if meta:
-            tags["teacher.snapshot_step"] = str(meta["step"])
+            version_tags["teacher.snapshot_step"] = str(meta["step"])
         version = str(client.create_model_version(config.teacher_model, f"runs:/{run.info.run_id}/teacher",
-                                                  run_id=run.info.run_id, tags=tags).version)
+                                                  run_id=run.info.run_id, tags=version_tags).version)
+    write_card(settings, config.teacher_model, version)
     return version
 
 
-def promote(settings: Settings, evaluate: Evaluator, version: str | None = None) -> Decision:
+def promote(settings: Settings, evaluate: Evaluator, version: str | None = None, day: str | None = None) -> Decision:
     """Run the gate on `version` (default: the `challenger`) against the `champion`.
 
     Moves `champion` only if every check passes; the decision and its reasons are tagged on the
-    version either way. `evaluate` scores both models on the same held-out data.
+    version either way, and its card rewritten. `evaluate` scores both models on the same held-out
+    data, the requests of `day`.
     """
     config = settings.registry
     client = connect(settings)
@@ -128,14 +140,33 @@ def promote(settings: Settings, evaluate: Evaluator, version: str | None = None)
         challenger_auc = evaluate(model_uri(name, version=version))
         champion_auc = evaluate(model_uri(name, version=champion)) if champion else None
         checks.append(auc_check(challenger_auc, champion_auc, config.auc_tolerance))
-    decision = Decision(name, version, champion, tuple(checks), challenger_auc, champion_auc)
+    decision = Decision(name, version, champion, tuple(checks), challenger_auc, champion_auc, day)
     for key, value in decision.tags().items():
         client.set_model_version_tag(name, version, key, value)
     if decision.promoted:
         client.set_registered_model_alias(name, config.champion_alias, version)
         if aliases.get(config.challenger_alias) == version:
             client.delete_registered_model_alias(name, config.challenger_alias)
+        if champion is not None:
+            write_card(settings, name, champion)  # its card no longer says @champion
+    write_card(settings, name, version)
     return decision
+
+
+def version_card(settings: Settings, name: str, version: str) -> str:
+    """The model card of registry `version` of `name` (`registry.card`), as it stands now."""
+    contract = _contract(model_uri(name, version=version)) if name == settings.registry.student_model else None
+    return model_card(connect(settings), settings.registry, name, version, contract)
+
+
+def write_card(settings: Settings, name: str, version: str) -> None:
+    """Rewrite the version's description with its model card, after anything the card shows changed."""
+    connect(settings).update_model_version(name, version, description=version_card(settings, name, version))
+
+
+def _describe_model(client: MlflowClient, name: str, description: str) -> None:
+    if client.get_registered_model(name).description != description:
+        client.update_registered_model(name, description=description)
 
 
 def rollback(settings: Settings, to_version: str | None = None, reason: str = "") -> str:
@@ -162,6 +193,8 @@ def rollback(settings: Settings, to_version: str | None = None, reason: str = ""
                        "rollback.at": datetime.now(timezone.utc).isoformat(timespec="seconds")}.items():
         client.set_model_version_tag(name, current, key, value)
     client.set_registered_model_alias(name, config.champion_alias, target)
+    for changed in (current, target):
+        write_card(settings, name, changed)
     return target
 
 
@@ -210,10 +243,9 @@ def _contract(uri: str) -> RequestContract:
 
 
 @contextmanager
-def _run(settings: Settings, kind: str, lineage: Lineage) -> Iterator[Run]:
+def _run(settings: Settings, run_name: str, kind: str, lineage: Lineage) -> Iterator[Run]:
     """An MLflow run in the configured experiment holding the lineage as tags and metrics."""
-    with mlflow.start_run(experiment_id=experiment_id(settings),
-                          run_name=f"{kind} {lineage.data_start}..{lineage.data_end}",
+    with mlflow.start_run(experiment_id=experiment_id(settings), run_name=run_name,
                           nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags({**lineage.tags(), "kind": kind})
         mlflow.log_metrics(lineage.metrics)
@@ -244,11 +276,5 @@ def _snapshot_pointer(snapshot: str | Path) -> tuple[str, dict[str, Any] | None]
     text = str(snapshot)
     if urlparse(text).scheme not in ("", "file"):
         return text, None
-    path = Path(urlparse(text).path if text.startswith("file:") else text).resolve()
-    if (path / LATEST).exists():
-        path = latest_snapshot(path).resolve()
-    meta_path = path / "meta.json"
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{path} is not a parameter-server snapshot: {meta_path.name} is missing "
-                                f"(give a snapshot-<step> folder or a checkpoint folder with LATEST)")
-    return path.as_uri(), json.loads(meta_path.read_text())
+    path, meta = snapshot_info(Path(urlparse(text).path if text.startswith("file:") else text).resolve())
+    return path.resolve().as_uri(), meta

@@ -129,16 +129,27 @@ def comparison_plot(report: EvaluationReport, path: Path) -> Path:
     return path
 
 
+def _metric_name(model: str, key: str) -> str:
+    """`kd/heldout_day_auc`, `kd/random_exposure_auc`: the name says which data the number is on."""
+    if key.startswith("random_"):
+        return f"{model}/random_exposure_{key.removeprefix('random_')}"
+    return f"{model}/heldout_day_{key}"
+
+
 def _log(settings: Settings, report: EvaluationReport) -> None:
     folder = evaluation_folder(settings, report.day, report.teacher_version)
     report.write(folder.report)
     plot = comparison_plot(report, folder.plot)
-    with training_run(settings, f"evaluate-{report.day}", {"recdistill.teacher_version": report.teacher_version}):
+    with training_run(settings, f"evaluation on held-out {report.day} (teacher {report.teacher_version})",
+                      {"recdistill.teacher_version": report.teacher_version}):
         log_params({"day": str(report.day)})
-        mlflow.log_metrics({f"{model}/{k}": v for model, values in report.metrics.items()
+        mlflow.log_metrics({_metric_name(model, k): v for model, values in report.metrics.items()
                             for k, v in values.items() if np.isfinite(v)})
         mlflow.log_metrics({f"transferability/{k}": v for k, v in report.transferability.items()})
         mlflow.log_metrics({f"debiased_vs_kd/{k}": v for k, v in report.debiased_vs_kd.items() if np.isfinite(v)})
         mlflow.log_artifact(str(plot))
         mlflow.log_artifact(str(folder.report))
-    log.info("evaluation %s", json.dumps(report.to_json(), default=str))
+    # One short line; the whole report (curves, every seed) is in report.json.
+    log.info("evaluation on %s: %s; report %s", report.day,
+             ", ".join(f"{model} AUC {values['auc']:.4f}" for model, values in report.metrics.items()),
+             folder.report)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from pipeline.progress import track
 
 Batch = dict[str, torch.Tensor]
 
@@ -38,7 +39,7 @@ def train_epoch(batches: Iterable[Batch], step: Callable[[Batch], torch.Tensor],
                 optimizer: torch.optim.Optimizer, description: str) -> float:
     """One pass; `step` returns the loss of a batch. Returns the mean loss."""
     total, count = 0.0, 0
-    for batch in tqdm(batches, desc=description, unit="batch", leave=False):
+    for batch in track(batches, description, unit="batch"):
         optimizer.zero_grad(set_to_none=True)
         loss = step(batch)
         loss.backward()
@@ -54,7 +55,7 @@ def train_epoch(batches: Iterable[Batch], step: Callable[[Batch], torch.Tensor],
 def score(batches: Iterable[Batch], logits_of: Callable[[Batch], torch.Tensor], description: str) -> Scored:
     """Logits for every sample of `batches`, with labels, users and the random-exposure flag."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("sample_id", "labels", "logits", "users", "random")}
-    for batch in tqdm(batches, desc=description, unit="batch", leave=False):
+    for batch in track(batches, description, unit="batch"):
         parts["logits"].append(logits_of(batch).float().numpy())
         parts["sample_id"].append(batch["sample_id"].numpy())
         parts["labels"].append(batch["click"].numpy())

@@ -32,6 +32,7 @@ from pipeline.export.parity import ParityReport, parity_report
 from pipeline.lineage import Lineage
 from pipeline.models.quantize import quantize_w8a16
 from pipeline.models.student import UGSepStudent
+from pipeline.registry.card import STUDENT_TAG, TEACHER_VERSION_TAG
 from pipeline.registry.gate import Decision
 from pipeline.registry.heldout import HeldoutAUC, write_heldout
 from pipeline.registry.registry import promote, register_student, register_teacher
@@ -76,7 +77,8 @@ def export_release(settings: Settings, student: StudentFolder, holdout: date) ->
     requests = list(requests_of(settings, holdout, model))  # one read of the held-out date serves both uses
     parity = parity_report(model.score, quantized.score, requests[:PARITY_REQUESTS])
     exported = export_folder(settings, student.name)
-    export_student(quantized, exported.directory)
+    # A request is a group of one scoring batch, so it has at most that many candidates.
+    export_student(quantized, exported.directory, max_candidates=settings.student.scoring_batch_size)
     latency = measure_latency(model, quantized, requests)
     contract = RequestContract.of_artifact(exported.directory)
     write_heldout(heldout_path(settings, holdout), contract, requests)
@@ -90,11 +92,20 @@ def register_release(settings: Settings, student: StudentFolder) -> str:
     manifest = student.manifest()
     record = export_folder(settings, student.name).record()
     teacher = manifest.teacher_version and register_teacher_version(settings, manifest.teacher_version)
+    # Named for their data: AUCs on the parity requests (the first PARITY_REQUESTS of the held-out day).
     lineage = Lineage.collect(settings, manifest.data_dates, teacher_version=teacher or None, parity=record.parity,
-                              metrics={"heldout_auc_fp32": record.parity["auc_reference"],
-                                       "heldout_auc_w8a16": record.parity["auc_candidate"],
+                              metrics={"parity_requests_auc_fp32": record.parity["auc_reference"],
+                                       "parity_requests_auc_w8a16": record.parity["auc_candidate"],
                                        "latency_gain": record.latency["gain"]})
-    return register_student(settings, export_folder(settings, student.name).directory, lineage)
+    window = f"{manifest.data_dates[0]} … {manifest.data_dates[-1]}"
+    teacher_text = f", teacher v{teacher}" if teacher else ""
+    tags = {f"{STUDENT_TAG}name": student.name, f"{STUDENT_TAG}kind": manifest.kind,
+            f"{STUDENT_TAG}seed": str(manifest.seed)}
+    if manifest.calibration_date is not None:
+        tags[f"{STUDENT_TAG}calibration_date"] = str(manifest.calibration_date)
+    return register_student(settings, export_folder(settings, student.name).directory, lineage,
+                            f"register {manifest.kind} student seed {manifest.seed} (data {window}{teacher_text})",
+                            tags)
 
 
 def register_teacher_version(settings: Settings, version: str) -> str:
@@ -107,14 +118,17 @@ def register_teacher_version(settings: Settings, version: str) -> str:
         return manifest.registry_version
     lineage = Lineage.collect(settings, manifest.data_dates, metrics=manifest.metrics)
     folder = teacher_folder(settings, version)
-    registry_version = register_teacher(settings, folder.best, lineage)
+    registry_version = register_teacher(
+        settings, folder.best, lineage,
+        f"register teacher {version} (data {manifest.data_dates[0]} … {manifest.data_dates[-1]})",
+        {TEACHER_VERSION_TAG: version})
     manifest.model_copy(update={"registry_version": registry_version}).write(folder.manifest_path)
     return registry_version
 
 
 def gate_release(settings: Settings, version: str, holdout: date) -> Decision:
     """The promotion gate for registry `version` against the champion on `holdout`'s requests."""
-    return promote(settings, HeldoutAUC(heldout_path(settings, holdout)), version)
+    return promote(settings, HeldoutAUC(heldout_path(settings, holdout)), version, str(holdout))
 
 
 def release_student(settings: Settings, student: StudentFolder, holdout: date) -> Release:

@@ -30,6 +30,7 @@ from torch import nn
 
 from pipeline.artifacts import TeacherManifest, latest_teacher, teacher_folder
 from pipeline.config import Settings
+from pipeline.hps import has_snapshot
 from pipeline.hps.server import ParameterServer
 from pipeline.lineage import code_version
 from pipeline.train.loop import train_epoch
@@ -73,7 +74,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
     start_epoch, losses, validation = 1, [], []  # per epoch: mean train loss, validation metrics
     warm_from = None
-    if (snapshots / "LATEST").exists():
+    if has_snapshot(snapshots):
         dense = server.restore(snapshots)
         net.model.load_state_dict(dense["model"])
         optimizer.load_state_dict(dense["optimizer"])

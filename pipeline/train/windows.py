@@ -14,12 +14,13 @@ a teacher's logits mostly repeat the labels the student already has.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pipeline.config import Settings
-from pipeline.dates import ONE_DAY, date_range
-from pipeline.tables import TRAINING_SAMPLES, dates_present
+from pipeline.dates import date_range
+from pipeline.tables import TRAINING_SAMPLES, dates_present, partition_dates
 
 
 @dataclass(frozen=True)
@@ -30,20 +31,37 @@ class Windows:
     teacher_train: list[date]  # every day from the first with history up to the students' window
 
 
-def windows_for(settings: Settings, holdout: date) -> Windows:
-    """The windows of a run that evaluates on `holdout`."""
-    calibration = holdout - ONE_DAY
-    first = settings.generator.start_date + ONE_DAY
-    if first >= calibration:
-        raise ValueError(f"no training days before {calibration} (the calibration date for held-out {holdout}); "
-                         f"the data starts on {settings.generator.start_date}")
-    history = date_range(first, calibration - ONE_DAY)
-    window = settings.student.window_days
-    if len(history) <= window:
-        raise ValueError(f"no teacher days before the students' {window}-day window for held-out {holdout}: "
+def windows_over(days: Sequence[date], window_days: int, holdout: date | None = None,
+                 calibration: date | None = None) -> Windows:
+    """The windows over `days`, the dates with data (the first has no history, so it only feeds history).
+
+    The held-out date defaults to the last of `days`, the calibration date to the one before it.
+    """
+    days = sorted(set(days))
+    if not days:
+        raise ValueError("no dates to build training windows from")
+    holdout = holdout or days[-1]
+    if calibration is None:
+        before = [d for d in days if d < holdout]
+        if not before:
+            raise ValueError(f"no date with data before the held-out date {holdout} to calibrate on "
+                             f"(dates: {days[0]} … {days[-1]})")
+        calibration = before[-1]
+    if calibration >= holdout:
+        raise ValueError(f"the calibration date {calibration} must be before the held-out date {holdout}")
+    history = [d for d in days[1:] if d < calibration]
+    if len(history) <= window_days:
+        raise ValueError(f"no teacher days before the students' {window_days}-day window for held-out {holdout}: "
                          f"the days with history before the calibration date {calibration} are "
-                         f"{[str(d) for d in history]}; lower student.window_days or add days")
-    return Windows(train=history[-window:], calibration=calibration, holdout=holdout, teacher_train=history[:-window])
+                         f"{[str(d) for d in history]} (the data starts on {days[0]}, a day without history); "
+                         f"lower student.window_days or add days")
+    return Windows(train=history[-window_days:], calibration=calibration, holdout=holdout,
+                   teacher_train=history[:-window_days])
+
+
+def windows_for(settings: Settings, holdout: date) -> Windows:
+    """The windows of a scheduled run that evaluates on `holdout`: every day since the configured start."""
+    return windows_over(date_range(settings.generator.start_date, holdout), settings.student.window_days, holdout)
 
 
 def first_holdout(settings: Settings) -> date:
@@ -51,15 +69,16 @@ def first_holdout(settings: Settings) -> date:
     return settings.generator.start_date + timedelta(days=settings.student.window_days + 3)
 
 
-def default_windows(settings: Settings) -> Windows:
-    """The windows that end on the last generated day: what the CLI and the demo use without dates."""
-    gen = settings.generator
-    last = gen.start_date + timedelta(days=gen.n_days - 1)
-    if last < first_holdout(settings):
-        raise ValueError(f"generator.n_days = {gen.n_days}: training needs at least "
-                         f"{(first_holdout(settings) - gen.start_date).days + 1} days (a day without history, "
-                         f"teacher, {settings.student.window_days} student days, calibration, holdout)")
-    return windows_for(settings, last)
+def default_windows(settings: Settings, holdout: date | None = None, calibration: date | None = None) -> Windows:
+    """The windows over the dates `training_samples` holds (generated or converted data alike).
+
+    What the CLI and the demo use when no date is given: held out is the last date with samples.
+    """
+    days = partition_dates(settings, TRAINING_SAMPLES)
+    if not days:
+        raise ValueError(f"no training_samples under {settings.lakehouse.tables}: no dates to train on; "
+                         f"build the table first (`recdistill data run`)")
+    return windows_over(days, settings.student.window_days, holdout, calibration)
 
 
 def teacher_period(settings: Settings, first_day: date) -> tuple[list[date], date]:

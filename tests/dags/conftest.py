@@ -27,6 +27,7 @@ import pytest
 from pipeline import tables
 from pipeline.airflow.env import airflow_env
 from pipeline.config import Settings, load_settings
+from pipeline.process_tree import stop_tree
 from pipeline.data.synthetic import generate
 from pipeline.tables import TableSpec, content_hash, read_arrow
 from spark_jobs import build_features, build_samples, build_sequences, ingest_events
@@ -36,7 +37,7 @@ N_DAYS = 2
 # Every table the features DAG writes, in the order its tasks write them.
 DAG_TABLES: tuple[TableSpec, ...] = (tables.EVENTS, tables.EVENTS_QUARANTINE, tables.USER_FEATURES,
                                      tables.ITEM_FEATURES, tables.SEQUENCES, tables.TRAINING_SAMPLES)
-BACKFILL_DEADLINE_S = 1500  # a guard against a hung scheduler, far above a normal run
+RUNS_DEADLINE_S = 1500  # a guard against a hung scheduler, far above a normal run
 
 
 @pytest.fixture(scope="session")
@@ -140,17 +141,17 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_airflow(lakehouse: Lakehouse) -> Iterator[tuple[Path, list[int]]]:
+def running_airflow(lakehouse: Lakehouse, schedule: bool = False) -> Iterator[tuple[Path, list[int]]]:
     """A real scheduler (LocalExecutor) and the execution API its task processes report to.
 
-    Yields the folder of their logs and their process ids. The scheduler creates no interval runs
-    here, so the only runs are the ones a test asks for. Task logs are files on this machine: the
-    scheduler starts no log server (it would listen on every interface).
+    Yields the folder of their logs and their process ids. Unless `schedule`, the scheduler creates
+    no interval runs, so the only runs are the ones a test asks for. Task logs are files on this
+    machine: the scheduler starts no log server (it would listen on every interface).
     """
     port = _free_port()
     env = {**lakehouse.env,
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(schedule)}
     logs = Path(env["AIRFLOW_HOME"]) / "services"
     logs.mkdir()
     commands = {"api-server": ["airflow", "api-server", "--apps", "execution", "--port", str(port), "--workers", "1"],
@@ -166,24 +167,30 @@ def running_airflow(lakehouse: Lakehouse) -> Iterator[tuple[Path, list[int]]]:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    """Stop the service and every process it started (executor workers, task processes, spark-submits)."""
+    stop_tree(process.pid, grace_s=60)
+    process.wait()
 
 
-def wait_for_backfill(lakehouse: Lakehouse, logs: Path, expected_runs: int) -> dict[str, str]:
-    """Poll the metadata DB until the backfill's runs have all finished; their states by logical date."""
+def dag_runs(lakehouse: Lakehouse, run_types: tuple[str, ...]) -> dict[tuple[str, str], str]:
+    """State of each run of the DAG of `run_types`, by (run type, logical date), from the metadata DB."""
     database = Path(lakehouse.env["AIRFLOW_HOME"]) / "airflow.db"
-    deadline = time.monotonic() + BACKFILL_DEADLINE_S
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        rows = db.execute(f"SELECT run_type, logical_date, state FROM dag_run WHERE dag_id = ? "
+                          f"AND run_type IN ({', '.join('?' * len(run_types))})", (DAG_ID, *run_types)).fetchall()
+    return {(run_type, logical_date[:10]): state for run_type, logical_date, state in rows}
+
+
+def wait_for_runs(lakehouse: Lakehouse, logs: Path, run_types: tuple[str, ...],
+                  expected_runs: int) -> dict[tuple[str, str], str]:
+    """Poll the metadata DB until `expected_runs` runs of `run_types` have all finished; their states."""
+    deadline = time.monotonic() + RUNS_DEADLINE_S
     while time.monotonic() < deadline:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-            states = dict(db.execute("SELECT logical_date, state FROM dag_run WHERE dag_id = ? AND run_type = 'backfill'",
-                                     (DAG_ID,)).fetchall())
-        if len(states) == expected_runs and set(states.values()) <= {"success", "failed"}:
-            return states
-        time.sleep(5)
+        runs = dag_runs(lakehouse, run_types)
+        if len(runs) == expected_runs and set(runs.values()) <= {"success", "failed"}:
+            return runs
+        time.sleep(3)
     scheduler_log = (logs / "scheduler.log").read_text()[-6000:]
-    raise AssertionError(f"backfill runs not finished after {BACKFILL_DEADLINE_S}s: {states}\n{scheduler_log}")
+    raise AssertionError(f"runs not finished after {RUNS_DEADLINE_S}s: {runs}\n{scheduler_log}")
+
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -27,23 +28,22 @@ def test_dags_folder_parses_without_import_errors(dagbag):
     assert Path(dagbag.dag_folder) == Path(__file__).resolve().parents[2] / "dags"
 
 
-def test_tasks_run_ingest_then_features_then_sequences_then_samples(features_dag):
-    assert [task.task_id for task in features_dag.topological_sort()] == list(TASK_JOBS)
+def test_a_day_is_checked_for_landing_files_then_built_once_earlier_events_are_in(features_dag):
     assert {task.task_id: task.downstream_task_ids for task in features_dag.tasks} == {
-        "ingest": {"features"}, "features": {"sequences"}, "sequences": {"samples"}, "samples": set()}
+        "landing_files": {"ingest", "earlier_events"}, "earlier_events": {"features"}, "ingest": {"features"},
+        "features": {"sequences"}, "sequences": {"samples"}, "samples": set()}
 
 
-def test_each_task_outlets_the_assets_of_the_tables_it_writes(features_dag):
+def test_each_spark_task_outlets_the_assets_of_the_tables_it_writes(features_dag):
     from pipeline.airflow import assets
 
-    outlets = {task.task_id: {asset.uri for asset in task.outlets} for task in features_dag.tasks}
+    outlets = {task_id: {asset.uri for asset in features_dag.get_task(task_id).outlets} for task_id in TASK_JOBS}
     assert outlets == {
         "ingest": {assets.EVENTS.uri, assets.EVENTS_QUARANTINE.uri},
         "features": {assets.USER_FEATURES.uri, assets.ITEM_FEATURES.uri},
         "sequences": {assets.SEQUENCES.uri},
         "samples": {assets.TRAINING_SAMPLES.uri},
     }
-    assert assets.TRAINING_SAMPLES.uri == "recdistill://training_samples/"
 
 
 def test_the_run_for_a_day_starts_after_that_day_and_builds_that_day(features_dag):
@@ -58,18 +58,18 @@ def test_the_run_for_a_day_starts_after_that_day_and_builds_that_day(features_da
     assert first_run.run_after == first_day + timedelta(days=1)
 
 
-def test_one_run_at_a_time_and_days_in_order(features_dag):
+def test_no_run_waits_on_another_runs_state(features_dag):
     assert features_dag.catchup is False
-    assert features_dag.max_active_runs == 1
-    for task in features_dag.tasks:
-        assert task.depends_on_past, f"{task.task_id}: a backfill must not build a day before the days it reads"
+    assert features_dag.max_active_runs == load_settings("tiny").airflow.max_active_runs > 1
+    assert not any(task.depends_on_past or task.wait_for_downstream for task in features_dag.tasks)
 
 
-def test_every_task_retries_times_out_and_takes_a_spark_pool_slot(features_dag):
-    for task in features_dag.tasks:
-        assert (task.retries, task.retry_delay) == (2, timedelta(minutes=5)), task.task_id
-        assert task.execution_timeout == timedelta(hours=2), task.task_id
-        assert task.pool == SPARK_POOL, task.task_id
+def test_every_spark_task_retries_times_out_and_takes_a_spark_pool_slot(features_dag):
+    for task_id in TASK_JOBS:
+        task = features_dag.get_task(task_id)
+        assert task.retries >= 1 and task.retry_delay > timedelta(0), task_id
+        assert task.execution_timeout is not None, task_id
+        assert task.pool == SPARK_POOL, task_id
 
 
 def test_spark_tasks_submit_the_installed_job_for_the_logical_date_with_delta(features_dag):
@@ -77,17 +77,16 @@ def test_spark_tasks_submit_the_installed_job_for_the_logical_date_with_delta(fe
         task = features_dag.get_task(task_id)
         assert task.application == job_file(job) and Path(task.application).is_file()
         assert task.application_args[:4] == ["--date", "{{ ds }}", "--profile", "tiny"]
-        assert task.packages == delta_package() == "io.delta:delta-spark_4.2_2.13:4.4.0"
         assert task.conf == submit_conf(load_settings("tiny"))
         assert DELTA_CONF.items() <= task.conf.items()
+        assert "spark.jars" in task.conf or task.conf["spark.jars.packages"] == delta_package()
     assert features_dag.get_task("ingest").application_args[4:] == []  # every landing source of the day
 
 
-def test_spark_default_connection_is_local_mode_not_the_yarn_fallback(features_dag, monkeypatch):
-    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+def test_spark_default_connection_is_local_mode_not_the_yarn_fallback(features_dag):
+    """SparkSubmitOperator silently falls back to YARN for an undefined connection; ours is always defined.
+    (That the tasks really submit through it is what `airflow dags test recdistill_features` shows.)"""
+    from airflow.sdk import BaseHook
 
-    assert {task._conn_id for task in features_dag.tasks} == {SPARK_CONN_ID}  # the operator keeps it private
-    # _connection is what the hook hands spark-submit as --master.
-    assert SparkSubmitHook(conn_id=SPARK_CONN_ID)._connection["master"] == "local[*]"
-    monkeypatch.delenv(SPARK_CONN_ENV)
-    assert SparkSubmitHook(conn_id=SPARK_CONN_ID)._connection["master"] == "yarn"
+    assert SPARK_CONN_ENV in os.environ
+    assert BaseHook.get_connection(SPARK_CONN_ID).host == "local[*]"

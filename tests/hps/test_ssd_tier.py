@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.hps.ssd_tier import SSDTier
+from pipeline.hps.ssd_tier import CorruptSegment, SSDTier
+
+from . import worker
 
 WIDTH = 4
 
@@ -122,3 +124,33 @@ def test_put_rejects_rows_of_the_wrong_width(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="rows shape"):
         tier.put(np.array([1]), np.zeros((1, WIDTH + 1), np.float32), np.zeros(1))
     tier.close()
+
+
+def test_a_truncated_or_overwritten_segment_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    tier = open_tier(tmp_path)
+    keys = np.arange(40)
+    tier.put(keys, rows_for(keys, 0), np.zeros(40))
+    tier.flush()
+    first, second = sorted(tmp_path.glob("seg-*.rec"))[:2]
+    with open(first, "r+b") as f:
+        f.write(b"\x00" * tier.record.itemsize * 3)  # three records zeroed in place
+    with pytest.raises(CorruptSegment, match=f"{first.name}: record 1 holds key 0 where the index expects key 1"):
+        tier.get(np.array([1]))
+    with open(second, "r+b") as f:
+        f.truncate(tier.record.itemsize * 5)
+    with pytest.raises(CorruptSegment, match=f"{second.name}: .* the segment was truncated"):
+        tier.get(np.array([20]))
+    tier.close()
+
+
+def test_training_over_a_damaged_segment_stops_with_the_file_named(tmp_path: Path) -> None:
+    server, model, optimizer = worker.build(tmp_path / "ssd")
+    worker.train(server, model, optimizer, 0, 12)
+    shard = server.shards[0]
+    assert len(shard.ssd) > 0
+    shard.ssd.flush()
+    for segment in sorted(shard.ssd.path.glob("seg-*.rec")):
+        segment.write_bytes(b"\x00" * segment.stat().st_size)  # every row on disk zeroed
+    with pytest.raises(CorruptSegment, match=r"seg-\d+\.rec: record \d+ holds key 0 where the index expects"):
+        worker.train(server, model, optimizer, 12, 40)
+    server.close()

@@ -21,10 +21,11 @@ def test_counters_are_consistent_across_tiers(tmp_path: Path, caplog: pytest.Log
     assert counts["ssd_misses"] == counts["rows_admitted"] + counts["rows_default"]
     assert counts["bytes_ssd_to_memory"] == counts["rows_ssd_to_memory"] * row_bytes > 0
     assert counts["bytes_memory_to_ssd"] == counts["rows_memory_to_ssd"] * row_bytes > 0
-    assert counts["rows_memory_to_device"] == counts["unique_keys"]
+    # Rows without a row yet (not admitted) read zeros: only rows that exist reach the working set.
+    assert counts["rows_memory_to_device"] == counts["unique_keys"] - counts["rows_default"]
     assert 0 < stats.memory_hit_rate < 1 and 0 < stats.ssd_hit_rate < 1
     assert stats.memory_rows == len(server.shards[0].memory) and stats.ssd_rows == len(server.shards[0].ssd)
-    for stage in ("dedupe", "resolve", "admit", "gather", "optimize", "write_back"):
+    for stage in ("dedupe", "resolve", "admit", "gather", "optimize"):
         assert stats.seconds[stage] > 0, stage
     metrics = stats.as_dict()
     assert metrics["hps/memory_hit_rate"] == stats.memory_hit_rate

@@ -1,7 +1,7 @@
 """A tiny real training run over the parameter server: in-process for tests, or as a worker process.
 
-As a script it runs under `torchrun` (gloo, one shard per process, dense layer under DDP) or as a
-plain subprocess that the SIGKILL test kills and restarts.
+As a script it runs under `torchrun` (gloo on CPU, or nccl with one GPU per rank; one shard per
+process, dense layer under DDP) or as a plain subprocess that the SIGKILL test kills and restarts.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def train(server: ParameterServer, model: nn.Module, optimizer: torch.optim.Opti
     """Steps [start, stop); snapshot after every `checkpoint_every`-th; append each finished step to `marker`."""
     batches = (make_batch(s, server.rank, server.world_size) for s in range(start, stop))
     for step, batch in zip(range(start, stop), server.pipeline(batches, keys_of)):
-        loss = nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"])
+        loss = nn.functional.binary_cross_entropy_with_logits(model(batch), batch["label"].to(server.device))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -112,7 +112,7 @@ def table(server: ParameterServer) -> dict[int, np.ndarray]:
 
 def build(ssd_path: Path, **overrides: object) -> tuple[ParameterServer, nn.Module, torch.optim.Optimizer]:
     server = ParameterServer(make_config(ssd_path, **overrides))
-    model = TinyModel(server)
+    model = TinyModel(server).to(server.device)
     if server.world_size > 1:
         model = DistributedDataParallel(model)
     return server, model, torch.optim.Adam(model.parameters(), lr=0.01)
@@ -130,11 +130,17 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--marker", type=Path)
+    parser.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
     args = parser.parse_args()
+    device = "cpu"
     if "WORLD_SIZE" in os.environ:
-        dist.init_process_group("gloo")
+        if args.backend == "nccl":
+            device = f"cuda:{os.environ['LOCAL_RANK']}"
+            torch.cuda.set_device(device)
+        dist.init_process_group(args.backend)
     rank = dist.get_rank() if dist.is_initialized() else 0
-    server, model, optimizer = build(args.work / f"ssd-rank{rank}-{'resumed' if args.resume else 'first'}")
+    server, model, optimizer = build(args.work / f"ssd-rank{rank}-{'resumed' if args.resume else 'first'}",
+                                     device=device)
     start = resume(server, model, optimizer, args.checkpoint) if args.resume else 0
     train(server, model, optimizer, start, args.steps, args.checkpoint, args.checkpoint_every, args.marker)
     if not args.checkpoint_every:

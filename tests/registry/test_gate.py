@@ -41,6 +41,6 @@ def test_decision_promotes_only_when_every_check_passes_and_tags_its_reasons() -
     assert not refused.promoted
     tags = refused.tags()
     assert tags["gate.decision"] == "refused" and tags["gate.champion_before"] == "2"
-    assert tags["gate.challenger_auc"] == "0.700000" and tags["gate.champion_auc"] == "0.740000"
+    assert tags["gate.challenger_gate_day_auc"] == "0.700000" and tags["gate.champion_gate_day_auc"] == "0.740000"
     assert [c["name"] for c in json.loads(tags["gate.checks"]) if not c["passed"]] == ["auc"]
     assert refused.reasons[-1] == "auc: FAIL (behind)"

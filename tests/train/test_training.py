@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
-from pipeline.artifacts import Platt
-from pipeline.artifacts import evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
+from pipeline.artifacts import Platt, evaluation_folder, latest_teacher, teacher_folder, teacher_manifest
 from pipeline.config import DebiasConfig
 from pipeline.data.batches import iter_batches
+from pipeline.hps import has_snapshot
 from pipeline.metrics import auc
 from pipeline.tables import TEACHER_LOGITS, read_arrow, table_path
 from pipeline.train import distill
@@ -41,7 +41,8 @@ def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     manifest = teacher_manifest(settings, run.version)
     assert manifest.data_dates == windows.teacher_train
     assert manifest.config_hash == settings.config_hash() and manifest.code_version
-    assert (run.directory / "ps" / "LATEST").exists() and (run.directory / "best" / "LATEST").exists()
+    folder = teacher_folder(settings, run.version)
+    assert has_snapshot(folder.snapshots) and has_snapshot(folder.best)
     # Early stopping: the published teacher is the best epoch on the validation date.
     val_aucs = manifest.validation_aucs
     assert len(val_aucs) == settings.teacher.epochs
@@ -146,26 +147,63 @@ def test_kd_moves_the_student_toward_the_teacher(teacher):
     assert kd_corr > base_corr
 
 
-def test_debiasing_parts_are_wired_and_their_ablations_change_results(teacher):
+def _head_logits(settings, folder, day, head):
+    """(sample ids, logits of `head`) of the student in `folder` on `day`."""
+    model = load_student(folder)
+    batches = iter_batches(settings, [day], settings.student.scoring_batch_size, "student")
+    scored = score(batches, lambda b: model.forward_heads(b)[head], head)
+    return scored.sample_id, scored.logits
+
+
+def _dumped_logits(settings, day, label, sample_id):
+    """The teacher logits stored under `label` for `sample_id`, in that order."""
+    table = read_arrow(settings, TEACHER_LOGITS, days=[day]).to_pandas()
+    return table[table.teacher_version == label].set_index("sample_id").loc[sample_id, "logit_click"].to_numpy()
+
+
+def _corr(a, b):
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_each_debiasing_part_moves_the_student_the_way_it_should(teacher):
+    """Each ablation moves what a head learns the way its part is meant to, by a measured margin."""
+    from pipeline.train.logit_dump import logit_label
+
     settings, windows, run = teacher
     kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
     full = train_student(settings, "debiased", debias=DebiasConfig(), **kwargs)
     no_aux = train_student(settings, "debiased", debias=DebiasConfig(auxiliary_head=False), **kwargs)
     no_adapter = train_student(settings, "debiased", debias=DebiasConfig(stale_adapter=False), **kwargs)
-    manifests = {r.name: r.folder.manifest() for r in (full, no_aux, no_adapter)}
-    assert len(manifests) == 3
-    assert load_student(full.folder).heads.auxiliary is not None
-    assert load_student(no_aux.folder).heads.auxiliary is None
-    assert manifests[full.name].adapter.scale != 1.0
-    assert manifests[no_adapter.name].adapter == Platt(scale=1.0, shift=0.0)
-    # Position ablation: the student learns from the teacher's observed-position logits instead.
     for one in [*windows.train, windows.calibration]:
         dump_logits(settings, one, run.version, neutral_position=False)
     observed = train_student(settings, "debiased", debias=DebiasConfig(neutral_position=False), **kwargs)
-    day = windows.holdout
-    outputs = [_logits(settings, r.folder, day) for r in (full, no_aux, no_adapter, observed)]
-    assert not np.allclose(outputs[0], outputs[1]) and not np.allclose(outputs[0], outputs[2])
-    assert not np.allclose(outputs[0], outputs[3])
+    assert load_student(full.folder).heads.auxiliary is not None
+    assert load_student(no_aux.folder).heads.auxiliary is None
+    # Measured on the tiny profile, seed 0 (the figures in the comments); each margin is well inside its effect.
+    # Auxiliary head: without it the KD term pulls the serving head itself toward the teacher, which shows on
+    # the held-out day (correlation with the teacher's logits 0.38 against 0.18).
+    ids, full_serving = _head_logits(settings, full.folder, windows.holdout, "serving")
+    _, no_aux_serving = _head_logits(settings, no_aux.folder, windows.holdout, "serving")
+    neutral = _dumped_logits(settings, windows.holdout, run.version, ids)
+    assert _corr(no_aux_serving, neutral) > _corr(full_serving, neutral) + 0.05
+
+    # Stale adapter: the auxiliary head learns the recalibrated logits a·t + b, not the raw ones (on a training
+    # day, mean squared distance to a·t + b 0.66 against 2.02; to t 0.79 against 0.002).
+    day = windows.train[0]
+    ids, full_aux = _head_logits(settings, full.folder, day, "auxiliary")
+    _, no_adapter_aux = _head_logits(settings, no_adapter.folder, day, "auxiliary")
+    neutral = _dumped_logits(settings, day, run.version, ids)
+    adapter = full.folder.manifest().adapter
+    assert no_adapter.folder.manifest().adapter == Platt() and adapter != Platt()
+    adapted = adapter.scale * neutral + adapter.shift
+    assert np.mean((full_aux - adapted) ** 2) < 0.5 * np.mean((no_adapter_aux - adapted) ** 2)
+    assert np.mean((no_adapter_aux - neutral) ** 2) < 0.5 * np.mean((full_aux - neutral) ** 2)
+
+    # Neutral position: learning from the observed-position logits, the auxiliary head follows the position
+    # term too (correlation with the observed-position logits 0.50 against 0.43).
+    observed_teacher = _dumped_logits(settings, day, logit_label(run.version, neutral_position=False), ids)
+    _, observed_aux = _head_logits(settings, observed.folder, day, "auxiliary")
+    assert _corr(observed_aux, observed_teacher) > _corr(full_aux, observed_teacher)
 
 
 def _dies_on_call(function, n: int):

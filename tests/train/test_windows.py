@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.dates import date_range
-from pipeline.train.windows import default_windows, first_holdout, windows_for
+from pipeline.train.windows import default_windows, first_holdout, windows_for, windows_over
 
 
 def test_the_teacher_never_trains_on_the_students_window():
@@ -29,7 +29,28 @@ def test_first_holdout_is_the_first_date_with_every_window():
         windows_for(settings, first - timedelta(days=1))
 
 
-def test_too_few_generated_days_name_what_is_missing():
-    settings = load_settings("demo", generator={"n_days": 5}, student={"window_days": 2})
-    with pytest.raises(ValueError, match=r"n_days = 5: training needs at least 6 days"):
-        default_windows(settings)
+def test_windows_follow_the_dates_with_data_gaps_included():
+    days = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 4), date(2026, 3, 5), date(2026, 3, 9), date(2026, 3, 10)]
+    windows = windows_over(days, window_days=2)
+    assert windows.holdout == date(2026, 3, 10) and windows.calibration == date(2026, 3, 9)
+    assert windows.train == [date(2026, 3, 4), date(2026, 3, 5)]
+    assert windows.teacher_train == [date(2026, 3, 2)]  # the first date with data only feeds history
+
+
+def test_a_given_calibration_date_moves_the_students_window_before_it():
+    days = date_range(date(2026, 3, 1), date(2026, 3, 10))
+    windows = windows_over(days, window_days=2, calibration=date(2026, 3, 7))
+    assert windows.holdout == date(2026, 3, 10)
+    assert windows.train == [date(2026, 3, 5), date(2026, 3, 6)]
+    with pytest.raises(ValueError, match="calibration date 2026-03-10 must be before the held-out date 2026-03-10"):
+        windows_over(days, window_days=2, calibration=date(2026, 3, 10))
+
+
+def test_too_few_dates_name_what_is_missing():
+    with pytest.raises(ValueError, match=r"no teacher days before the students' 2-day window .* data starts on 2026-03-01"):
+        windows_over(date_range(date(2026, 3, 1), date(2026, 3, 5)), window_days=2)
+
+
+def test_default_windows_without_samples_say_how_to_build_them(tmp_path):
+    with pytest.raises(ValueError, match="no training_samples under .*: no dates to train on; build the table first"):
+        default_windows(load_settings("tiny", lakehouse={"root": str(tmp_path)}))
