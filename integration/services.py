@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.airflow.env import REPO_ROOT
+from pipeline.config import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -170,7 +170,7 @@ class Postgres:
         """One role and database each for Airflow and MLflow, by the same script compose runs on first start."""
         env = {**os.environ, "PGHOST": str(self.socket_dir), "PGPORT": str(self.port), "POSTGRES_USER": "postgres",
                "AIRFLOW_DB_PASSWORD": passwords["airflow"], "MLFLOW_DB_PASSWORD": passwords["mlflow"]}
-        subprocess.run(["bash", str(REPO_ROOT / "docker" / "postgres" / "init-databases.sh")], env=env, check=True,
+        subprocess.run(["bash", str(PROJECT_ROOT / "docker" / "postgres" / "init-databases.sh")], env=env, check=True,
                        stdout=subprocess.DEVNULL)
 
     def url(self, user: str, password: str) -> str:
@@ -242,7 +242,7 @@ class SparkCluster:
                 # No REST submission server: it would take the fixed port 6066.
                 "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
                 # Executors run this venv's Python and see this checkout first, like the drivers.
-                "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(REPO_ROOT)}
+                "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": str(PROJECT_ROOT)}
 
     def start(self) -> None:
         self.master = Process("spark-master", [str(VENV_BIN / "spark-class"), "org.apache.spark.deploy.master.Master",
@@ -305,7 +305,7 @@ class MlflowServer:
                "MLFLOW_ARTIFACTS_DESTINATION": str(self.run_dir / "mlartifacts"),
                "MLFLOW_HOST": HOST, "MLFLOW_PORT": str(self.port), "MLFLOW_WORKERS": "1",
                "MLFLOW_BIN": str(VENV_BIN)}
-        self.process = Process("mlflow", ["bash", str(REPO_ROOT / "mlflow" / "server.sh")], env,
+        self.process = Process("mlflow", ["bash", str(PROJECT_ROOT / "mlflow" / "server.sh")], env,
                                self.run_dir / "logs" / "mlflow.log").start(self.run_dir)
         wait_until("mlflow server", lambda: http_ok(f"{self.url}/health"), 300, self.process.log)
 
