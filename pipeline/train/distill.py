@@ -123,9 +123,10 @@ class UniformShare:
 UNIFORM_ROW = "uniform_share_row"  # marks a batch of uniform-share rows for the training step
 
 
-def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | None:
+def uniform_share(settings: Settings, calibration_day: date, debias: DebiasConfig) -> UniformShare | None:
     """The uniform share of the run whose calibration date is `calibration_day` (held-out the day after),
-    or None without random exposure; a share too small to learn from is an error naming its numbers."""
+    or None without random exposure. A share too small to learn from is an error naming its numbers when
+    the part was asked for (`debias.uniform_data`); left to its default, the part is off and the log says why."""
     holdout = calibration_day + ONE_DAY
     split = exposure_split(settings, calibration_day, holdout)
     if not split.exists:
@@ -133,13 +134,16 @@ def uniform_share(settings: Settings, calibration_day: date) -> UniformShare | N
     batches = iter_batches(settings, [calibration_day, holdout], settings.student.scoring_batch_size, "student",
                            sample_ids=pa.array(split.uniform))
     labels = np.concatenate([b["click"].numpy() for b in batches] or [np.zeros(0)])
-    minimum = settings.debias.uniform_min_rows
+    minimum = debias.uniform_min_rows
     if len(labels) < minimum or labels.min() == labels.max():
-        raise ValueError(f"the uniform share of {calibration_day}..{holdout} is too small for the selection-bias "
-                         f"debiasing part: {len(labels)} rows ({int(labels.sum())} clicks) with "
-                         f"evaluation.uniform_share = {settings.evaluation.uniform_share}; it needs ≥ {minimum} "
-                         f"rows (debias.uniform_min_rows) and both labels (raise the share or set "
-                         f"debias.uniform_data = false)")
+        problem = (f"the uniform share of {calibration_day}..{holdout} is too small for the selection-bias "
+                   f"debiasing part: {len(labels)} rows ({int(labels.sum())} clicks) with "
+                   f"evaluation.uniform_share = {settings.evaluation.uniform_share}; it needs ≥ {minimum} "
+                   f"rows (debias.uniform_min_rows) and both labels")
+        if not debias.uniform_data:
+            log.warning("%s; the part is off (set debias.uniform_data = true to make this an error)", problem)
+            return None
+        raise ValueError(f"{problem} (raise the share or set debias.uniform_data = false)")
     return UniformShare([calibration_day, holdout], pa.array(split.uniform))
 
 
@@ -192,7 +196,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         raise ValueError("the stale adapter and the uniform share need a calibration date (--calibration-date)")
     uniform = None
     if kind == "debiased" and debias.uniform_data is not False:
-        uniform = uniform_share(settings, calibration_day)  # type: ignore[arg-type]
+        uniform = uniform_share(settings, calibration_day, debias)  # type: ignore[arg-type]
         if uniform is None and debias.uniform_data:
             raise ValueError(f"debias.uniform_data is on, but {calibration_day} and the day after have no "
                              f"random-exposure rows to draw a uniform share from")
