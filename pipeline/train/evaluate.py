@@ -150,6 +150,12 @@ def serving_latency(settings: Settings, day: date, student: StudentFolder, candi
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def _number(metrics: dict[str, float | None], key: str) -> float:
+    """A metric as a float: NaN where it is missing or undefined (strict JSON reports store NaN as null)."""
+    value = metrics.get(key)
+    return float("nan") if value is None else float(value)
+
+
 def frontier_plot(reports: list[dict[str, object]], path: Path) -> Path:
     """Quality against serving latency: AUC (random-exposure test share where there is one) per student
     size for base, KD and debiased students (± std over seeds), the teacher as a horizontal line."""
@@ -165,9 +171,11 @@ def frontier_plot(reports: list[dict[str, object]], path: Path) -> Path:
     for kind, marker in (("base", "o"), ("kd", "s"), ("debiased", "^")):
         shown = [(xi, r["metrics"][kind]) for xi, r in zip(x, reports) if kind in r["metrics"]]  # type: ignore[index]
         if shown:
-            ax.errorbar([s[0] for s in shown], [m[key] for _, m in shown], yerr=[m.get(f"{key}_std", 0) for _, m in shown],
-                        marker=marker, capsize=3, label=kind)
-    ax.axhline(reports[0]["metrics"]["teacher"][key], color="k", linestyle="--", label="teacher")  # type: ignore[index]
+            ax.errorbar([s[0] for s in shown], [_number(m, key) for _, m in shown],
+                        yerr=[_number(m, f"{key}_std") for _, m in shown], marker=marker, capsize=3, label=kind)
+    teacher = _number(reports[0]["metrics"]["teacher"], key)  # type: ignore[index]
+    if np.isfinite(teacher):
+        ax.axhline(teacher, color="k", linestyle="--", label="teacher")
     for xi, r in zip(x, reports):
         ax.annotate(str(r["preset"]), (xi, ax.get_ylim()[0]), textcoords="offset points", xytext=(0, 4), ha="center")
     ax.set_xlabel("serving latency per request, N = 256 (ms)")
