@@ -168,7 +168,7 @@ def test_mlflow_as_compose_runs_it_lets_only_the_pipeline_account_move_champion(
                     monkeypatch.delenv(name, raising=False)
                 else:
                     monkeypatch.setenv(name, value)
-            return MlflowClient(uri)
+            return MlflowClient(uri, registry_uri=uri)  # not a registry URI another test set process-wide
 
         admin = (mlflow["environment"]["MLFLOW_AUTH_ADMIN_USERNAME"], mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"])
         pipeline = client(*admin)
