@@ -1,4 +1,4 @@
-"""Run a command and, when it ends or this process is told to stop, stop every process it started.
+"""Run commands side by side and, when one ends or this process is told to stop, stop every process they started.
 
 `airflow standalone` does not do this itself: on SIGTERM it left its scheduler and LocalExecutor
 workers running, and Airflow 3 puts each task process (and the spark-submit it starts) in a
@@ -69,32 +69,36 @@ def _stop_until_gone(processes: Callable[[], list[psutil.Process]], grace_s: flo
         time.sleep(0.2)
 
 
-def run_supervised(command: Sequence[str], env: Mapping[str, str], grace_s: float = STOP_GRACE_S) -> int:
-    """Run `command` until it exits or this process gets SIGINT/SIGTERM; then stop all it started. Its exit code.
+def run_supervised(commands: Sequence[Sequence[str]], env: Mapping[str, str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run `commands` side by side until one exits or this process gets SIGINT/SIGTERM; then stop all they
+    started. The exit code of the first to exit (128 + the signal when told to stop).
 
-    The command runs in a session of its own so that a terminal's Ctrl+C reaches only this
+    Each command runs in a session of its own so that a terminal's Ctrl+C reaches only this
     process, which then stops the tree in order instead of every process at once.
     """
     become_subreaper()
-    process = subprocess.Popen(list(command), env=dict(env), start_new_session=True)
+    processes = [subprocess.Popen(list(command), env=dict(env), start_new_session=True) for command in commands]
     received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ended: list[tuple[Sequence[str], int]] = []
     try:
-        while process.poll() is None and not received:
+        while not ended and not received:
+            ended = [(c, p.returncode) for c, p in zip(commands, processes) if p.poll() is not None]
             time.sleep(0.5)
     finally:
         if received:
-            log.warning("%s received: stopping %s and every process it started", signal.Signals(received[0]).name,
-                        command[0])
+            log.warning("%s received: stopping every process started", signal.Signals(received[0]).name)
+        elif ended:
+            log.warning("`%s` exited with %s: stopping the others", " ".join(ended[0][0]), ended[0][1])
         stopped = stop_descendants(grace_s)
         log.info("stopped %d processes", stopped)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 128 + received[0] if received else int(process.returncode or 0)
+    return 128 + received[0] if received else int(ended[0][1] or 0)
 
 
 def _running(process: psutil.Process) -> bool:

@@ -11,5 +11,11 @@ def listening_addresses(pids: list[int]) -> set[str]:
     """Addresses the processes `pids` and all their descendants accept connections on."""
     processes = [psutil.Process(pid) for pid in pids]
     processes += [child for process in list(processes) for child in process.children(recursive=True)]
-    return {conn.laddr.ip for process in processes for conn in process.net_connections("inet")
-            if conn.status == psutil.CONN_LISTEN}
+    addresses = set()
+    for process in processes:
+        try:
+            connections = process.net_connections("inet")
+        except psutil.NoSuchProcess:  # a short-lived child that ended after the listing
+            continue
+        addresses |= {conn.laddr.ip for conn in connections if conn.status == psutil.CONN_LISTEN}
+    return addresses

@@ -1,4 +1,4 @@
-"""`make airflow` runs a 2-core-sized Airflow standalone and stops every process it started on Ctrl+C or SIGTERM."""
+"""`make airflow` runs a 2-core-sized Airflow on loopback only and stops every process it started on Ctrl+C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from pipeline.config import PROJECT_ROOT
+from tests.network import LOOPBACK, listening_addresses
 
 START_DEADLINE_S = 300
 
@@ -57,7 +58,8 @@ def _started(make: subprocess.Popen, port: int, log: Path) -> list[psutil.Proces
         assert make.poll() is None, f"make airflow exited early:\n{log.read_text()[-4000:]}"
         tree = _tree(make.pid)
         commands = [" ".join(p.cmdline()) for p in tree if _alive([p])]
-        if _answers(port) and any("scheduler" in c for c in commands) and any("LocalExecutor" in c for c in commands):
+        components = ("scheduler", "triggerer", "dag-processor", "LocalExecutor")
+        if _answers(port) and all(any(name in c for c in commands) for name in components):
             return tree
         time.sleep(2)
     raise AssertionError(f"Airflow did not come up in {START_DEADLINE_S}s:\n{log.read_text()[-4000:]}")
@@ -78,6 +80,8 @@ def test_make_airflow_stops_every_process_it_started(tmp_path, stop):
         tree = _started(make, port, log)
         workers = [p for p in tree if "LocalExecutor" in " ".join(p.cmdline())]
         assert len(workers) <= 2, "LocalExecutor workers are sized by airflow.parallelism (2)"
+        time.sleep(10)  # the triggerer's and scheduler's first seconds: where a log server would bind
+        assert listening_addresses([make.pid]) <= LOOPBACK  # finding: no log server on every interface
         if stop == "SIGTERM to make":
             make.send_signal(signal.SIGTERM)
         else:

@@ -49,9 +49,20 @@ def test_stop_tree_kills_a_grandchild_in_another_session_that_ignores_sigterm(tm
 
 def test_a_supervisor_told_to_stop_stops_the_orphans_its_command_left(tmp_path):
     supervise = ("import sys; from pipeline.process_tree import run_supervised; "
-                 f"sys.exit(run_supervised([sys.executable, '-c', {SPAWNER!r}, {str(tmp_path / 'pid')!r}], {{}}, 1))")
+                 f"sys.exit(run_supervised([[sys.executable, '-c', {SPAWNER!r}, {str(tmp_path / 'pid')!r}]], {{}}, 1))")
     supervisor = subprocess.Popen([sys.executable, "-c", supervise])
     grandchild = _wait_for_pid(tmp_path / "pid")
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(timeout=30) == 128 + signal.SIGTERM
     assert _gone(grandchild)
+
+
+def test_a_supervisor_stops_the_other_commands_when_one_exits(tmp_path):
+    sleeper = f"import os, time; open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    supervise = ("import sys; from pipeline.process_tree import run_supervised; "
+                 f"sys.exit(run_supervised([[sys.executable, '-c', {sleeper!r}], "
+                 f"[sys.executable, '-c', 'import time, sys; time.sleep(2); sys.exit(3)']], {{}}, 1))")
+    supervisor = subprocess.Popen([sys.executable, "-c", supervise])
+    survivor = _wait_for_pid(tmp_path / "pid")
+    assert supervisor.wait(timeout=60) == 3  # the code of the command that ended
+    assert _gone(survivor)

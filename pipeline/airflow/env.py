@@ -6,12 +6,13 @@ already names one), next to the metadata DB (SQLite in the home unless the envir
 another), the DAGs folder and this venv's `spark-submit`.
 
 It also sizes Airflow from `settings.airflow` (task slots, LocalExecutor workers, API and parsing
-processes; 2-core defaults) and runs `airflow standalone` under a supervisor that stops every
-process it started on Ctrl+C or SIGTERM (`make airflow`).
+processes; 2-core defaults) and runs what `airflow standalone` runs (api-server, scheduler,
+dag-processor, triggerer; without log servers) under a supervisor that stops every process it
+started on Ctrl+C or SIGTERM (`make airflow`).
 
     python -m pipeline.airflow.env                 # print the environment as `export` lines
     python -m pipeline.airflow.env init            # migrate the metadata DB, create the Spark pool
-    python -m pipeline.airflow.env standalone      # init, then `airflow standalone` until Ctrl+C/SIGTERM
+    python -m pipeline.airflow.env standalone      # init, then Airflow's components until Ctrl+C/SIGTERM
     python -m pipeline.airflow.env exec CMD [ARG…] # run CMD in it, e.g. `exec airflow dags list`
 """
 
@@ -38,6 +39,18 @@ SPARK_POOL_SLOTS = 1
 # Teacher and student training share the machine's cores: one training task at a time.
 TRAINING_POOL = "training"
 TRAINING_POOL_SLOTS = 1
+
+
+# What `airflow standalone` starts, started here instead: its scheduler and triggerer also serve task
+# logs on every interface (Airflow 3.3's log server hard-codes host ""). On one machine the api-server
+# reads task logs from the shared log folder, so no log server is needed and no port opens beyond
+# 127.0.0.1 (the api-server's host is AIRFLOW__API__HOST).
+COMPONENTS = (
+    ("airflow", "api-server"),
+    ("airflow", "scheduler", "--skip-serve-logs"),
+    ("airflow", "dag-processor"),
+    ("airflow", "triggerer", "--skip-serve-logs"),
+)
 
 
 def spark_connection(master: str) -> str:
@@ -69,6 +82,7 @@ def airflow_env(home: Path | None = None, base: Mapping[str, str] | None = None,
                                                         f"sqlite:///{home / 'airflow.db'}"),
         # The api-server answers this machine only unless the caller's environment says otherwise.
         "AIRFLOW__API__HOST": base.get("AIRFLOW__API__HOST", "127.0.0.1"),
+        "AIRFLOW__CORE__EXECUTOR": base.get("AIRFLOW__CORE__EXECUTOR", "LocalExecutor"),
         # Sized for the machine: LocalExecutor starts `parallelism` workers up front (32 by default).
         "AIRFLOW__CORE__PARALLELISM": str(size.parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(size.parallelism),
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--home", type=Path, default=None, help="AIRFLOW_HOME (default: airflow.home, .cache/airflow)")
     sub = parser.add_subparsers(dest="action")
     sub.add_parser("init", help="migrate the metadata DB and create the Spark and training pools")
-    sub.add_parser("standalone", help="init, then airflow standalone; Ctrl+C or SIGTERM stops all it started")
+    sub.add_parser("standalone", help="init, then Airflow's components; Ctrl+C or SIGTERM stops all they started")
     run = sub.add_parser("exec", help="run a command in the environment")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Airflow UI: http://127.0.0.1:{env['AIRFLOW__API__PORT']} (user admin, password in "
               f"{Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'}); "
               f"the DAGs start paused. Ctrl+C stops every Airflow process.", flush=True)
-        sys.exit(run_supervised(["airflow", "standalone"], env))
+        sys.exit(run_supervised(COMPONENTS, env))
     elif args.action == "exec":
         if not args.command:
             parser.error("exec needs a command, e.g. `exec airflow dags list`")
