@@ -23,6 +23,9 @@ if [[ "$backend" == sqlite:///* ]]; then
 fi
 # Migrate once, before any client connects: concurrent first migrations race ("database is locked").
 "$bin/mlflow" db upgrade "$backend"
+# MLflow 3.17's UI opens experiments in its GenAI view unless the link asks for Model training.
+RECDISTILL_MLFLOW__TRACKING_URI="$backend" "$bin/recdistill" registry ui "http://$host:$port" \
+  || echo "(no links: recdistill could not open $backend)" >&2
 export PATH="$bin:$PATH"
 # recdistill runs no server-side jobs (GenAI evaluation); off spares seven worker processes that
 # would also write to a SQLite store.

@@ -24,9 +24,13 @@ def connect(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-# MLflow 3's UI opens an experiment on the view this tag names; without it, on an empty GenAI traces page.
+# Marks the experiment as model training for MLflow clients that read it. MLflow 3.17's UI ignores it:
+# it opens every experiment in the view the page's `workflowType` query names, else the one the browser
+# last chose with its GenAI / Model training switch, else GenAI (an empty traces page, checked in
+# headless Chromium). Links to the UI therefore carry MODEL_TRAINING_VIEW (`experiment_page`).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def experiment_id(settings: Settings) -> str:
@@ -51,3 +55,9 @@ def artifact_location(settings: Settings) -> str | None:
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).parent.joinpath("mlartifacts").resolve().as_uri()
     return None
+
+
+def experiment_page(settings: Settings, ui_url: str) -> str:
+    """The UI address of the experiment's runs, in the Model training view whatever the browser chose before."""
+    return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id(settings)}?{MODEL_TRAINING_VIEW}"
+

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, load_settings
 from pipeline.lineage import Lineage
+from pipeline.mlflow_store import experiment_page
 from pipeline.registry.heldout import HeldoutAUC
 from pipeline.registry.registry import (
     list_versions,
@@ -174,6 +175,18 @@ def show(version: Annotated[Optional[str], typer.Argument(help="default: @champi
         champion = next((v for v in versions if config.champion_alias in v.aliases), None)
         chosen = version or str((champion or versions[0]).version)
         console.print(Markdown(version_card(settings, name, chosen)))
+
+
+@registry_app.command("ui")
+def ui(url: Annotated[str, typer.Argument(help="the MLflow UI's address")] = "http://127.0.0.1:5000",
+       profile: ProfileOpt = None) -> None:
+    """Links to the experiment's runs (in the Model training view) and to both registered models."""
+    settings = _settings(profile)
+    config = settings.registry
+    with _reported():
+        console.print(f"runs:     {experiment_page(settings, url)}")
+        for name in (config.student_model, config.teacher_model):
+            console.print(f"registry: {url.rstrip('/')}/#/models/{name}")
 
 
 @registry_app.command("serve")

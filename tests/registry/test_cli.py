@@ -47,3 +47,19 @@ def test_registry_commands_register_promote_list_and_refuse_a_rollback_with_no_h
     assert rollback.exit_code == 1 and "was the first champion" in rollback.output
     missing = runner.invoke(registry_app, ["register", "student", str(tmp_path / "absent"), *DATES])
     assert missing.exit_code == 1 and "cannot read the artifact manifest" in missing.output
+
+
+def test_ui_links_open_the_experiment_in_the_model_training_view(registry_root: Path) -> None:
+    from pipeline.config import load_settings
+    from pipeline.mlflow_store import connect
+
+    runner = CliRunner(env={"RECDISTILL_LAKEHOUSE_ROOT": str(registry_root), "RECDISTILL_MLFLOW_URI": None,
+                            "COLUMNS": "200"})
+    shown = runner.invoke(registry_app, ["ui", "http://127.0.0.1:5123/", "--profile", "tiny"])
+    assert shown.exit_code == 0, shown.output
+    settings = load_settings("tiny", lakehouse={"root": str(registry_root)})
+    experiment = connect(settings).get_experiment_by_name(settings.mlflow.experiment)  # made if it was missing
+    # MLflow 3.17's UI takes its GenAI / Model training view from this query, not from the experiment.
+    assert f"http://127.0.0.1:5123/#/experiments/{experiment.experiment_id}?workflowType=machine_learning" \
+        in shown.output
+    assert "http://127.0.0.1:5123/#/models/recdistill-student" in shown.output
