@@ -12,7 +12,10 @@ Accuracy is compared on an "accuracy twin": the default student's tokens, split 
 D = 64, which trains for several epochs within the time budget (the serving width, D = 256, gets
 one epoch here; its AUC is listed too, and its weights are the ones scored for speed).
 
-    .venv/bin/python benchmarks/ugsep.py            # full run, about 5-10 minutes on 2 cores
+The accuracy variants train with `--seeds` seeds (default 5); the student's gap to the reference is
+the mean over seeds with a paired seed×row bootstrap interval (`pipeline.metrics.paired_gain`).
+
+    .venv/bin/python benchmarks/ugsep.py            # full run, 5 seeds
     .venv/bin/python benchmarks/ugsep.py --quick    # a smoke run of every step
 """
 
@@ -29,13 +32,14 @@ from datetime import date
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.export.parity import parity_report
-from pipeline.metrics import auc
+from pipeline.metrics import Estimate, auc, paired_gain
 from pipeline.models.config import StudentConfig
 from pipeline.models.quantize import fast_activation_dtype, quantize_w8a16
 from pipeline.models.student import UGSepStudent
@@ -102,12 +106,16 @@ def train_briefly(config: StudentConfig, train: PlantedClicks, epochs: int, lear
     return student.eval()
 
 
-def validation_auc(student: UGSepStudent, validation: PlantedClicks) -> float:
-    """AUC over all validation rows: per-row forward under bf16 autocast, identical for every variant."""
+def validation_logits(student: UGSepStudent, validation: PlantedClicks) -> np.ndarray:
+    """Logits of all validation rows: per-row forward under bf16 autocast, identical for every variant."""
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         logits = torch.cat([student({k: v[i:i + 4096] for k, v in validation.rows.items()}).float()
                             for i in range(0, validation.labels.shape[0], 4096)])
-    return auc(validation.labels.numpy(), logits.numpy())
+    return logits.numpy()
+
+
+def validation_auc(student: UGSepStudent, validation: PlantedClicks) -> float:
+    return auc(validation.labels.numpy(), validation_logits(student, validation))
 
 
 # ---- speed --------------------------------------------------------------------------------
@@ -209,28 +217,37 @@ def plot(results: dict[int, dict[str, list[float]]], path: Path, title: str) -> 
     figure.savefig(path, dpi=120)
 
 
-def accuracy(settings: Settings, config: StudentConfig, world: PlantedClickWorld
-             ) -> tuple[UGSepStudent, PlantedClicks, float]:
-    """Train the variants on planted clicks; return the serving student, the validation set, the AUC gap."""
+def accuracy(settings: Settings, config: StudentConfig, world: PlantedClickWorld, seeds: int
+             ) -> tuple[UGSepStudent, PlantedClicks, Estimate]:
+    """Train the variants on planted clicks with `seeds` seeds each; return the serving student, the
+    validation set and the student's AUC gap to the reference (mean over seeds, paired seed×row interval)."""
     train = world.sample(settings.train_requests, 16, config.sequence_length, seed=1)
     validation = world.sample(settings.validation_requests, 16, config.sequence_length, seed=2)
+    labels = validation.labels.numpy()
     twin = config.model_copy(update={"token_dim": settings.twin_width})
     variants = {REFERENCE: twin.model_copy(update={"user_group_mask": False, "compensation": False}),
                 STUDENT: twin, NO_COMPENSATION: twin.model_copy(update={"compensation": False})}
-    # Wider models need a smaller step to stay stable.
-    scores = {name: validation_auc(train_briefly(variant, train, settings.twin_epochs, 5e-3), validation)
+    # Wider models need a smaller step to stay stable. Seeds 3, 4, … (3 was the single seed before).
+    logits = {name: np.stack([validation_logits(train_briefly(variant, train, settings.twin_epochs, 5e-3, seed=3 + k),
+                                                validation) for k in range(seeds)])
               for name, variant in variants.items()}
+    aucs = {name: np.array([auc(labels, row) for row in stack]) for name, stack in logits.items()}
     serving = train_briefly(config, train, settings.serving_epochs, 2e-3)
-    oracle = auc(validation.labels.numpy(), validation.click_probability.numpy())
+    oracle = auc(labels, validation.click_probability.numpy())
     print(f"## Accuracy: planted click model, {train.labels.numel():,} training rows, "
-          f"{validation.labels.numel():,} validation rows (AUC of the true click probability: {oracle:.4f})\n")
-    print("| model | D | epochs | val AUC | ΔAUC vs reference |\n| --- | --- | --- | --- | --- |")
-    for name, value in scores.items():
-        print(f"| {name} | {twin.token_dim} | {settings.twin_epochs} | {value:.4f} | "
-              f"{value - scores[REFERENCE]:+.4f} |")
+          f"{validation.labels.numel():,} validation rows (AUC of the true click probability: {oracle:.4f}), "
+          f"{seeds} seeds per variant\n")
+    print("| model | D | epochs | val AUC (mean ± std over seeds) | ΔAUC vs reference [90 % CI, paired seed×row "
+          "bootstrap], seeds above |\n| --- | --- | --- | --- | --- |")
+    gaps = {name: paired_gain(labels, logits[name], logits[REFERENCE]) for name in variants if name != REFERENCE}
+    for name, values in aucs.items():
+        gap = (f"{gaps[name].value:+.4f} [{gaps[name].low:+.4f}, {gaps[name].high:+.4f}], "
+               f"{int((values > aucs[REFERENCE]).sum())}/{seeds}") if name in gaps else "–"
+        print(f"| {name} | {twin.token_dim} | {settings.twin_epochs} | {values.mean():.4f} ± {values.std():.4f} | "
+              f"{gap} |")
     print(f"| {STUDENT}, serving width (the weights timed below) | {config.token_dim} | "
           f"{settings.serving_epochs} | {validation_auc(serving, validation):.4f} | – |")
-    return serving, validation, scores[STUDENT] - scores[REFERENCE]
+    return serving, validation, gaps[STUDENT]
 
 
 def latency_table(scorers: Mapping[str, Scorer], pool: Callable[[int, int], list[Request]],
@@ -259,6 +276,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads for everything (default 1: serving-style, parallel "
                              "across requests; on a shared box a second intra-op thread stalls on others' load)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per accuracy variant (the gap's interval)")
     parser.add_argument("--plot", type=Path, default=Path(__file__).resolve().parents[1] / "docs/img/ugsep_latency.png")
     args = parser.parse_args()
     settings = replace(QUICK if args.quick else FULL, threads=args.threads)
@@ -272,7 +290,7 @@ def main() -> None:
           f"L_student={config.sequence_length}; machine: {cpu_pressure()}\n")
 
     world = PlantedClickWorld(config.features, seed=0)
-    student, validation, auc_gap = accuracy(settings, config, world)
+    student, validation, auc_gap = accuracy(settings, config, world, 1 if args.quick else args.seeds)
     quantized = quantize_w8a16(student)
     parity = parity_report(student.score, quantized.score,
                            (validation.request(i) for i in range(min(settings.parity_requests,
@@ -314,8 +332,9 @@ def main() -> None:
           f"- reuse ≥ 2x naive at N=256: {reuse_gain:.2f}x {'met' if reuse_gain >= 2 else 'MISSED'}\n"
           f"- W8A16 ≥ 1.2x further where memory-bound (user side): {user_gain:.2f}x "
           f"{'met' if user_gain >= 1.2 else 'MISSED'}\n"
-          f"- UG-Sep + compensation within 0.002 AUC of the unmasked RankMixer: {auc_gap:+.4f} "
-          f"{'met' if auc_gap >= -0.002 else 'MISSED'}\n"
+          f"- UG-Sep + compensation within 0.002 AUC of the unmasked RankMixer: {auc_gap.value:+.4f} "
+          f"[{auc_gap.low:+.4f}, {auc_gap.high:+.4f}] {'met' if auc_gap.low >= -0.002 else 'MISSED'} "
+          f"(the interval's lower end)\n"
           f"plot: {args.plot}; machine at the end: {cpu_pressure()}")
 
 

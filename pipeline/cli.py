@@ -513,8 +513,9 @@ def print_summary(settings: Settings, report: object, release: object, increment
     for kind in ("kd", "debiased"):
         table.add_row(f"transferability {kind}", transfer_text(t, kind))
     latency = release.latency  # type: ignore[attr-defined]
-    table.add_row(f"latency gain, W8A16 + reuse vs naive (N={latency.candidates})",
-                  f"{latency.gain:.2f}x ({latency.naive_ms:.2f} → {latency.w8a16_ms:.2f} ms)")
+    path = "W8A16 + reuse" if latency.served == "w8a16" else "fp32 reuse"
+    table.add_row(f"latency gain, served path ({path}) vs naive (N={latency.candidates})",
+                  f"{latency.gain:.2f}x ({latency.naive_ms:.2f} → {latency.served_ms:.2f} ms)")
     table.add_row("released student", f"v{release.version}: {'promoted' if release.decision.promoted else 'refused'}")  # type: ignore[attr-defined]
     table.add_row("streaming increment", increment.skipped or  # type: ignore[attr-defined]
                   f"v{increment.challenger_version} ({_increment_text(increment.update)}): "  # type: ignore[attr-defined]

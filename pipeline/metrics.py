@@ -59,14 +59,15 @@ class Transfer:
     """Transferability over seeds with its paired bootstrap interval, or why it is not measurable."""
 
     teacher_gain: Estimate  # AUC_teacher − mean AUC_base
-    value: Estimate | None  # None when the teacher-gain interval includes 0
+    value: Estimate | None  # None unless the teacher-gain interval is above 0
     seeds: int
 
     @property
     def note(self) -> str:
-        return "" if self.value is not None else (
-            f"not measurable: the teacher's gain over the base students, {self.teacher_gain}, has an interval "
-            f"that includes 0")
+        if self.value is not None:
+            return ""
+        where = "includes 0" if self.teacher_gain.high >= 0 else "is below 0: the teacher loses to them"
+        return f"not measurable: the teacher's gain over the base students, {self.teacher_gain}, has an interval that {where}"
 
 
 class _RankedScores:
@@ -130,7 +131,8 @@ def transfer_estimate(labels: np.ndarray, teacher: np.ndarray, base: np.ndarray,
 
     `base` and `student` are [seeds, rows] score stacks of the same seeds (paired), `teacher` is
     [rows]. A ratio of means, not a mean of per-seed ratios, which explodes when one seed's gap is
-    tiny; "not measurable" (value None) when the teacher-gain interval includes 0.
+    tiny; "not measurable" (value None) unless the teacher-gain interval is above 0: a teacher below the
+    base makes the ratio positive when KD loses AUC, which reads as transfer.
     """
     stacks = {"teacher": np.asarray(teacher)[None, :], "base": np.asarray(base), "student": np.asarray(student)}
 
@@ -142,7 +144,7 @@ def transfer_estimate(labels: np.ndarray, teacher: np.ndarray, base: np.ndarray,
         return float((a["student"].mean() - a["base"].mean()) / gap) if gap != 0 else float("nan")
 
     teacher_gain = seed_row_bootstrap(labels, stacks, gain, rounds, seed, level)
-    measurable = teacher_gain.low > 0 or teacher_gain.high < 0
+    measurable = teacher_gain.low > 0
     value = seed_row_bootstrap(labels, stacks, ratio, rounds, seed, level) if measurable else None
     return Transfer(teacher_gain, value, len(stacks["base"]))
 

@@ -61,3 +61,15 @@ def test_paired_gain_is_the_mean_per_seed_difference():
     assert gain.value == pytest.approx(expected) and gain.low <= gain.value <= gain.high
     with pytest.raises(ValueError, match="same seeds"):
         paired_gain(labels, better, worse[:1].repeat(3, axis=0))
+
+
+def test_transferability_is_not_measurable_when_the_teacher_loses_to_the_base():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 3000)
+    signal = labels + rng.normal(0, 1.0, 3000)
+    teacher = signal + rng.normal(0, 1.5, 3000)  # worse than every base student
+    base = signal + rng.normal(0, 0.3, (4, 3000))
+    kd = signal + rng.normal(0, 0.8, (4, 3000))  # KD loses AUC: a ratio would read +x % "transfer"
+    estimate = transfer_estimate(labels, teacher, base, kd, rounds=60)
+    assert estimate.teacher_gain.high < 0
+    assert estimate.value is None and "the teacher loses to them" in estimate.note
