@@ -175,6 +175,9 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     `role` "search" marks a λ/T search candidate, which evaluation leaves out."""
     require_samples(settings, days, f"{kind} student training")
     debias = debias or settings.debias
+    # The settings as configured identify the student for release (`artifacts.find_student`); the λ/T the
+    # search picks from them are recorded beside it (kd_lambda, kd_temperature).
+    config_hash = settings.config_hash()
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
     if kind != "base" and (settings.student.kd_search_lambdas or settings.student.kd_search_temperatures):
@@ -260,7 +263,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             debias=debias.model_dump(), best_epoch=best_epoch, validation_aucs=val_aucs, preset=cfg.preset,
             kd_lambda=cfg.kd_lambda, kd_temperature=cfg.kd_temperature, role=role,
             uniform_share_rows=len(uniform.ids) if uniform is not None else 0,
-            config_hash=settings.config_hash(), code_version=code_version(), run_id=run.info.run_id,
+            config_hash=config_hash, code_version=code_version(), run_id=run.info.run_id,
             student_config=model.config.model_dump(mode="json"), finished_at=datetime.now(timezone.utc)))
         mlflow.log_artifact(str(folder.manifest_path))
     return StudentRun(name, kind, seed, folder, teacher_version, run.info.run_id)

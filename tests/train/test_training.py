@@ -370,6 +370,25 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
     assert frontier_path(settings, windows.holdout, run.version).stat().st_size > 0
 
 
+def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(teacher):
+    """The search's λ/T change the weights, not which configuration the student belongs to (the demo
+    failed at release when the manifest carried the searched settings' hash)."""
+    from pipeline.artifacts import daily_students, find_student
+
+    settings, windows, run = teacher
+    searched = settings.model_copy(update={"student": settings.student.model_copy(
+        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5]})})
+    student = train_student(searched, "debiased", windows.train, seed=2, teacher_version=run.version,
+                            calibration_day=windows.calibration)
+    manifest = student.folder.manifest()
+    assert (manifest.kd_lambda, manifest.kd_temperature) in {(0.25, 1.5), (4.0, 1.5)}
+    assert manifest.config_hash == searched.config_hash() != settings.config_hash()
+    assert find_student(searched, run.version, windows.holdout, "debiased", 2) == student.folder
+    # Both grid points are seed-0 KD search candidates, which evaluation leaves out.
+    candidates = [f.manifest() for f in daily_students(settings) if f.manifest().role == "search"]
+    assert sorted((m.kd_lambda, m.kd_temperature) for m in candidates) == [(0.25, 1.5), (4.0, 1.5)]
+
+
 def test_release_exports_w8a16_registers_with_lineage_and_gates(teacher):
     from pipeline.export.loader import load_student_artifact
     from pipeline.export.latency import requests_of
