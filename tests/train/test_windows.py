@@ -11,16 +11,17 @@ from pipeline.dates import date_range
 from pipeline.train.windows import default_windows, first_holdout, windows_for, windows_over
 
 
-def test_the_teacher_never_trains_on_the_students_window():
-    settings = load_settings("demo", student={"window_days": 2})
+def test_the_teacher_trains_on_all_labelled_history_and_the_window_only_when_configured():
+    settings = load_settings("demo", student={"window_days": 2}, teacher={"include_student_window": False})
     windows = windows_for(settings, date(2026, 1, 8))
     assert windows.calibration == date(2026, 1, 7)
     assert windows.train == [date(2026, 1, 5), date(2026, 1, 6)]
     assert windows.teacher_train == date_range(date(2026, 1, 1), date(2026, 1, 4))  # all labelled history
     assert max(windows.teacher_train) < min(windows.train)
-    later = load_settings("demo", student={"window_days": 2}, teacher={"first_day_labels": False})
+    later = load_settings("demo", student={"window_days": 2},
+                          teacher={"first_day_labels": False, "include_student_window": False})
     assert windows_for(later, date(2026, 1, 8)).teacher_train == date_range(date(2026, 1, 2), date(2026, 1, 4))
-    both = load_settings("demo", student={"window_days": 2}, teacher={"include_student_window": True})
+    both = load_settings("demo", student={"window_days": 2})  # the demo profile's default: the window too
     assert windows_for(both, date(2026, 1, 8)).teacher_train == date_range(date(2026, 1, 1), date(2026, 1, 6))
 
 
@@ -28,7 +29,8 @@ def test_first_holdout_is_the_first_date_with_every_window():
     settings = load_settings("demo", student={"window_days": 3})
     first = first_holdout(settings)
     windows = windows_for(settings, first)
-    assert len(windows.teacher_train) == 2 and len(windows.train) == 3
+    assert len(windows.train) == 3  # the teacher: day 1's labels, day 2, and the students' three days
+    assert windows.teacher_train == date_range(windows.train[0] - timedelta(days=2), windows.train[-1])
     with pytest.raises(ValueError, match="no teacher days before the students' 3-day window"):
         windows_for(settings, first - timedelta(days=1))
 
