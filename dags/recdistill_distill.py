@@ -56,14 +56,17 @@ def recdistill_distill() -> None:
 
     @task
     def teacher(ds: str | None = None) -> str:
-        """The newest teacher that has not trained on the students' window; the run is skipped, with
-        the reason, until the teacher DAG has made one (the first days after the first period)."""
+        """The newest teacher that has not trained on the students' window (or, with
+        `teacher.include_student_window`, on the calibration date); the run is skipped, with the reason,
+        until the teacher DAG has made one (the first days after the first period)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline.train.students import resolve_teacher
+        from pipeline.train.windows import teacher_data_before
 
+        windows = _windows(ds)  # type: ignore[arg-type]
         try:
-            return resolve_teacher(settings, data_before=_windows(ds).train[0])  # type: ignore[arg-type]
+            return resolve_teacher(settings, data_before=teacher_data_before(settings, windows.train, windows.calibration))
         except ValueError as err:
             raise AirflowSkipException(str(err)) from err
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, load_settings
 from pipeline.registry.cli import registry_app
-from pipeline.train.windows import Windows
+from pipeline.train.windows import Windows, teacher_data_before
 
 class RecdistillApp(typer.Typer):
     """The `recdistill` command. Every error ends it with one line on stderr that names the thing
@@ -401,7 +401,8 @@ def _students(kinds: list[str], profile: str | None, start: str | None, end: str
     settings = _settings(profile)
     windows = _windows(settings, calibration=calibration)
     days = _train_days(settings, windows, start, end)
-    version = _teacher(settings, teacher_version, data_before=days[0]) if kinds != ["base"] else None
+    before = teacher_data_before(settings, days, windows.calibration)
+    version = _teacher(settings, teacher_version, data_before=before) if kinds != ["base"] else None
     for run in train_students(settings, kinds, days, windows.calibration, version, seeds):  # type: ignore[arg-type]
         console.print(f"{run.kind} student seed {run.seed}: {run.folder.directory}")
 

@@ -15,8 +15,8 @@ from pipeline.train.distill import StudentRun, train_student
 
 def resolve_teacher(settings: Settings, version: str | None = None, data_before: date | None = None) -> str:
     """`version` if it is a finished teacher, else the newest finished one trained only on dates before
-    `data_before` (students pass their first day: logits of a teacher that saw their days are not
-    predictions); a clear error if none."""
+    `data_before` (`windows.teacher_data_before`: the students' first day, or the calibration date when
+    the teacher learns from their window too); a clear error if none."""
     chosen = version or latest_teacher(settings, data_before=data_before)
     if chosen is None:
         before = f" trained only on dates before {data_before}" if data_before else ""

@@ -61,6 +61,12 @@ def windows_over(days: Sequence[date], window_days: int, holdout: date | None = 
                    teacher_train=history[:-window_days])
 
 
+def teacher_data_before(settings: Settings, days: Sequence[date], calibration: date) -> date:
+    """The first date a teacher for students of `days` must not have trained on: their first day, or with
+    `teacher.include_student_window` the calibration date (never the days that validate and evaluate)."""
+    return calibration if settings.teacher.include_student_window else min(days)
+
+
 def windows_for(settings: Settings, holdout: date) -> Windows:
     """The windows of a scheduled run that evaluates on `holdout`: every day since the configured start.
 

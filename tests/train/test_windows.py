@@ -60,3 +60,13 @@ def test_too_few_dates_name_what_is_missing():
 def test_default_windows_without_samples_say_how_to_build_them(tmp_path):
     with pytest.raises(ValueError, match="no training_samples under .*: no dates to train on; build the table first"):
         default_windows(load_settings("tiny", lakehouse={"root": str(tmp_path)}))
+
+
+def test_a_usable_teacher_stops_before_the_window_or_before_the_calibration_date():
+    from pipeline.train.windows import teacher_data_before
+
+    days, calibration = [date(2026, 1, 5), date(2026, 1, 6)], date(2026, 1, 7)
+    history_only = load_settings("demo", teacher={"include_student_window": False})
+    assert teacher_data_before(history_only, days, calibration) == date(2026, 1, 5)
+    with_window = load_settings("demo", teacher={"include_student_window": True})
+    assert teacher_data_before(with_window, days, calibration) == calibration
