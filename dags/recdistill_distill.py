@@ -65,8 +65,9 @@ def recdistill_distill() -> None:
         from pipeline.train.windows import teacher_data_before
 
         windows = _windows(ds)  # type: ignore[arg-type]
+        before = teacher_data_before(settings, windows.train, windows.calibration)
         try:
-            return resolve_teacher(settings, data_before=teacher_data_before(settings, windows.train, windows.calibration))
+            return resolve_teacher(settings, data_before=before)
         except ValueError as err:
             raise AirflowSkipException(str(err)) from err
 

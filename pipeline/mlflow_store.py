@@ -60,4 +60,3 @@ def artifact_location(settings: Settings) -> str | None:
 def experiment_page(settings: Settings, ui_url: str) -> str:
     """The UI address of the experiment's runs, in the Model training view whatever the browser chose before."""
     return f"{ui_url.rstrip('/')}/#/experiments/{experiment_id(settings)}?{MODEL_TRAINING_VIEW}"
-
