@@ -80,7 +80,7 @@ def test_make_airflow_stops_every_process_it_started(tmp_path, stop):
         tree = _started(make, port, log)
         workers = [p for p in tree if "LocalExecutor" in " ".join(p.cmdline())]
         assert len(workers) <= 2, "LocalExecutor workers are sized by airflow.parallelism (2)"
-        time.sleep(10)  # the triggerer's and scheduler's first seconds: where a log server would bind
+        time.sleep(5)  # past the components' start-up, where a log server would bind
         assert listening_addresses([make.pid]) <= LOOPBACK  # finding: no log server on every interface
         if stop == "SIGTERM to make":
             make.send_signal(signal.SIGTERM)
