@@ -95,6 +95,8 @@ class TeacherManifest(Manifest):
     world_size: int
     finished_at: datetime
     registry_version: str | None = None
+    # Hash of the model's shape (architecture and table widths): a warm start needs the same one.
+    model_hash: str | None = None
 
 
 class Platt(BaseModel):
@@ -326,11 +328,13 @@ def teacher_manifest(settings: Settings, version: str) -> TeacherManifest:
     return folder.manifest()
 
 
-def latest_teacher(settings: Settings, before: str | None = None, data_before: date | None = None) -> str | None:
-    """The finished teacher with the newest data window, optionally other than the version `before`
-    and trained only on dates before `data_before`."""
+def latest_teacher(settings: Settings, before: str | None = None, data_before: date | None = None,
+                   model_hash: str | None = None) -> str | None:
+    """The finished teacher with the newest data window, optionally other than the version `before`,
+    trained only on dates before `data_before`, and of the model shape `model_hash`."""
     finished = [(m.data_dates[-1], m.finished_at, m.version) for m in finished_teachers(settings)
-                if m.version != before and (data_before is None or m.data_dates[-1] < data_before)]
+                if m.version != before and (data_before is None or m.data_dates[-1] < data_before)
+                and (model_hash is None or m.model_hash == model_hash)]
     return max(finished)[2] if finished else None
 
 

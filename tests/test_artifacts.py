@@ -19,6 +19,7 @@ from pipeline.artifacts import (
     teacher_manifest,
 )
 from pipeline.config import Settings, load_settings
+from pipeline.train.model_configs import teacher_model_hash
 
 NOON = datetime(2026, 11, 29, 12, tzinfo=timezone.utc)
 
@@ -28,10 +29,12 @@ def settings(tmp_path) -> Settings:
     return load_settings("tiny", lakehouse={"root": str(tmp_path)})
 
 
-def plant_teacher(settings: Settings, version: str, days: list[str], finished_at: datetime = NOON) -> None:
+def plant_teacher(settings: Settings, version: str, days: list[str], finished_at: datetime = NOON,
+                  model_hash: str | None = None) -> None:
     TeacherManifest(version=version, data_dates=days, config_hash="h", code_version="c", snapshot="s",
                     warm_start=None, metrics={"val_auc": 0.6}, best_epoch=1, validation_aucs=[0.6], run_id="r",
-                    world_size=1, finished_at=finished_at).write(teacher_folder(settings, version).manifest_path)
+                    world_size=1, finished_at=finished_at, model_hash=model_hash
+                    ).write(teacher_folder(settings, version).manifest_path)
 
 
 def plant_student(settings: Settings, name: str, *, kind: str = "debiased", seed: int = 0, teacher: str | None = "t",
@@ -51,6 +54,20 @@ def test_students_get_the_newest_teacher_that_never_saw_their_first_day(settings
     assert latest_teacher(settings, data_before=date(2026, 1, 3)) == "old"
     assert latest_teacher(settings, data_before=date(2026, 1, 2)) is None
     assert latest_teacher(settings, before="new", data_before=date(2026, 1, 5)) == "mid"
+
+
+def test_a_warm_start_only_finds_a_teacher_of_the_same_shape(settings):
+    """A changed teacher preset must start afresh: the newest teacher's weights would not load."""
+    shape = teacher_model_hash(settings)
+    wider = teacher_model_hash(settings.model_copy(update={"teacher": settings.teacher.model_copy(
+        update={"preset": "small"})}))
+    assert shape != wider
+    plant_teacher(settings, "same-shape", ["2026-01-02"], model_hash=shape)
+    plant_teacher(settings, "other-shape", ["2026-01-03"], model_hash=wider)
+    plant_teacher(settings, "before-shapes-were-recorded", ["2026-01-04"])
+    assert latest_teacher(settings) == "before-shapes-were-recorded"
+    assert latest_teacher(settings, model_hash=shape) == "same-shape"
+    assert latest_teacher(settings, model_hash=wider) == "other-shape"
 
 
 def test_an_unfinished_teacher_is_never_found(settings):

@@ -3,7 +3,8 @@
 loss = BCE(label) + λ·T²·BCE(σ(s/T), σ(t/T)) on samples that have a teacher logit t; samples
 without one fall back to the label loss. The debiased student moves the KD term to an auxiliary
 head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
-recalibrates the teacher's logits on a fresh labelled slice.
+recalibrates the teacher's logits on a fresh labelled slice; `debias.part_search` chooses which of
+these parts a window's debiased students use on the calibration date, as the λ/T search chooses λ and T.
 
 Given a calibration date, every kind is also validated on it after each epoch and keeps its best
 epoch (early stopping), so no kind is compared at an epoch where it has overfitted the window.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import logging
 from dataclasses import dataclass
 from collections.abc import Iterator
@@ -184,6 +186,10 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         if calibration_day is None:
             raise ValueError("the λ/T search needs a calibration date (--calibration-date)")
         settings = search_kd_weights(settings, days, teacher_version, calibration_day)  # type: ignore[arg-type]
+    if kind == "debiased" and debias.part_search:
+        if calibration_day is None:
+            raise ValueError("the debiasing part search needs a calibration date (--calibration-date)")
+        debias = search_debias_parts(settings, days, teacher_version, calibration_day, debias)  # type: ignore[arg-type]
     cfg = settings.student
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
     folder = student_folder(settings, name)
@@ -289,14 +295,37 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     for kd_lambda in lambdas:
         for temperature in temperatures:
             candidate = chosen(kd_lambda, temperature)
-            folder = student_folder(candidate, student_name(candidate, "kd", 0, days, teacher_version,
-                                                            candidate.debias, calibration_day))
-            if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
-                folder = train_student(candidate, "kd", days, 0, teacher_version, calibration_day, role="search").folder
-            scored.append((max(folder.manifest().validation_aucs), kd_lambda, temperature))
+            auc_ = _candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias)
+            scored.append((auc_, kd_lambda, temperature))
     _, kd_lambda, temperature = max(scored)
     log.info("λ/T search on %s: %s → λ = %s, T = %s", calibration_day, scored, kd_lambda, temperature)
     return chosen(kd_lambda, temperature)
+
+
+def search_debias_parts(settings: Settings, days: list[date], teacher_version: str, calibration_day: date,
+                        debias: DebiasConfig) -> DebiasConfig:
+    """`debias` with each part of `debias.part_search` on or off, the combination whose debiased student
+    (seed 0) reaches the best calibration AUC, the search itself switched off. Like the λ/T search, each
+    candidate is a normal student run (resumed when it exists; the winner is the seed-0 student)."""
+    scored = []
+    for values in itertools.product((True, False), repeat=len(debias.part_search)):
+        candidate = debias.model_copy(update={**dict(zip(debias.part_search, values)), "part_search": []})
+        scored.append((_candidate_auc(settings, "debiased", days, teacher_version, calibration_day, candidate),
+                       values, candidate))
+    best = max(scored, key=lambda row: row[0])  # the first (parts on) wins a tie
+    log.info("debiasing part search on %s over %s: %s → %s", calibration_day, debias.part_search,
+             [(round(a, 4), v) for a, v, _ in scored], best[1])
+    return best[2]
+
+
+def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,
+                   calibration_day: date, debias: DebiasConfig) -> float:
+    """The best calibration AUC of a seed-0 search candidate, trained unless a finished one exists."""
+    folder = student_folder(settings, student_name(settings, kind, 0, days, teacher_version, debias, calibration_day))
+    if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
+        folder = train_student(settings, kind, days, 0, teacher_version, calibration_day, debias=debias,
+                               role="search").folder
+    return max(folder.manifest().validation_aucs)
 
 
 def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:

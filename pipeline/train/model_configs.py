@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pipeline.config import Settings
 from pipeline.models.config import FeatureSchema, StudentConfig, TeacherConfig
 from pipeline.slots import SPARSE_SLOTS, dense_names
@@ -21,6 +23,12 @@ def teacher_config(settings: Settings) -> TeacherConfig:
     cfg = settings.teacher
     return TeacherConfig.preset(cfg.preset, features=feature_schema(settings), embedding_dim=cfg.embedding_dim,
                                 sequence_length=settings.sequences.teacher_length)
+
+
+def teacher_model_hash(settings: Settings) -> str:
+    """The teacher's shape (its model config and parameter-server table width): what a warm start must match."""
+    payload = f"{teacher_config(settings).model_dump_json()}|{settings.teacher.embedding_dim}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def student_config(settings: Settings, auxiliary_head: bool = False) -> StudentConfig:

@@ -5,7 +5,8 @@ Each run trains on a window of dates and becomes an immutable *teacher version*
 parameter-server snapshot (sparse rows + optimizer state + dense weights) and a manifest. Every
 epoch is validated and snapshotted (``ps/``, what a killed run resumes from); the best epoch so far
 is also snapshotted in ``best/``, which is the published teacher (early stopping, as for students).
-A run that is not resuming warm-starts from the newest earlier teacher.
+A run that is not resuming warm-starts from the newest earlier teacher of the same shape (a changed
+preset or width starts afresh: its weights would not load).
 Under ``torchrun`` every rank reads the same batches and trains on its row slice of each (so all
 ranks make the same parameter-server calls); dense weights are synchronised with DDP.
 
@@ -34,7 +35,7 @@ from pipeline.hps import has_snapshot
 from pipeline.hps.server import ParameterServer
 from pipeline.lineage import code_version
 from pipeline.train.loop import train_epoch
-from pipeline.train.model_configs import teacher_config
+from pipeline.train.model_configs import teacher_config, teacher_model_hash
 from pipeline.train.ranks import rank_world
 from pipeline.train.teacher_model import TeacherWithPS, hps_config, teacher_batches, teacher_loss
 from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
@@ -81,7 +82,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
         start_epoch, losses, validation = (int(dense["epoch"]) + 1, json.loads(dense["losses"]),
                                            json.loads(dense["validation"]))
         log.info("resuming %s after epoch %d", version, start_epoch - 1)
-    elif (warm_from := latest_teacher(settings, before=version)) is not None:
+    elif (warm_from := latest_teacher(settings, before=version, model_hash=teacher_model_hash(settings))) is not None:
         dense = server.restore(teacher_folder(settings, warm_from).best)
         net.model.load_state_dict(dense["model"])
         log.info("warm-starting %s from %s", version, warm_from)
@@ -123,7 +124,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                     version=version, data_dates=days, config_hash=settings.config_hash(), code_version=code_version(),
                     snapshot=str(folder.best.resolve()), warm_start=warm_from, metrics=metrics, best_epoch=best_epoch,
                     validation_aucs=val_aucs, run_id=run.info.run_id, world_size=world,
-                    finished_at=datetime.now(timezone.utc),
+                    finished_at=datetime.now(timezone.utc), model_hash=teacher_model_hash(settings),
                 ).write(folder.manifest_path)
     finally:
         server.close()

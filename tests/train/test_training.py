@@ -22,6 +22,7 @@ from pipeline.train.distill import load_student, train_student
 from pipeline.train.evaluate import evaluate
 from pipeline.train.logit_dump import dump_logits, dump_unexposed_logits
 from pipeline.train.loop import score
+from pipeline.train.model_configs import teacher_model_hash
 from pipeline.train.teacher import teacher_version, train_teacher
 from pipeline.train.teacher_model import open_teacher
 from pipeline.train.teacher_scoring import score_teacher
@@ -44,6 +45,7 @@ def test_teacher_records_its_version_and_logs_epochs_to_mlflow(teacher):
     manifest = teacher_manifest(settings, run.version)
     assert manifest.data_dates == windows.teacher_train
     assert manifest.config_hash == settings.config_hash() and manifest.code_version
+    assert manifest.model_hash == teacher_model_hash(settings)  # what a later warm start must match
     folder = teacher_folder(settings, run.version)
     assert has_snapshot(folder.snapshots) and has_snapshot(folder.best)
     # Early stopping: the published teacher is the best epoch on the validation date.
@@ -387,6 +389,30 @@ def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(t
     # Both grid points are seed-0 KD search candidates, which evaluation leaves out.
     candidates = [f.manifest() for f in daily_students(settings) if f.manifest().role == "search"]
     assert sorted((m.kd_lambda, m.kd_temperature) for m in candidates) == [(0.25, 1.5), (4.0, 1.5)]
+
+
+def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(teacher):
+    """Each searched part is tried on and off at seed 0; every seed then trains with the best combination."""
+    from pipeline.artifacts import daily_students
+
+    settings, windows, run = teacher
+    searched = settings.model_copy(update={"debias": settings.debias.model_copy(
+        update={"part_search": ["auxiliary_head"]})})
+    student = train_student(searched, "debiased", windows.train, seed=3, teacher_version=run.version,
+                            calibration_day=windows.calibration)
+    candidates = {m.debias["auxiliary_head"]: m for m in (f.manifest() for f in daily_students(settings))
+                  if m.role == "search" and m.kind == "debiased" and m.config_hash == searched.config_hash()}
+    assert set(candidates) == {True, False}
+    manifest = student.folder.manifest()
+    chosen = candidates[manifest.debias["auxiliary_head"]]
+    assert max(chosen.validation_aucs) == max(max(m.validation_aucs) for m in candidates.values())
+    assert manifest.debias["part_search"] == [] and manifest.role == "student"
+    # The choice shapes the model: the serving student has an auxiliary head exactly when it was chosen.
+    assert manifest.student_config["auxiliary_head"] == manifest.debias["auxiliary_head"]
+    # The winning candidate is the seed-0 student, not trained twice.
+    seed0 = train_student(searched, "debiased", windows.train, seed=0, teacher_version=run.version,
+                          calibration_day=windows.calibration)
+    assert seed0.folder.name == chosen.name and seed0.folder.manifest().role == "student"
 
 
 def test_release_exports_w8a16_registers_with_lineage_and_gates(teacher):
