@@ -135,6 +135,7 @@ def row_of(dataset: Dataset, size: str, report: EvaluationReport, teacher_second
     for model in ("teacher", *KINDS):
         row[f"{model}_auc"] = metrics[model][f"{prefix}auc"]
         row[f"{model}_auc_std"] = metrics[model].get(f"{prefix}auc_std", 0.0)
+        row[f"{model}_gauc"] = metrics[model][f"{prefix}gauc"]  # within-user ranking: what a request sees
     for kind in ("kd", "debiased"):
         key = f"{prefix}{kind}"
         row[f"{kind}_transfer"] = {name: transfer.get(f"{key}_{name}") for name in
@@ -151,7 +152,8 @@ def _interval(value: object, low: object, high: object, scale: float = 1.0, digi
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
     table = Table(title="distillation quality (teacher at the neutral position) and serving latency per size")
     for column in ("dataset", "size", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
-                   "transfer KD [90% CI]", "transfer debiased", "debiased − KD [90% CI], won", "served ms (path)"):
+                   "transfer KD [90% CI]", "transfer debiased", "debiased − KD [90% CI], won",
+                   "GAUC teacher / base / KD / debiased", "served ms (path)"):
         table.add_column(column, justify="right")
     for row in rows:
         auc = {m: f"{row[f'{m}_auc']:.4f}" + (f" ± {row[f'{m}_auc_std']:.4f}" if m != "teacher" else "")
@@ -167,12 +169,13 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         latency = row["latency"]
         table.add_row(str(row["dataset"]), str(row["size"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
                       auc["debiased"], gain, transfer["kd"], transfer["debiased"], versus,
+                      " / ".join(f"{row[f'{m}_gauc']:.4f}" for m in ("teacher", *KINDS)),
                       f"{latency['served_ms']:.2f} ({latency['served']})")  # type: ignore[index]
     console.print(table)
     console.print("± on AUCs: std over seeds; intervals: 90 % paired bootstrap over seeds and test rows; "
                   "transferability = (mean AUC_student − mean AUC_base) / (AUC_teacher − mean AUC_base), not measurable "
                   "when the teacher gain's interval includes 0; debiased − KD paired by seed (test share where there "
-                  "is one); latency: median per request, N = 256 candidates, the path a release serves")
+                  "is one); GAUC: mean per-user AUC on the same slice; latency: median per request, N = 256 candidates, the path a release serves")
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> Path:

@@ -48,8 +48,6 @@ def _slice_metrics(scored: Scored, split: ExposureSplit) -> dict[str, float]:
     return metrics
 
 
-
-
 def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationReport:
     """Score the teacher and every matching student on `day`; log metrics and a comparison plot."""
     students = students_for(settings, teacher_version, before=day)
