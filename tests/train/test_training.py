@@ -393,7 +393,7 @@ def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(t
 
 def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(teacher):
     """Each searched part is tried on and off at seed 0; every seed then trains with the best combination."""
-    from pipeline.artifacts import daily_students
+    from pipeline.artifacts import daily_students, find_student
 
     settings, windows, run = teacher
     searched = settings.model_copy(update={"debias": settings.debias.model_copy(
@@ -407,6 +407,7 @@ def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(t
     chosen = candidates[manifest.debias["auxiliary_head"]]
     assert max(chosen.validation_aucs) == max(max(m.validation_aucs) for m in candidates.values())
     assert manifest.debias["part_search"] == [] and manifest.role == "student"
+    assert find_student(searched, run.version, windows.holdout, "debiased", 3) == student.folder  # release finds it
     # The choice shapes the model: the serving student has an auxiliary head exactly when it was chosen.
     assert manifest.student_config["auxiliary_head"] == manifest.debias["auxiliary_head"]
     # The winning candidate is the seed-0 student, not trained twice.
