@@ -356,12 +356,18 @@ def partition_dates(settings: Settings, spec: TableSpec) -> list[date]:
 
 
 def content_hash(table: pa.Table, key: Iterable[str]) -> str:
-    """Order-independent digest of a table's rows: equal digests mean equal content."""
-    ordered = table.sort_by([(k, "ascending") for k in key])
+    """Order-independent digest of a table's rows: equal digests mean equal content.
+
+    Rows are ordered by `key`, then by every other column of a plain type, so rows that share a key
+    (a daily table's id on several dates) cannot come out in the order the files happened to hold them.
+    """
+    key = list(key)
+    plain = [c for c, t in zip(table.column_names, table.schema.types)
+             if c not in key and not pa.types.is_nested(t)]
+    ordered = table.sort_by([(c, "ascending") for c in key + plain])
     digest = hashlib.sha256()
-    for batch in ordered.to_batches():
-        for column in batch.columns:
-            digest.update(str(column.to_pylist()).encode())
+    for column in ordered.columns:
+        digest.update(str(column.to_pylist()).encode())
     return digest.hexdigest()
 
 
