@@ -175,7 +175,8 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
     console.print("± on AUCs: std over seeds; intervals: 90 % paired bootstrap over seeds and test rows; "
                   "transferability = (mean AUC_student − mean AUC_base) / (AUC_teacher − mean AUC_base), not measurable "
                   "when the teacher gain's interval includes 0; debiased − KD paired by seed (test share where there "
-                  "is one); GAUC: mean per-user AUC on the same slice; latency: median per request, N = 256 candidates, the path a release serves")
+                  "is one); GAUC: mean per-user AUC on the same slice; latency: median per request, N = 256 candidates, "
+                  "the path a release serves")
 
 
 def plot(rows: list[dict[str, object]], path: Path) -> Path:

@@ -182,13 +182,14 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     config_hash = settings.config_hash()
     if kind != "base" and teacher_version is None:
         raise ValueError(f"a {kind} student needs --teacher-version (the logits to learn from)")
-    if kind != "base" and (settings.student.kd_search_lambdas or settings.student.kd_search_temperatures):
-        if calibration_day is None:
-            raise ValueError("the λ/T search needs a calibration date (--calibration-date)")
+    kd_search = kind != "base" and bool(settings.student.kd_search_lambdas or settings.student.kd_search_temperatures)
+    part_search = kind == "debiased" and bool(debias.part_search)
+    if (kd_search or part_search) and calibration_day is None:
+        searched = " and ".join(name for name, on in (("λ/T", kd_search), ("debiasing part", part_search)) if on)
+        raise ValueError(f"the {searched} search needs a calibration date (--calibration-date)")
+    if kd_search:
         settings = search_kd_weights(settings, days, teacher_version, calibration_day)  # type: ignore[arg-type]
-    if kind == "debiased" and debias.part_search:
-        if calibration_day is None:
-            raise ValueError("the debiasing part search needs a calibration date (--calibration-date)")
+    if part_search:
         debias = search_debias_parts(settings, days, teacher_version, calibration_day, debias)  # type: ignore[arg-type]
     cfg = settings.student
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
@@ -295,8 +296,8 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     for kd_lambda in lambdas:
         for temperature in temperatures:
             candidate = chosen(kd_lambda, temperature)
-            auc_ = _candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias)
-            scored.append((auc_, kd_lambda, temperature))
+            scored.append((_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias),
+                           kd_lambda, temperature))
     _, kd_lambda, temperature = max(scored)
     log.info("λ/T search on %s: %s → λ = %s, T = %s", calibration_day, scored, kd_lambda, temperature)
     return chosen(kd_lambda, temperature)

@@ -26,9 +26,9 @@ def teacher_config(settings: Settings) -> TeacherConfig:
 
 
 def teacher_model_hash(settings: Settings) -> str:
-    """The teacher's shape (its model config and parameter-server table width): what a warm start must match."""
-    payload = f"{teacher_config(settings).model_dump_json()}|{settings.teacher.embedding_dim}"
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    """The teacher's shape (its model config, whose embedding width is also the parameter server's):
+    what a warm start must match."""
+    return hashlib.sha256(teacher_config(settings).model_dump_json().encode()).hexdigest()[:12]
 
 
 def student_config(settings: Settings, auxiliary_head: bool = False) -> StudentConfig:

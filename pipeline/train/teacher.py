@@ -75,6 +75,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
     optimizer = torch.optim.Adam(net.model.parameters(), lr=cfg.lr)
     start_epoch, losses, validation = 1, [], []  # per epoch: mean train loss, validation metrics
     warm_from = None
+    shape = teacher_model_hash(settings)
     if has_snapshot(snapshots):
         dense = server.restore(snapshots)
         net.model.load_state_dict(dense["model"])
@@ -82,7 +83,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
         start_epoch, losses, validation = (int(dense["epoch"]) + 1, json.loads(dense["losses"]),
                                            json.loads(dense["validation"]))
         log.info("resuming %s after epoch %d", version, start_epoch - 1)
-    elif (warm_from := latest_teacher(settings, before=version, model_hash=teacher_model_hash(settings))) is not None:
+    elif (warm_from := latest_teacher(settings, before=version, model_hash=shape)) is not None:
         dense = server.restore(teacher_folder(settings, warm_from).best)
         net.model.load_state_dict(dense["model"])
         log.info("warm-starting %s from %s", version, warm_from)
@@ -124,7 +125,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                     version=version, data_dates=days, config_hash=settings.config_hash(), code_version=code_version(),
                     snapshot=str(folder.best.resolve()), warm_start=warm_from, metrics=metrics, best_epoch=best_epoch,
                     validation_aucs=val_aucs, run_id=run.info.run_id, world_size=world,
-                    finished_at=datetime.now(timezone.utc), model_hash=teacher_model_hash(settings),
+                    finished_at=datetime.now(timezone.utc), model_hash=shape,
                 ).write(folder.manifest_path)
     finally:
         server.close()
