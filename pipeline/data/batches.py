@@ -24,6 +24,13 @@ from pipeline.tables import TRAINING_SAMPLES, arrow_dataset, table_exists
 SequenceKind = Literal["teacher", "student"]
 LABELS = ("click", "conversion")
 BOOKKEEPING = ("sample_id", "user_id", "scenario")
+# The order training reads a date in: by the source's event id (sample_id breaks ties), a total order that
+# depends on the rows alone; dates in the order given (time order). Within a date it is the order local
+# mode's files held (Spark's sort-merge joins sort by it); the generator's and converters' ids group a
+# user's requests and a slate's candidates. Measured on the tiny profile (teacher seeds 11-14, 2026-11-30):
+# reshuffling rows every epoch, across the date or by user, left the teacher at 0.605-0.638 AUC against the
+# base students' 0.607-0.685; in this order it reaches 0.634-0.686 against 0.621-0.648.
+LOG_ORDER = [("event_id", "ascending"), ("sample_id", "ascending")]
 
 
 def sample_columns(sequence: SequenceKind) -> list[str]:
@@ -79,10 +86,14 @@ def _list_width(lists: pa.Array) -> int:
 def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str], batch_size: int,
                        rank: int = 0, world_size: int = 1, seed: int | None = None,
                        sample_ids: pa.Array | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream `training_samples` of `days` in record batches; this rank keeps sample_id % world == rank.
+    """`training_samples` of `days` in record batches; this rank keeps sample_id % world == rank.
 
+    One date at a time, in the order of `days`, in log order (`LOG_ORDER`): batches depend on the
+    table's content, never on how Spark laid it out in files (the same data written by a cluster or
+    by local mode trains the same model). With `seed`, rows are shuffled within each batch (the
+    order of per-row draws such as position dropout; reproducible). Memory holds one date's rows of
+    `columns` for this rank.
     Sharding by sample_id (not by file) gives every rank a balanced, disjoint and stable share.
-    With `seed`, rows are shuffled within each streamed batch (the order stays reproducible).
     With `sample_ids`, only those samples are read (e.g. the fresh ones a stream produced).
     """
     if not 0 <= rank < world_size:
@@ -90,24 +101,25 @@ def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str],
     if not table_exists(settings, TRAINING_SAMPLES):
         raise FileNotFoundError(f"training_samples does not exist under {settings.lakehouse.tables}; "
                                 f"run `recdistill data run` first")
-    dataset = arrow_dataset(settings, TRAINING_SAMPLES, days)
     rng = np.random.default_rng(seed) if seed is not None else None
-    pending: list[pa.RecordBatch] = []
-    pending_rows = 0
     only = pc.field("sample_id").isin(sample_ids) if sample_ids is not None else None
-    for batch in dataset.to_batches(columns=columns, batch_size=batch_size, filter=only):
+    carry: pa.Table | None = None
+    for day in days:
+        extra = [c for c, _ in LOG_ORDER if c not in columns]
+        table = arrow_dataset(settings, TRAINING_SAMPLES, [day]).to_table(columns=[*columns, *extra], filter=only)
         if world_size > 1:
-            ids = batch.column("sample_id").to_numpy(zero_copy_only=False)
-            batch = batch.filter(pa.array(np.mod(ids, world_size) == rank))
-        pending.append(batch)
-        pending_rows += batch.num_rows
-        while pending_rows >= batch_size:
-            table = pa.Table.from_batches(pending).combine_chunks()
-            head, rest = table.slice(0, batch_size), table.slice(batch_size)
-            yield _shuffled(head, rng)
-            pending, pending_rows = rest.to_batches(), rest.num_rows
-    if pending_rows:
-        yield _shuffled(pa.Table.from_batches(pending).combine_chunks(), rng)
+            ids = table.column("sample_id").to_numpy(zero_copy_only=False)
+            table = table.filter(pa.array(np.mod(ids, world_size) == rank))
+        table = table.sort_by(LOG_ORDER).drop_columns(extra)
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
+        table = table.combine_chunks()
+        whole = table.num_rows - table.num_rows % batch_size
+        for start in range(0, whole, batch_size):
+            yield _shuffled(table.slice(start, batch_size), rng)
+        carry = table.slice(whole) if whole < table.num_rows else None
+    if carry is not None and carry.num_rows:
+        yield _shuffled(carry, rng)
 
 
 def _shuffled(table: pa.Table, rng: np.random.Generator | None) -> pa.RecordBatch:

@@ -187,3 +187,31 @@ def test_mlflow_as_compose_runs_it_lets_only_the_pipeline_account_move_champion(
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
         log.close()
+
+
+def test_every_long_running_service_has_a_health_check(services):
+    # docker/check.sh waits on these; a service without one counts as ready while it crash-loops.
+    long_running = set(services) - {"airflow-init"}
+    assert {name for name in long_running if "test" not in services[name].get("healthcheck", {})} == set()
+    def job_type(name: str) -> str:
+        test = services[name]["healthcheck"]["test"]
+        return test[test.index("--job-type") + 1]
+
+    airflow_jobs = {name: job_type(name) for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")}
+    assert airflow_jobs == {"airflow-scheduler": "SchedulerJob", "airflow-dag-processor": "DagProcessorJob",
+                            "airflow-triggerer": "TriggererJob"}
+
+
+def test_every_folder_the_image_user_writes_exists_in_the_image_and_is_its_own():
+    """A named volume mounted on a folder the image lacks is root's, and the service (uid 50000) cannot write."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    step = re.search(r"RUN groupadd.*?(?=\n\n)", dockerfile, re.S).group(0).replace("\\\n", " ")
+    created = set(re.search(r"mkdir -p ([^&]+)", step).group(1).split())
+    owned = set(re.search(r"chown -R recdistill:recdistill ([^&\n]+)", step).group(1).split())
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]
+    needed = {mount.split(":")[1] for name, spec in raw.items() if spec.get("image") == "recdistill:local"
+              for mount in spec.get("volumes", []) if not mount.startswith(".")}
+    worker = raw["spark-worker"]["command"]
+    needed.add(worker[worker.index("--work-dir") + 1])
+    assert needed - created == set()
+    assert {path for path in needed if not any(path == o or path.startswith(o + "/") for o in owned)} == set()

@@ -118,18 +118,31 @@ def _teacher_logits(settings, folder, day):
 
 
 def test_teacher_with_capacity_and_the_long_sequence_beats_the_base_student(teacher):
+    """On average over seeds: a tiny held-out day (~700 rows) moves one model's AUC by a few hundredths.
+
+    Measured with the event-id batch order (2026-11-30): teachers 0.634, 0.686, 0.677, 0.663 (seeds 11-14,
+    mean 0.665), base students 0.648, 0.632, 0.628, 0.621 (seeds 0-3, mean 0.632).
+    """
     settings, windows, run = teacher
-    net = open_teacher(settings, run.version)
-    try:
-        scored = score_teacher(net, settings, [windows.holdout], neutral_position=True)
-    finally:
-        net.server.close()
-    teacher_auc = auc(scored.labels, scored.logits)
-    for seed in settings.student.seeds:
+    teacher_aucs, base_aucs = [], []
+    for seed in range(4):
+        if seed == 0:
+            version, seeded = run.version, settings
+        else:
+            seeded = settings.model_copy(update={"teacher": settings.teacher.model_copy(
+                update={"seed": settings.teacher.seed + seed})})
+            version = train_teacher(seeded, windows.teacher_train, [windows.calibration]).version
+        net = open_teacher(seeded, version)
+        try:
+            scored = score_teacher(net, seeded, [windows.holdout], neutral_position=True)
+        finally:
+            net.server.close()
+        teacher_aucs.append(auc(scored.labels, scored.logits))
         base = train_student(settings, "base", windows.train, seed=seed)
         base_scored = score(iter_batches(settings, [windows.holdout], 4096, "student"),
                             load_student(base.folder), "base")
-        assert teacher_auc > auc(base_scored.labels, base_scored.logits)
+        base_aucs.append(auc(base_scored.labels, base_scored.logits))
+    assert np.mean(teacher_aucs) > np.mean(base_aucs) + 0.01, (teacher_aucs, base_aucs)
 
 
 def test_kd_moves_the_student_toward_the_teacher(teacher):
