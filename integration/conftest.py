@@ -285,6 +285,7 @@ def registry_state(tracking_uri: str) -> dict[tuple[str, str], dict[str, str]]:
     config = RegistryConfig()
     state = {}
     for name in (config.student_model, config.teacher_model):
-        for version in client.search_model_versions(f"name = '{name}'"):
-            state[(name, version.version)] = {**version.tags, "aliases": ",".join(sorted(version.aliases))}
+        for found in client.search_model_versions(f"name = '{name}'"):
+            version = client.get_model_version(name, found.version)  # search results carry no aliases
+            state[(name, str(version.version))] = {**version.tags, "aliases": ",".join(sorted(version.aliases))}
     return state
