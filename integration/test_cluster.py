@@ -105,7 +105,7 @@ def test_cluster_run_promotes_the_same_champion_as_the_embedded_run(cluster: Clu
                     if name == model and "champion" in tags["aliases"].split(",")]
         assert len(versions) == 1, state
         version, tags = versions[0]
-        return version, {key: tags[key] for key in ("gate.decision", "gate.challenger_auc", "lineage.data_dates")}
+        return version, {key: tags[key] for key in ("gate.decision", "gate.challenger_gate_day_auc", "lineage.data_dates")}
 
     cluster_champion = champion(registry_state(cluster.mlflow.url))
     assert cluster_champion == champion(registry_state(embedded.settings.tracking_uri))
