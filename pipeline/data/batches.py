@@ -102,11 +102,14 @@ def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str],
         raise FileNotFoundError(f"training_samples does not exist under {settings.lakehouse.tables}; "
                                 f"run `recdistill data run` first")
     rng = np.random.default_rng(seed) if seed is not None else None
-    only = pc.field("sample_id").isin(sample_ids) if sample_ids is not None else None
+    dataset = arrow_dataset(settings, TRAINING_SAMPLES, days)
+    extra = [c for c, _ in LOG_ORDER if c not in columns]
     carry: pa.Table | None = None
     for day in days:
-        extra = [c for c, _ in LOG_ORDER if c not in columns]
-        table = arrow_dataset(settings, TRAINING_SAMPLES, [day]).to_table(columns=[*columns, *extra], filter=only)
+        only = pc.field("date") == pa.scalar(day)
+        if sample_ids is not None:
+            only = only & pc.field("sample_id").isin(sample_ids)
+        table = dataset.to_table(columns=[*columns, *extra], filter=only)
         if world_size > 1:
             ids = table.column("sample_id").to_numpy(zero_copy_only=False)
             table = table.filter(pa.array(np.mod(ids, world_size) == rank))
@@ -118,7 +121,7 @@ def iter_arrow_batches(settings: Settings, days: list[date], columns: list[str],
         for start in range(0, whole, batch_size):
             yield _shuffled(table.slice(start, batch_size), rng)
         carry = table.slice(whole) if whole < table.num_rows else None
-    if carry is not None and carry.num_rows:
+    if carry is not None:
         yield _shuffled(carry, rng)
 
 

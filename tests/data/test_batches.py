@@ -21,7 +21,7 @@ def _samples() -> pa.Table:
         "sample_id": (n * 7919 % 1009).astype(np.int64),
         "event_id": [f"e-{i // ROWS}-{r % 5}-{r:03d}-{p}" for i, r, p in zip(n, request, position)],
         "user_id": (request % 5).astype(np.int64),
-        "date": [DAYS[i // ROWS].isoformat() for i in n],
+        "date": pa.array([DAYS[i // ROWS] for i in n], pa.date32()),
     })
 
 
