@@ -67,6 +67,8 @@ class SparkConfig(BaseModel):
     app_name: str = "recdistill"
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "4g"
+    # Not for an in-process session, which runs many jobs in one JVM: there C2's compiled code pays back.
+    submit_java_options: str = Field("", description="JVM flags of each spark-submit'd job's driver and executors")
     # Spark's Ivy cache of the Delta jars: absolute, so no working directory downloads them again.
     ivy_dir: Path = PROJECT_ROOT / ".cache" / "ivy"
     conf: dict[str, str] = Field(default_factory=dict)
@@ -309,6 +311,9 @@ class Settings(BaseSettings):
 PROFILES: dict[str, dict[str, Any]] = {
     "tiny": {
         "spark": {"shuffle_partitions": 1, "driver_memory": "2g",
+                  # A tiny job's JVM lives ~25 s, most of it warming up: C2's compiler threads cost more than
+                  # they return on 2 cores (measured by benchmarks/spark_submit.py, see README "Data plane").
+                  "submit_java_options": "-XX:TieredStopAtLevel=1",
                   # Tiny tables: Delta's default 50 snapshot partitions dominate each job's time.
                   "conf": {"spark.databricks.delta.snapshotPartitions": "1",
                            "spark.default.parallelism": "2"}},

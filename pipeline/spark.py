@@ -192,12 +192,18 @@ def _stage_name(stage_id: int, call_site: str) -> str:
 
 
 def submit_conf(settings: Settings) -> dict[str, str]:
-    """The `--conf` pairs a spark-submit of a recdistill job needs: Delta, session settings, jars.
+    """The `--conf` pairs a spark-submit of a recdistill job needs: Delta, session settings, jars, JVM flags.
 
     The same values `get_spark` puts on its builder, given to the launcher, where memory, the jars
-    and the driver's logging must be known before the JVM starts.
+    and the driver's logging must be known before the JVM starts; then `spark.submit_java_options`,
+    for the driver and the executors of an application that runs one job and exits.
     """
-    return {**_session_conf(settings), **_jar_conf(settings, recorded_jars(settings))}
+    conf = {**_session_conf(settings), **_jar_conf(settings, recorded_jars(settings))}
+    flags = settings.spark.submit_java_options
+    if flags:
+        conf["spark.driver.extraJavaOptions"] = f"{conf['spark.driver.extraJavaOptions']} {flags}"
+        conf["spark.executor.extraJavaOptions"] = f"{conf.get('spark.executor.extraJavaOptions', '')} {flags}".strip()
+    return conf
 
 
 def job_file(job: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psutil
 
 from tests.network import LOOPBACK, listening_addresses
@@ -13,3 +15,35 @@ def test_a_local_driver_listens_on_loopback_only(spark):
     addresses = listening_addresses(jvm)
     assert jvm and addresses and addresses <= LOOPBACK, addresses
     assert spark.conf.get("spark.driver.bindAddress") == "127.0.0.1"
+
+
+def _jvm_flags(session) -> list[str]:
+    return list(session._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+
+
+def test_submit_java_options_reach_a_submitted_jobs_jvm_but_not_an_in_process_session(spark, tmp_path):
+    """The tiny profile's C1-only flag is for one-job JVMs; the test session's JVM runs many jobs with C2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pipeline.config import load_settings
+    from pipeline.spark import submit_conf
+
+    settings = load_settings("tiny")
+    flag = settings.spark.submit_java_options
+    assert flag and flag not in _jvm_flags(spark)
+    app = tmp_path / "flags.py"
+    app.write_text("from pipeline.config import load_settings\nfrom pipeline.spark import get_spark\n"
+                   "import json\nspark = get_spark(load_settings('tiny'))\n"
+                   "print('FLAGS', json.dumps(list(spark._jvm.java.lang.management.ManagementFactory"
+                   ".getRuntimeMXBean().getInputArguments())))\n")
+    conf = [item for key, value in submit_conf(settings).items() for item in ("--conf", f"{key}={value}")]
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run([str(bin_dir / "spark-submit"), "--master", "local[1]", *conf, str(app)],
+                          capture_output=True, text=True, env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("FLAGS ")]
+    flags = json.loads(line.removeprefix("FLAGS "))
+    assert flag in flags and any(f.startswith("-Dlog4j2.configurationFile=") for f in flags)
