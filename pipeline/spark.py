@@ -47,7 +47,6 @@ DELTA_CONF: dict[str, str] = {
     # Spark's console bar redraws with \r; stage progress goes through pipeline.progress instead.
     "spark.ui.showConsoleProgress": "false",
     "spark.ui.enabled": "false",
-    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J.as_uri()}",
 }
 
 # A local-mode driver serves only this machine: without these it binds its RPC and block-manager ports
@@ -86,10 +85,12 @@ def get_spark(settings: Settings) -> SparkSession:
 
 
 def _session_conf(settings: Settings) -> dict[str, str]:
-    """Every session setting: Delta, sizes, the Ivy cache, loopback binding in local mode, then `spark.conf`."""
+    """Every session setting: Delta, the driver's logging, sizes, the Ivy cache, loopback binding in local mode,
+    then `spark.conf`."""
     cfg = settings.spark
     return {
         **DELTA_CONF,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J.as_uri()}",
         "spark.driver.memory": cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.jars.ivy": str(cfg.ivy_dir),
