@@ -1,7 +1,8 @@
 """The cluster-shaped run and the embedded run it is compared with, as session fixtures.
 
 Both runs start from the same generated tiny-profile landing files. The embedded run is the default
-shape: local Spark, SQLite for Airflow and MLflow. The cluster run uses the services of
+shape: local Spark, SQLite for Airflow and MLflow (`integration.steps`, a process of its own that starts
+first and runs beside the cluster run). The cluster run uses the services of
 `integration.services`; its steps are fixtures in the order they happen, each test asserts on one:
 
 1. the features DAG for the first two days, a backfill executed by a real scheduler on PostgreSQL,
@@ -31,14 +32,12 @@ import pytest
 
 from integration import services
 from integration.services import AirflowServices, MlflowServer, Postgres, SparkCluster
+from integration.steps import DISTILL_DAG, holdout, run, torchrun_teacher
 from pipeline.airflow.env import SPARK_CONN_ENV, init, spark_connection
-from pipeline.config import Settings
 from pipeline.spark import delta_package, job_file, submit_conf
-from pipeline.train.windows import default_windows
-from tests.dags.conftest import Lakehouse, make_lakehouse
+from tests.dags.conftest import Lakehouse, lakehouse_at, make_lakehouse
 
 FEATURES_DAG = "recdistill_features"
-DISTILL_DAG = "recdistill_distill"
 BACKFILL_DAYS = 2
 RUN_DEADLINE_S = 2400  # a guard against a hung scheduler, far above a normal run
 # Stands in for the task's execution_timeout: how long a job that lost its worker is left waiting.
@@ -97,36 +96,24 @@ def cluster(run_dir: Path) -> Iterator[Cluster]:
         yield running
 
 
-def run(command: list[str], env: dict[str, str], timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion; fail the test with the tail of its output if it fails."""
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done
-
-
-def torchrun_teacher(env: dict[str, str]) -> None:
-    """`recdistill teacher train` on the profile's teacher days, 2 gloo processes, then its registration."""
-    env = {**env, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-    run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-         "--master-addr", services.HOST, "--master-port", str(services.free_port()),
-         "-m", "pipeline.cli", "teacher", "train"], env)
-    run([sys.executable, "-m", "pipeline.cli", "teacher", "register"], env)
-
-
-def holdout(settings: Settings) -> date:
-    return default_windows(settings).holdout
+@pytest.fixture(scope="session", autouse=True)
+def embedded_process(run_dir: Path) -> Iterator[services.Process]:
+    """The embedded run (`integration.steps`), started before anything else, beside the cluster run."""
+    root = run_dir / "embedded"
+    make_lakehouse(root)
+    process = services.Process("embedded run", [sys.executable, "-m", "integration.steps", str(root)],
+                               dict(os.environ), run_dir / "logs" / "embedded.log").start(run_dir)
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="session")
-def embedded(run_dir: Path) -> Lakehouse:
-    """The tiny profile on embedded defaults: every table by local Spark, the same teacher, the distill DAG
-    by `airflow dags test` on SQLite, registry in the lakehouse's SQLite store."""
-    lakehouse = make_lakehouse(run_dir / "embedded")
-    run([sys.executable, "-m", "pipeline.cli", "data", "run"], lakehouse.env)
-    torchrun_teacher(lakehouse.env)
-    init(lakehouse.env)
-    lakehouse.airflow("dags", "test", DISTILL_DAG, holdout(lakehouse.settings).isoformat())
-    return lakehouse
+def embedded(embedded_process: services.Process, run_dir: Path) -> Lakehouse:
+    """The embedded run, once it has finished."""
+    assert embedded_process.popen is not None
+    code = embedded_process.popen.wait(timeout=RUN_DEADLINE_S)
+    assert code == 0, f"the embedded run failed ({code}):\n{embedded_process.log.read_text(errors='replace')[-6000:]}"
+    return lakehouse_at(run_dir / "embedded")
 
 
 @pytest.fixture(scope="session")

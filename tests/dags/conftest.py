@@ -101,8 +101,14 @@ class Lakehouse:
 
 def make_lakehouse(root: Path) -> Lakehouse:
     """Generate tiny landing files under `root`; its Airflow home beside them is made by `init`."""
+    lakehouse = lakehouse_at(root)
+    generate(lakehouse.settings.generator, lakehouse.settings.lakehouse.landing, progress=False)
+    return lakehouse
+
+
+def lakehouse_at(root: Path) -> Lakehouse:
+    """The tiny-profile lakehouse under `root` (made by `make_lakehouse`, maybe in another process)."""
     settings = load_settings("tiny", lakehouse={"root": str(root / "lakehouse")})
-    generate(settings.generator, settings.lakehouse.landing, progress=False)
     env = airflow_env(root / "airflow", {**_base_env(), "RECDISTILL_PROFILE": "tiny",
                                          "RECDISTILL_LAKEHOUSE_ROOT": str(settings.lakehouse.root)})
     return Lakehouse(settings, env)
