@@ -26,7 +26,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, load_settings
 from pipeline.data.synthetic import generate
-from pipeline.spark import job_file, submit_conf
+from pipeline.spark import job_file, submit_args
 
 JOBS = ("ingest_events", "build_features", "build_sequences", "build_samples")
 # Flag sets: Spark's defaults (C1 and C2 JIT), and C1 only (the tiny profile's `spark.submit_java_options`).
@@ -36,7 +36,7 @@ FLAG_SETS = {"JIT C1 + C2 (JVM default)": "", "JIT C1 only (tiny profile)": "-XX
 def run_day(settings: Settings, java_options: str, day: date) -> tuple[float, float]:
     """Wall and CPU seconds of the day's four spark-submits under `java_options`."""
     spark = settings.spark.model_copy(update={"submit_java_options": java_options})
-    conf = submit_conf(settings.model_copy(update={"spark": spark}))
+    conf = submit_args(settings.model_copy(update={"spark": spark}))
     env = {**os.environ, "RECDISTILL_PROFILE": settings.profile,
            "RECDISTILL_LAKEHOUSE_ROOT": str(settings.lakehouse.root),
            "RECDISTILL_SPARK__SUBMIT_JAVA_OPTIONS": java_options,
@@ -45,7 +45,7 @@ def run_day(settings: Settings, java_options: str, day: date) -> tuple[float, fl
     start = time.monotonic()
     for job in JOBS:
         command = ["spark-submit", "--master", settings.spark.master,
-                   *[item for key, value in conf.items() for item in ("--conf", f"{key}={value}")],
+                   *conf,
                    job_file(job), "--date", day.isoformat(), "--profile", settings.profile]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:

@@ -34,7 +34,7 @@ from integration import services
 from integration.services import AirflowServices, MlflowServer, Postgres, SparkCluster
 from integration.steps import DISTILL_DAG, holdout, run, torchrun_teacher
 from pipeline.airflow.env import SPARK_CONN_ENV, init, spark_connection
-from pipeline.spark import delta_package, job_file, submit_conf
+from pipeline.spark import delta_package, job_file, submit_args
 from tests.dags.conftest import Lakehouse, lakehouse_at, make_lakehouse
 
 FEATURES_DAG = "recdistill_features"
@@ -171,9 +171,9 @@ def features_backfill(cluster_lakehouse: Lakehouse, airflow: AirflowServices) ->
 
 def spark_submit(lakehouse: Lakehouse, master: str, job: str, day: date, *args: str) -> list[str]:
     """The spark-submit the features DAG's operator runs for `job` on `day` (same packages, conf, arguments)."""
-    conf = [item for key, value in submit_conf(lakehouse.settings).items() for item in ("--conf", f"{key}={value}")]
     return ["spark-submit", "--master", master, "--name", f"recdistill-{job}-{day}", "--packages", delta_package(),
-            *conf, job_file(job), "--date", day.isoformat(), "--profile", lakehouse.settings.profile, *args]
+            *submit_args(lakehouse.settings), job_file(job), "--date", day.isoformat(),
+            "--profile", lakehouse.settings.profile, *args]
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,11 @@ def submit_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def submit_args(settings: Settings) -> list[str]:
+    """`submit_conf` as spark-submit's command-line arguments (`--conf key=value` …), for callers outside Airflow."""
+    return [item for key, value in submit_conf(settings).items() for item in ("--conf", f"{key}={value}")]
+
+
 def job_file(job: str) -> str:
     """Path of the installed `spark_jobs.<job>` module: the application file spark-submit runs."""
     from importlib.util import find_spec

@@ -29,7 +29,7 @@ def test_submit_java_options_reach_a_submitted_jobs_jvm_but_not_an_in_process_se
     from pathlib import Path
 
     from pipeline.config import load_settings
-    from pipeline.spark import submit_conf
+    from pipeline.spark import submit_args
 
     settings = load_settings("tiny")
     flag = settings.spark.submit_java_options
@@ -39,9 +39,8 @@ def test_submit_java_options_reach_a_submitted_jobs_jvm_but_not_an_in_process_se
                    "import json\nspark = get_spark(load_settings('tiny'))\n"
                    "print('FLAGS', json.dumps(list(spark._jvm.java.lang.management.ManagementFactory"
                    ".getRuntimeMXBean().getInputArguments())))\n")
-    conf = [item for key, value in submit_conf(settings).items() for item in ("--conf", f"{key}={value}")]
     bin_dir = Path(sys.executable).parent
-    done = subprocess.run([str(bin_dir / "spark-submit"), "--master", "local[1]", *conf, str(app)],
+    done = subprocess.run([str(bin_dir / "spark-submit"), "--master", "local[1]", *submit_args(settings), str(app)],
                           capture_output=True, text=True, env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr[-3000:]
     [line] = [line for line in done.stdout.splitlines() if line.startswith("FLAGS ")]
