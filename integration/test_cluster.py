@@ -1,6 +1,9 @@
 """The tiny profile on PostgreSQL, a Spark standalone cluster and an MLflow tracking server equals the
 embedded run, and survives a lost Spark worker and a PostgreSQL restart.
 
+The features DAG's backfill through a real scheduler and its `airflow dags test` rebuild of a day are
+checked here only (the unit suite runs its scheduled-run trap): each is minutes of spark-submits.
+
 Run by `make integration` (integration/run.sh); the steps are the fixtures of conftest.py, in order.
 """
 
@@ -10,6 +13,7 @@ import json
 
 from integration import services
 from integration.conftest import BACKFILL_DAYS, Cluster, PostgresDrill, WorkerDrill, registry_state
+from integration.steps import REBUILD_RECORD
 from pipeline import tables
 from pipeline.config import RegistryConfig
 from pipeline.tables import content_hash, read_arrow, table_exists
@@ -51,6 +55,15 @@ def test_features_dag_runs_every_task_as_an_application_of_the_cluster(cluster: 
     # session names them all "recdistill", whatever spark-submit's --name says).
     applications = cluster.spark.state()["completedapps"]
     assert [app["state"] for app in applications] == ["FINISHED"] * 4 * BACKFILL_DAYS, applications
+
+
+def test_dag_test_rebuilds_a_day_of_the_embedded_run_in_place_with_identical_content(embedded):
+    rebuilt = json.loads((embedded.settings.lakehouse.root.parent / REBUILD_RECORD).read_text())
+    assert rebuilt["versions_before"], rebuilt
+    for name, version in rebuilt["versions_before"].items():
+        assert rebuilt["versions_after"][name] == version + 1, name  # replaced its day: one commit
+        assert rebuilt["rows_after"][name] > 0, name
+    assert rebuilt["same_content"], rebuilt
 
 
 def test_a_job_that_loses_its_worker_commits_nothing_and_its_retry_succeeds(worker_drill: WorkerDrill):

@@ -8,7 +8,6 @@ use `airflow_in_process` and import `airflow` or `pipeline.airflow.assets` only 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -30,7 +29,6 @@ from pipeline.config import Settings, load_settings
 from pipeline.process_tree import stop_tree
 from pipeline.data.synthetic import generate
 from pipeline.tables import TableSpec, content_hash, read_arrow
-from spark_jobs import build_features, build_samples, build_sequences, ingest_events
 
 DAG_ID = "recdistill_features"
 N_DAYS = 2
@@ -119,27 +117,6 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RECDISTILL_"))}
 
 
-def build_one_by_one(spark, lakehouse: Lakehouse) -> None:
-    """Each day's four jobs in DAG order, one day after another: what single daily runs produce."""
-    for day in lakehouse.days:
-        ingest_events.run(spark, lakehouse.settings, day)
-        for job in (build_features, build_sequences, build_samples):
-            job.run(spark, lakehouse.settings, day)
-
-
-@pytest.fixture(scope="module")
-def reference(spark, tmp_path_factory) -> Lakehouse:
-    """A lakehouse built by the jobs themselves, day by day, in this process."""
-    lakehouse = make_lakehouse(tmp_path_factory.mktemp("reference"))
-    build_one_by_one(spark, lakehouse)
-    return lakehouse
-
-
-def copy_tables(source: Lakehouse, target: Lakehouse) -> None:
-    """Give `target` the Delta tables of `source` (their logs hold only table-relative paths)."""
-    shutil.copytree(source.settings.lakehouse.tables, target.settings.lakehouse.tables)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -147,10 +124,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_airflow(lakehouse: Lakehouse, schedule: bool = False) -> Iterator[tuple[Path, list[int]]]:
+def running_airflow(lakehouse: Lakehouse, schedule: bool = False) -> Iterator[Path]:
     """A real scheduler (LocalExecutor) and the execution API its task processes report to.
 
-    Yields the folder of their logs and their process ids. Unless `schedule`, the scheduler creates
+    Yields the folder of their logs. Unless `schedule`, the scheduler creates
     no interval runs, so the only runs are the ones a test asks for. Task logs are files on this
     machine: the scheduler starts no log server (it would listen on every interface).
     """
@@ -163,13 +140,11 @@ def running_airflow(lakehouse: Lakehouse, schedule: bool = False) -> Iterator[tu
     commands = {"api-server": ["airflow", "api-server", "--apps", "execution", "--port", str(port), "--workers", "1"],
                 "scheduler": ["airflow", "scheduler", "--skip-serve-logs"]}
     with ExitStack() as stack:
-        pids = []
         for name, command in commands.items():
             log = stack.enter_context((logs / f"{name}.log").open("w"))
             process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
             stack.callback(_stop, process)
-            pids.append(process.pid)
-        yield logs, pids
+        yield logs
 
 
 def _stop(process: subprocess.Popen) -> None:
