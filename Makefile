@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-JARS := .cache/ivy/delta-jars.json
+# Written last by `python -m pipeline.spark`, after the jars' record.
+SPARK_READY := .cache/ivy/spark-classes.jsa
 
 .PHONY: setup demo test integration compose-check airflow mlflow-server clean
 
-setup: $(STAMP) $(JARS)
+setup: $(STAMP) $(SPARK_READY)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +18,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Spark's Ivy resolves the Delta jars from Maven Central into .cache/ivy once (its report prints here) and
-# pipeline/spark.py records the jar files, which every later Spark start loads without Ivy.
-$(JARS): $(STAMP)
+# pipeline/spark.py records the jar files, which every later Spark start loads without Ivy; then one JVM runs
+# every job on tiny data and archives the classes it loaded, which every later Spark JVM maps (AppCDS).
+$(SPARK_READY): $(STAMP)
 	$(BIN)/python -m pipeline.spark
 
 demo: setup

@@ -29,17 +29,20 @@ from pipeline.data.synthetic import generate
 from pipeline.spark import job_file, submit_args
 
 JOBS = ("ingest_events", "build_features", "build_sequences", "build_samples")
-# Flag sets: Spark's defaults (C1 and C2 JIT), and C1 only (the tiny profile's `spark.submit_java_options`).
-FLAG_SETS = {"JIT C1 + C2 (JVM default)": "", "JIT C1 only (tiny profile)": "-XX:TieredStopAtLevel=1"}
+# Flag sets: (submit_java_options, class_archive): Spark's defaults (C1 and C2 JIT), C1 only (the tiny
+# profile's `spark.submit_java_options`), and C1 with the class-data archive set-up builds (both, as tiny runs).
+FLAG_SETS = {"JIT C1 + C2 (JVM default)": ("", False), "JIT C1 only": ("-XX:TieredStopAtLevel=1", False),
+             "JIT C1 + class-data archive (tiny profile)": ("-XX:TieredStopAtLevel=1", True)}
 
 
-def run_day(settings: Settings, java_options: str, day: date) -> tuple[float, float]:
-    """Wall and CPU seconds of the day's four spark-submits under `java_options`."""
-    spark = settings.spark.model_copy(update={"submit_java_options": java_options})
+def run_day(settings: Settings, java_options: str, archive: bool, day: date) -> tuple[float, float]:
+    """Wall and CPU seconds of the day's four spark-submits under `java_options`, with or without the archive."""
+    spark = settings.spark.model_copy(update={"submit_java_options": java_options, "class_archive": archive})
     conf = submit_args(settings.model_copy(update={"spark": spark}))
     env = {**os.environ, "RECDISTILL_PROFILE": settings.profile,
            "RECDISTILL_LAKEHOUSE_ROOT": str(settings.lakehouse.root),
            "RECDISTILL_SPARK__SUBMIT_JAVA_OPTIONS": java_options,
+           "RECDISTILL_SPARK__CLASS_ARCHIVE": str(archive).lower(),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
@@ -49,7 +52,7 @@ def run_day(settings: Settings, java_options: str, day: date) -> tuple[float, fl
                    job_file(job), "--date", day.isoformat(), "--profile", settings.profile]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"{job} failed under {java_options!r}:\n{done.stderr[-3000:]}")
+            raise RuntimeError(f"{job} failed under {java_options!r} (archive: {archive}):\n{done.stderr[-3000:]}")
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -69,7 +72,7 @@ def main() -> None:
             for index, (name, flags) in enumerate(FLAG_SETS.items()):
                 settings = load_settings(args.profile, lakehouse={"root": str(Path(scratch) / f"run-{round_}-{index}")})
                 shutil.copytree(template.lakehouse.landing, settings.lakehouse.landing)
-                wall, cpu = run_day(settings, flags, settings.generator.start_date)
+                wall, cpu = run_day(settings, *flags, settings.generator.start_date)
                 results[name].append((wall, cpu))
                 console.print(f"round {round_ + 1}: {name}: {wall:.1f} s wall, {cpu:.1f} s CPU")
                 shutil.rmtree(settings.lakehouse.root)

@@ -69,6 +69,8 @@ class SparkConfig(BaseModel):
     driver_memory: str = "4g"
     # Not for an in-process session, which runs many jobs in one JVM: there C2's compiled code pays back.
     submit_java_options: str = Field("", description="JVM flags of each spark-submit'd job's driver and executors")
+    class_archive: bool = Field(True, description="start Spark's JVMs from the class-data archive set-up builds "
+                                                  "(-XX:SharedArchiveFile), where it exists")
     # Spark's Ivy cache of the Delta jars: absolute, so no working directory downloads them again.
     ivy_dir: Path = PROJECT_ROOT / ".cache" / "ivy"
     conf: dict[str, str] = Field(default_factory=dict)

@@ -4,6 +4,11 @@ The Delta jars are resolved by Ivy once, at set-up (`python -m pipeline.spark`, 
 which prints Ivy's report; the resolved jar files are recorded beside the Ivy cache and every later
 session and spark-submit loads them directly, so Ivy neither runs nor prints again. Without that
 record (or with a jar missing) a session resolves again, records, and carries on.
+
+Set-up then builds a class-data archive (AppCDS): one JVM runs every job on tiny data and dumps the
+classes it loaded; every later driver and executor JVM maps them (`-XX:SharedArchiveFile`). A tiny
+job's JVM spends most of its life loading and warming up. Where the archive is missing or does not
+match the JVM or the class path, the JVM ignores it and loads classes as usual.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ IVY_SETTINGS = RESOURCES / "ivysettings.xml"
 # Spark's default log4j profile logs every start at INFO; this one keeps warnings and errors.
 LOG4J = RESOURCES / "log4j2.properties"
 JARS_RECORD = "delta-jars.json"
+CLASS_ARCHIVE = "spark-classes.jsa"
 
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -88,15 +94,55 @@ def _session_conf(settings: Settings) -> dict[str, str]:
     """Every session setting: Delta, the driver's logging, sizes, the Ivy cache, loopback binding in local mode,
     then `spark.conf`."""
     cfg = settings.spark
+    archive = _archive_flags(settings)
     return {
         **DELTA_CONF,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J.as_uri()}",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J.as_uri()} {archive}".strip(),
+        **({"spark.executor.extraJavaOptions": archive} if archive else {}),
         "spark.driver.memory": cfg.driver_memory,
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.jars.ivy": str(cfg.ivy_dir),
         **(LOCAL_CONF if cfg.master.startswith("local") else {}),
         **cfg.conf,
     }
+
+
+def class_archive(settings: Settings) -> Path:
+    """Where set-up writes the class-data archive of Spark's JVMs (beside the Ivy cache it loads jars from)."""
+    return settings.spark.ivy_dir / CLASS_ARCHIVE
+
+
+def _archive_flags(settings: Settings) -> str:
+    path = class_archive(settings)
+    return f"-XX:SharedArchiveFile={path}" if settings.spark.class_archive and path.is_file() else ""
+
+
+def build_class_archive(settings: Settings) -> Path:
+    """Spark-submit `spark_jobs/class_archive.py` with a JVM that archives the classes it loaded at exit."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from pipeline.config import load_settings
+
+    path = class_archive(settings)
+    path.unlink(missing_ok=True)  # a JVM cannot dump on top of a dynamic archive it maps
+    tiny = load_settings("tiny", spark={"ivy_dir": str(settings.spark.ivy_dir)})
+    conf = submit_conf(tiny)
+    dumped = path.with_suffix(f".{os.getpid()}.tmp")
+    conf["spark.driver.extraJavaOptions"] += f" -XX:ArchiveClassesAtExit={dumped}"
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [str(bin_dir / "spark-submit"), "--master", "local[2]",
+                   *_as_args(conf),
+                   job_file("class_archive"), "--scratch", scratch]
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
+    if done.returncode != 0 or not dumped.is_file():
+        dumped.unlink(missing_ok=True)
+        raise RuntimeError(f"building the class-data archive failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    dumped.replace(path)
+    return path
 
 
 def _jar_conf(settings: Settings, jars: list[str] | None) -> dict[str, str]:
@@ -209,7 +255,11 @@ def submit_conf(settings: Settings) -> dict[str, str]:
 
 def submit_args(settings: Settings) -> list[str]:
     """`submit_conf` as spark-submit's command-line arguments (`--conf key=value` …), for callers outside Airflow."""
-    return [item for key, value in submit_conf(settings).items() for item in ("--conf", f"{key}={value}")]
+    return _as_args(submit_conf(settings))
+
+
+def _as_args(conf: dict[str, str]) -> list[str]:
+    return [item for key, value in conf.items() for item in ("--conf", f"{key}={value}")]
 
 
 def job_file(job: str) -> str:
@@ -223,7 +273,8 @@ def job_file(job: str) -> str:
 
 
 def main() -> None:
-    """`python -m pipeline.spark` (set-up): resolve the Delta jars once with Ivy and record them."""
+    """`python -m pipeline.spark` (set-up): resolve the Delta jars once with Ivy and record them, then build
+    the class-data archive."""
     from pipeline.config import load_settings
 
     settings = load_settings()
@@ -232,6 +283,10 @@ def main() -> None:
     spark = get_spark(settings)
     print(f"spark {spark.version} with delta ready (jars cached under {settings.spark.ivy_dir}, recorded in {record})")
     spark.stop()
+    started = time.monotonic()
+    archive = build_class_archive(settings)
+    print(f"class-data archive of Spark's JVMs built in {time.monotonic() - started:.0f} s: {archive} "
+          f"({archive.stat().st_size >> 20} MiB)")
 
 
 if __name__ == "__main__":
