@@ -5,8 +5,10 @@ shape: local Spark, SQLite for Airflow and MLflow (`integration.steps`, a proces
 first and runs beside the cluster run). The cluster run uses the services of
 `integration.services`; its steps are fixtures in the order they happen, each test asserts on one:
 
-1. the features DAG for the first two days, a backfill executed by a real scheduler on PostgreSQL,
-   every task a spark-submit to the standalone master;
+1. the features DAG through a real scheduler on PostgreSQL, every task a spark-submit to the standalone
+   master: the first day triggered while the DAG is paused, then the DAG unpaused (the operator's trap:
+   the scheduler adds a run for the real yesterday, which has no data), then a backfill of the first two
+   days, which builds only the second (the first already succeeded);
 2. drill: day 3's ingest job loses the Spark worker mid-job, is stopped at its deadline with nothing
    committed, and succeeds when retried after the worker is back;
 3. the remaining days by `recdistill data run` with its driver on the cluster;
@@ -32,12 +34,11 @@ import pytest
 
 from integration import services
 from integration.services import AirflowServices, MlflowServer, Postgres, SparkCluster
-from integration.steps import DISTILL_DAG, holdout, run, torchrun_teacher
+from integration.steps import DISTILL_DAG, FEATURES_DAG, holdout, run, torchrun_teacher
 from pipeline.airflow.env import SPARK_CONN_ENV, init, spark_connection
 from pipeline.spark import delta_package, job_file, submit_args
 from tests.dags.conftest import Lakehouse, lakehouse_at, make_lakehouse
 
-FEATURES_DAG = "recdistill_features"
 BACKFILL_DAYS = 2
 RUN_DEADLINE_S = 2400  # a guard against a hung scheduler, far above a normal run
 # Stands in for the task's execution_timeout: how long a job that lost its worker is left waiting.
@@ -125,8 +126,8 @@ def cluster_lakehouse(cluster: Cluster, run_dir: Path) -> Lakehouse:
                                                "AIRFLOW__CORE__PARALLELISM": "4"})
     init(lakehouse.env)
     lakehouse.airflow("dags", "reserialize")
-    for dag_id in (FEATURES_DAG, DISTILL_DAG):
-        lakehouse.airflow("dags", "unpause", dag_id)
+    # The features DAG stays paused: `features_runs` unpauses it.
+    lakehouse.airflow("dags", "unpause", DISTILL_DAG)
     return lakehouse
 
 
@@ -140,33 +141,58 @@ def airflow(cluster_lakehouse: Lakehouse, run_dir: Path) -> Iterator[AirflowServ
         airflow.stop()
 
 
-def backfill(lakehouse: Lakehouse, airflow: AirflowServices, dag_id: str, first: date, last: date) -> dict[str, str]:
-    """A backfill of [first, last] executed by the running scheduler; the states of its runs once all ended."""
-    from sqlalchemy import create_engine, text
+def finished_runs(lakehouse: Lakehouse, airflow: AirflowServices, dag_id: str, run_types: tuple[str, ...],
+                  expected: int) -> dict[tuple[str, str], str]:
+    """Poll Airflow's DB until `expected` runs of `dag_id` of `run_types` have all ended; their states by
+    (run type, logical date)."""
+    from sqlalchemy import bindparam, create_engine, text
     from sqlalchemy.pool import NullPool
 
-    lakehouse.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(),
-                      "--to-date", last.isoformat(), "--reprocess-behavior", "failed")
-    expected = (last - first).days + 1
     # No pooled connection outlives a PostgreSQL restart.
     engine = create_engine(lakehouse.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], poolclass=NullPool)
-    query = text("SELECT logical_date, state FROM dag_run WHERE dag_id = :dag AND run_type = 'backfill'")
+    query = text("SELECT run_type, logical_date, state FROM dag_run WHERE dag_id = :dag AND run_type IN :types"
+                 ).bindparams(bindparam("types", expanding=True))
     deadline = time.monotonic() + RUN_DEADLINE_S
-    states: dict[str, str] = {}
+    runs: dict[tuple[str, str], str] = {}
     while time.monotonic() < deadline:
         with engine.connect() as db:
-            states = {str(day.date()): state for day, state in db.execute(query, {"dag": dag_id})}
-        if len(states) == expected and set(states.values()) <= {"success", "failed"}:
-            return states
+            runs = {(kind, str(day.date())): state
+                    for kind, day, state in db.execute(query, {"dag": dag_id, "types": list(run_types)})}
+        if len(runs) == expected and set(runs.values()) <= {"success", "failed"}:
+            return runs
         time.sleep(5)
     tail = airflow.processes[-1].log.read_text(errors="replace")[-6000:]
-    raise AssertionError(f"{dag_id} backfill not finished after {RUN_DEADLINE_S}s: {states}\n{tail}")
+    raise AssertionError(f"{dag_id} runs {run_types} not finished after {RUN_DEADLINE_S}s: {runs}\n{tail}")
+
+
+def backfill(lakehouse: Lakehouse, airflow: AirflowServices, dag_id: str, first: date, last: date,
+             expected: int) -> dict[str, str]:
+    """A backfill of [first, last] (failed runs reprocessed) executed by the running scheduler; the states of
+    the `expected` runs it made, by logical date, once all ended."""
+    lakehouse.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat(),
+                      "--to-date", last.isoformat(), "--reprocess-behavior", "failed")
+    return {day: state for (_, day), state in finished_runs(lakehouse, airflow, dag_id, ("backfill",), expected).items()}
+
+
+@dataclass(frozen=True)
+class FeaturesRuns:
+    """The features DAG's runs: the triggered past day and the run the unpause added, then the backfill's."""
+
+    trap: dict[tuple[str, str], str]
+    backfill: dict[str, str]
 
 
 @pytest.fixture(scope="session")
-def features_backfill(cluster_lakehouse: Lakehouse, airflow: AirflowServices) -> dict[str, str]:
-    days = cluster_lakehouse.days[:BACKFILL_DAYS]
-    return backfill(cluster_lakehouse, airflow, FEATURES_DAG, days[0], days[-1])
+def features_runs(cluster_lakehouse: Lakehouse, airflow: AirflowServices) -> FeaturesRuns:
+    """The operator's trap, then a backfill over a day already built (see the module's step 1).
+
+    With depends_on_past and max_active_runs=1 the triggered day and the scheduled one once blocked each other.
+    """
+    first, last = cluster_lakehouse.days[0], cluster_lakehouse.days[BACKFILL_DAYS - 1]
+    cluster_lakehouse.airflow("dags", "trigger", FEATURES_DAG, "--logical-date", f"{first}T00:00:00+00:00")
+    cluster_lakehouse.airflow("dags", "unpause", FEATURES_DAG)
+    trap = finished_runs(cluster_lakehouse, airflow, FEATURES_DAG, ("manual", "scheduled"), 2)
+    return FeaturesRuns(trap, backfill(cluster_lakehouse, airflow, FEATURES_DAG, first, last, BACKFILL_DAYS - 1))
 
 
 def spark_submit(lakehouse: Lakehouse, master: str, job: str, day: date, *args: str) -> list[str]:
@@ -222,7 +248,7 @@ def kill_worker_during_ingest(spark: SparkCluster, lakehouse: Lakehouse, day: da
 
 
 @pytest.fixture(scope="session")
-def worker_drill(cluster: Cluster, cluster_lakehouse: Lakehouse, features_backfill: dict[str, str]) -> WorkerDrill:
+def worker_drill(cluster: Cluster, cluster_lakehouse: Lakehouse, features_runs: FeaturesRuns) -> WorkerDrill:
     day = cluster_lakehouse.settings.generator.start_date + timedelta(days=BACKFILL_DAYS)
     return kill_worker_during_ingest(cluster.spark, cluster_lakehouse, day)
 
@@ -259,7 +285,7 @@ def postgres_drill(cluster: Cluster, cluster_teacher: Lakehouse, airflow: Airflo
 @pytest.fixture(scope="session")
 def distill_run(cluster_teacher: Lakehouse, airflow: AirflowServices, postgres_drill: PostgresDrill) -> dict[str, str]:
     day = holdout(cluster_teacher.settings)
-    return backfill(cluster_teacher, airflow, DISTILL_DAG, day, day)
+    return backfill(cluster_teacher, airflow, DISTILL_DAG, day, day, 1)
 
 
 def registry_state(tracking_uri: str) -> dict[tuple[str, str], dict[str, str]]:

@@ -328,8 +328,8 @@ def new_password() -> str:
 class AirflowServices:
     """Airflow's scheduler (LocalExecutor) and the execution API its task processes report to.
 
-    The scheduler creates no interval runs here (only the backfills a test asks for), and serves no
-    logs over HTTP: task logs stay on local disk.
+    The scheduler creates interval runs as in production (unpausing a DAG adds a run for its latest
+    interval, the real yesterday), and serves no logs over HTTP: task logs stay on local disk.
     """
 
     run_dir: Path
@@ -339,8 +339,7 @@ class AirflowServices:
 
     @property
     def service_env(self) -> dict[str, str]:
-        return {**self.env, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{self.port}/execution/",
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
+        return {**self.env, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{self.port}/execution/"}
 
     def start(self) -> None:
         logs = self.run_dir / "logs"

@@ -1,8 +1,9 @@
 """The tiny profile on PostgreSQL, a Spark standalone cluster and an MLflow tracking server equals the
 embedded run, and survives a lost Spark worker and a PostgreSQL restart.
 
-The features DAG's backfill through a real scheduler and its `airflow dags test` rebuild of a day are
-checked here only (the unit suite runs its scheduled-run trap): each is minutes of spark-submits.
+The features DAG through a real scheduler (a triggered past day beside the run the scheduler adds,
+then a backfill) and its `airflow dags test` rebuild of a day are checked here only, not in the unit
+suite: each is minutes of spark-submits.
 
 Run by `make integration` (integration/run.sh); the steps are the fixtures of conftest.py, in order.
 """
@@ -10,10 +11,11 @@ Run by `make integration` (integration/run.sh); the steps are the fixtures of co
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from integration import services
-from integration.conftest import BACKFILL_DAYS, Cluster, PostgresDrill, WorkerDrill, registry_state
-from integration.steps import REBUILD_RECORD
+from integration.conftest import BACKFILL_DAYS, Cluster, FeaturesRuns, PostgresDrill, WorkerDrill, registry_state
+from integration.steps import FEATURES_DAG, REBUILD_RECORD
 from pipeline import tables
 from pipeline.config import RegistryConfig
 from pipeline.tables import content_hash, read_arrow, table_exists
@@ -49,10 +51,24 @@ def table_hashes(lakehouse: Lakehouse) -> dict[str, str]:
     return hashes
 
 
-def test_features_dag_runs_every_task_as_an_application_of_the_cluster(cluster: Cluster, features_backfill):
-    assert list(features_backfill.values()) == ["success"] * BACKFILL_DAYS
-    # The backfill is the first work of the cluster: one finished application per task (the jobs' own
-    # session names them all "recdistill", whatever spark-submit's --name says).
+def test_a_day_triggered_while_paused_and_the_run_the_unpause_adds_both_finish(cluster_lakehouse: Lakehouse,
+                                                                               features_runs: FeaturesRuns):
+    first = str(cluster_lakehouse.days[0])
+    assert features_runs.trap[("manual", first)] == "success"
+    [scheduled] = [day for kind, day in features_runs.trap if kind == "scheduled"]
+    assert features_runs.trap[("scheduled", scheduled)] == "success" and scheduled > str(cluster_lakehouse.days[-1])
+    # The real yesterday has no landing files: skipped with the reason, not awaited.
+    [log] = Path(cluster_lakehouse.env["AIRFLOW_HOME"], "logs").glob(
+        f"dag_id={FEATURES_DAG}/run_id=scheduled__*/task_id=landing_files/attempt=1.log")
+    assert "Skipping task" in log.read_text() and f"no landing files for {scheduled}" in log.read_text()
+
+
+def test_features_dag_runs_every_task_as_an_application_of_the_cluster(cluster: Cluster, cluster_lakehouse: Lakehouse,
+                                                                       features_runs: FeaturesRuns):
+    # The backfill over both days built only the second: the first had succeeded.
+    assert features_runs.backfill == {str(cluster_lakehouse.days[1]): "success"}
+    # The features runs are the first work of the cluster: one finished application per task of the two
+    # days (the jobs' own session names them all "recdistill", whatever spark-submit's --name says).
     applications = cluster.spark.state()["completedapps"]
     assert [app["state"] for app in applications] == ["FINISHED"] * 4 * BACKFILL_DAYS, applications
 
