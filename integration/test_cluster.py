@@ -1,9 +1,9 @@
 """The tiny profile on PostgreSQL, a Spark standalone cluster and an MLflow tracking server equals the
 embedded run, and survives a lost Spark worker and a PostgreSQL restart.
 
-The features DAG through a real scheduler (a triggered past day beside the run the scheduler adds,
-then a backfill) and its `airflow dags test` rebuild of a day are checked here only, not in the unit
-suite: each is minutes of spark-submits.
+The unit suite checks the same features-DAG behaviours on SQLite and local Spark (a triggered past day
+beside the run the scheduler adds, a backfill, an `airflow dags test` rebuild of a day); here they run
+on PostgreSQL and the cluster.
 
 Run by `make integration` (integration/run.sh); the steps are the fixtures of conftest.py, in order.
 """
