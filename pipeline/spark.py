@@ -126,8 +126,9 @@ def build_class_archive(settings: Settings) -> Path:
     from pipeline.config import load_settings
 
     path = class_archive(settings)
-    path.unlink(missing_ok=True)  # a JVM cannot dump on top of a dynamic archive it maps
-    tiny = load_settings("tiny", spark={"ivy_dir": str(settings.spark.ivy_dir)})
+    # The dumping JVM maps no archive (a JVM cannot dump on top of a dynamic archive it maps); the previous
+    # one stays in place until the new one replaces it, so a failed build leaves it as it was.
+    tiny = load_settings("tiny", spark={"ivy_dir": str(settings.spark.ivy_dir), "class_archive": False})
     conf = submit_conf(tiny)
     dumped = path.with_suffix(f".{os.getpid()}.tmp")
     conf["spark.driver.extraJavaOptions"] += f" -XX:ArchiveClassesAtExit={dumped}"
