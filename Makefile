@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Written last by `python -m pipeline.spark`, after the jars' record.
 SPARK_READY := .cache/ivy/spark-classes.jsa
 
-.PHONY: setup demo test integration compose-check airflow mlflow-server clean
+.PHONY: setup demo test unit integration compose-check airflow mlflow-server clean
 
 setup: $(STAMP) $(SPARK_READY)
 
@@ -32,7 +32,11 @@ COMPOSE := /usr/bin/docker-compose
 $(COMPOSE):
 	apt-get update && apt-get install -y docker-compose
 
-test: setup $(COMPOSE)
+# The whole suite, what .ci/run runs: the unit tests, then the cluster-shaped integration run (make runs
+# prerequisites in order, one at a time unless given -j).
+test: unit integration
+
+unit: setup $(COMPOSE)
 	$(BIN)/pytest
 
 # The cluster-shaped run: PostgreSQL (installed if missing), Spark standalone and an MLflow server on

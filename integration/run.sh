@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cluster-shaped integration run (`make integration`; not in .ci/run yet, see the README).
+# The cluster-shaped integration run: `make integration`, and `make test` (what .ci/run runs) after the unit suite.
 #
 # Installs Debian's postgresql package if it is missing (as root), then runs integration/ with pytest:
 # a private PostgreSQL, a Spark standalone master + worker and an MLflow tracking server, all on

@@ -1,9 +1,9 @@
 """The tiny profile on PostgreSQL, a Spark standalone cluster and an MLflow tracking server equals the
 embedded run, and survives a lost Spark worker and a PostgreSQL restart.
 
-The unit suite checks the same features-DAG behaviours on SQLite and local Spark (a triggered past day
-beside the run the scheduler adds, a backfill, an `airflow dags test` rebuild of a day); here they run
-on PostgreSQL and the cluster.
+The features DAG under a real scheduler (a triggered past day beside the run the scheduler adds, a
+backfill) and an `airflow dags test` rebuild of a day are checked here only; the unit suite checks the
+DAG's wiring and each job.
 
 Run by `make integration` (integration/run.sh); the steps are the fixtures of conftest.py, in order.
 """
