@@ -1,10 +1,11 @@
 """Distillation quality: teacher vs base, KD and debiased students of every size on generated data, Coat, ML-100K.
 
     .venv/bin/python -m benchmarks.distill_quality [--generated] [--coat] [--ml-100k] [--seeds N] [--sizes xs,s,m]
+        [--teacher-seeds N]
 
 Each selected dataset goes through the real pipeline once: landing files (generator or converter) →
-Spark jobs → ONE teacher on the parameter server → neutral-position logit dump (labelled rows and
-unexposed pairs of the students' window) → for every student size, base/KD/debiased students per
+Spark jobs → a teacher on the parameter server (one per `--teacher-seeds` seed) → neutral-position logit
+dump (labelled rows and unexposed pairs of the students' window) → for every student size, base/KD/debiased students per
 seed (KD λ and T from the built-in search on the calibration date) → `pipeline.train.evaluate.evaluate`
 on the held-out date, which measures the size's serving latency in the same run, scores the
 random-exposure test share, computes transferability with its paired seed×row bootstrap interval
@@ -89,11 +90,14 @@ def build_tables(dataset: Dataset, console: Console) -> None:
     console.print(f"{dataset.name}: tables for {len(days)} days in {time.perf_counter() - started:.0f}s")
 
 
-def train_and_evaluate(dataset: Dataset, sizes: list[str], console: Console,
+def train_and_evaluate(dataset: Dataset, sizes: list[str], teacher_seeds: int, console: Console,
                        keep_artifacts: bool = False) -> list[dict[str, object]]:
-    """One teacher and its logits, then every size's students and evaluation; a result row per size.
+    """Per teacher seed, a teacher and its logits, then every size's students and evaluation; a result row
+    per teacher seed and size. Base students do not learn from a teacher: they are trained once.
 
-    With `keep_artifacts`, a rerun resumes the teacher and students an interrupted run left."""
+    With several teacher seeds each teacher starts from its seed (`teacher.warm_start` off), so the rows
+    show how much a run's figures depend on the teacher it draws. With `keep_artifacts`, a rerun resumes
+    the teachers and students an interrupted run left."""
     from pipeline.train.distill import train_student
     from pipeline.train.logit_dump import dump_logits, dump_unexposed_logits
     from pipeline.train.teacher import train_teacher
@@ -102,24 +106,30 @@ def train_and_evaluate(dataset: Dataset, sizes: list[str], console: Console,
     if not keep_artifacts:  # a fresh folder: no warm start from, or reuse of, an earlier run's models
         shutil.rmtree(settings.lakehouse.artifacts, ignore_errors=True)
     windows = default_windows(settings)
-    started = time.perf_counter()
-    teacher = train_teacher(settings, windows.teacher_train, [windows.calibration])
-    teacher_seconds = time.perf_counter() - started
-    for day in [*windows.train, windows.calibration, windows.holdout]:
-        dump_logits(settings, day, teacher.version)
-    dump_unexposed_logits(settings, windows.train, teacher.version)
-    console.print(f"{dataset.name}: teacher {teacher.version} in {teacher_seconds:.0f}s, logits dumped")
     rows = []
-    for size in sizes:
-        sized = settings.model_copy(update={"student": settings.student.model_copy(update={"preset": size})})
-        began = time.perf_counter()
-        for seed in sized.student.seeds:
-            for kind in KINDS:
-                train_student(sized, kind, windows.train, seed, None if kind == "base" else teacher.version,
-                              windows.calibration)
-        report = evaluate(sized, windows.holdout, teacher.version)
-        rows.append(row_of(dataset, size, report, teacher_seconds, time.perf_counter() - began))
-        console.print(f"{dataset.name} / {size}: students and evaluation in {time.perf_counter() - began:.0f}s")
+    for index in range(teacher_seeds):
+        seed = settings.teacher.seed + index
+        teacher_cfg = settings.teacher.model_copy(update={"seed": seed, "warm_start": teacher_seeds == 1})
+        seeded = settings.model_copy(update={"teacher": teacher_cfg})
+        started = time.perf_counter()
+        teacher = train_teacher(seeded, windows.teacher_train, [windows.calibration])
+        teacher_seconds = time.perf_counter() - started
+        for day in [*windows.train, windows.calibration, windows.holdout]:
+            dump_logits(seeded, day, teacher.version)
+        dump_unexposed_logits(seeded, windows.train, teacher.version)
+        console.print(f"{dataset.name}: teacher seed {seed} ({teacher.version}) in {teacher_seconds:.0f}s, logits dumped")
+        for size in sizes:
+            sized = seeded.model_copy(update={"student": seeded.student.model_copy(update={"preset": size})})
+            began = time.perf_counter()
+            for student_seed in sized.student.seeds:
+                for kind in KINDS if index == 0 else KINDS[1:]:
+                    train_student(sized, kind, windows.train, student_seed,
+                                  None if kind == "base" else teacher.version, windows.calibration)
+            report = evaluate(sized, windows.holdout, teacher.version)
+            rows.append({**row_of(dataset, size, report, teacher_seconds, time.perf_counter() - began),
+                         "teacher_seed": seed})
+            console.print(f"{dataset.name} / {size} / teacher seed {seed}: students and evaluation in "
+                          f"{time.perf_counter() - began:.0f}s")
     return rows
 
 
@@ -151,7 +161,7 @@ def _interval(value: object, low: object, high: object, scale: float = 1.0, digi
 
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
     table = Table(title="distillation quality (teacher at the neutral position) and serving latency per size")
-    for column in ("dataset", "size", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
+    for column in ("dataset", "size", "teacher seed", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
                    "transfer KD [90% CI]", "transfer debiased", "debiased − KD [90% CI], won",
                    "GAUC teacher / base / KD / debiased", "served ms (path)"):
         table.add_column(column, justify="right")
@@ -167,7 +177,7 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         versus = (_interval(paired[f"{key}_mean"], paired[f"{key}_low"], paired[f"{key}_high"])  # type: ignore[index]
                   + f", {int(paired[f'{key}_wins'])}/{int(paired['seeds'])}") if paired else "—"  # type: ignore[index]
         latency = row["latency"]
-        table.add_row(str(row["dataset"]), str(row["size"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
+        table.add_row(str(row["dataset"]), str(row["size"]), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
                       auc["debiased"], gain, transfer["kd"], transfer["debiased"], versus,
                       " / ".join(f"{row[f'{m}_gauc']:.4f}" for m in ("teacher", *KINDS)),
                       f"{latency['served_ms']:.2f} ({latency['served']})")  # type: ignore[index]
@@ -179,6 +189,41 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
                   "the path a release serves")
 
 
+def print_over_teacher_seeds(rows: list[dict[str, object]], console: Console) -> None:
+    """Per dataset and size, how the figures move with the teacher a run draws: mean and range over teacher
+    seeds, and on how many teacher seeds each interval lies above 0 (the base students are the same)."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for row in rows:
+        groups.setdefault((str(row["dataset"]), str(row["size"])), []).append(row)
+    table = Table(title="over teacher seeds: mean [min, max]; intervals above 0 on how many teacher seeds")
+    for column in ("dataset", "size", "teachers", "teacher", "base", "KD", "debiased", "teacher gain",
+                   "gain CI > 0", "transfer KD (ratio of means)", "debiased − KD", "debiased − KD CI > 0"):
+        table.add_column(column, justify="right")
+    for (dataset, size), group in groups.items():
+        if len(group) < 2:
+            continue
+        auc = {m: np.array([r[f"{m}_auc"] for r in group]) for m in ("teacher", *KINDS)}
+        gains = np.array([r["kd_transfer"]["teacher_gain"] for r in group])  # type: ignore[index]
+        key = "random_auc" if "random_auc_mean" in group[0]["debiased_vs_kd"] else "auc"  # type: ignore[operator]
+        versus = np.array([r["debiased_vs_kd"][f"{key}_mean"] for r in group])  # type: ignore[index]
+        gain = auc["teacher"].mean() - auc["base"].mean()
+        transfer = (f"{100 * (auc['kd'].mean() - auc['base'].mean()) / gain:.0f} %" if gain > 0
+                    else "teacher ≤ base")
+
+        def spread(values: np.ndarray) -> str:
+            return f"{values.mean():+.4f} [{values.min():+.4f}, {values.max():+.4f}]"
+
+        table.add_row(dataset, size, str(len(group)),
+                      *(f"{auc[m].mean():.4f} [{auc[m].min():.4f}, {auc[m].max():.4f}]" for m in ("teacher", *KINDS)),
+                      spread(gains), f"{sum(r['kd_transfer']['teacher_gain_low'] > 0 for r in group)}/{len(group)}",  # type: ignore[index]
+                      transfer, spread(versus),
+                      f"{sum(r['debiased_vs_kd'][f'{key}_low'] > 0 for r in group)}/{len(group)}")  # type: ignore[index]
+    if table.row_count:
+        console.print(table)
+
+
 def plot(rows: list[dict[str, object]], path: Path) -> Path:
     """The quality–latency frontier, one panel per dataset (`evaluate.frontier_plot`'s picture, side by side)."""
     import matplotlib
@@ -186,6 +231,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    first = min(int(r["teacher_seed"]) for r in rows)  # type: ignore[call-overload]
+    rows = [r for r in rows if r["teacher_seed"] == first]  # one teacher per panel: its horizontal line
     names = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -217,6 +264,8 @@ def main() -> None:
     parser.add_argument("--ml-100k-days", type=int, default=30)
     parser.add_argument("--ml-100k-window-days", type=int, default=7, help="the ML-100K students' window")
     parser.add_argument("--seeds", type=int, help="student seeds 0…N−1 (default: the profile's student.seeds)")
+    parser.add_argument("--teacher-seeds", type=int, default=1,
+                        help="teachers from seeds teacher.seed…+N−1, each from scratch (default: one, warm-started)")
     parser.add_argument("--sizes", default=",".join(STUDENT_SIZES), help="student presets, comma separated")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/distill_quality"))
@@ -226,6 +275,8 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.generated or args.coat or args.ml_100k):
         parser.error("select at least one dataset: --generated, --coat, --ml-100k")
+    if args.teacher_seeds < 1:
+        parser.error(f"--teacher-seeds must be at least 1, got {args.teacher_seeds}")
     sizes = [size.strip() for size in args.sizes.split(",") if size.strip()]
     unknown = [size for size in sizes if size not in STUDENT_PRESETS]
     if unknown:
@@ -249,10 +300,11 @@ def main() -> None:
         if not (args.reuse_tables and tables.exists()):
             shutil.rmtree(dataset.settings.lakehouse.root, ignore_errors=True)
             build_tables(dataset, console)
-        rows += train_and_evaluate(dataset, sizes, console, args.keep_artifacts)
+        rows += train_and_evaluate(dataset, sizes, args.teacher_seeds, console, args.keep_artifacts)
         (args.workdir / "results.json").parent.mkdir(parents=True, exist_ok=True)
         (args.workdir / "results.json").write_text(json.dumps(rows, indent=2, default=str))
         print_table(rows, console)
+        print_over_teacher_seeds(rows, console)
     console.print(f"plot: {plot(rows, args.workdir / 'distill_frontier.png')}")
 
 

@@ -167,6 +167,8 @@ class TeacherTrainConfig(BaseModel):
     # students' window), and, as an option to measure, on the students' window as well.
     first_day_labels: bool = True
     include_student_window: bool = False
+    # Off: every run starts from its seed (what a study over teacher seeds needs); on, the periodic default.
+    warm_start: bool = True
 
 
 class StudentTrainConfig(BaseModel):

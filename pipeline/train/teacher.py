@@ -6,7 +6,7 @@ parameter-server snapshot (sparse rows + optimizer state + dense weights) and a 
 epoch is validated and snapshotted (``ps/``, what a killed run resumes from); the best epoch so far
 is also snapshotted in ``best/``, which is the published teacher (early stopping, as for students).
 A run that is not resuming warm-starts from the newest earlier teacher of the same shape (a changed
-preset or width starts afresh: its weights would not load).
+preset or width starts afresh: its weights would not load), unless `teacher.warm_start` is off.
 Under ``torchrun`` every rank reads the same batches and trains on its row slice of each (so all
 ranks make the same parameter-server calls); dense weights are synchronised with DDP.
 
@@ -83,7 +83,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
         start_epoch, losses, validation = (int(dense["epoch"]) + 1, json.loads(dense["losses"]),
                                            json.loads(dense["validation"]))
         log.info("resuming %s after epoch %d", version, start_epoch - 1)
-    elif (warm_from := latest_teacher(settings, before=version, model_hash=shape)) is not None:
+    elif cfg.warm_start and (warm_from := latest_teacher(settings, before=version, model_hash=shape)) is not None:
         dense = server.restore(teacher_folder(settings, warm_from).best)
         net.model.load_state_dict(dense["model"])
         log.info("warm-starting %s from %s", version, warm_from)

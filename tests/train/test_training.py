@@ -349,6 +349,22 @@ def test_a_killed_teacher_run_resumes_to_the_same_teacher(teacher, tmp_path, mon
     assert manifests[0].best_epoch == manifests[1].best_epoch
 
 
+def test_a_teacher_warm_starts_from_the_newest_of_its_shape_unless_told_not_to(teacher, tmp_path):
+    """A study over teacher seeds needs each seed's teacher from scratch, not warm-started from the last."""
+    settings, windows, run = teacher
+    copy = _lakehouse_copy(settings, tmp_path, "teachers")
+
+    def trained(seed: int, warm_start: bool):
+        seeded = copy.model_copy(update={"teacher": copy.teacher.model_copy(
+            update={"seed": seed, "warm_start": warm_start})})
+        return teacher_manifest(seeded, train_teacher(seeded, windows.teacher_train, [windows.calibration]).version)
+
+    cold = trained(settings.teacher.seed + 100, warm_start=False)
+    assert cold.warm_start is None and cold.version != run.version
+    warm = trained(settings.teacher.seed + 101, warm_start=True)
+    assert warm.warm_start == cold.version  # the newest finished teacher of the same shape
+
+
 def test_evaluation_reports_every_model_and_transferability(teacher):
     settings, windows, run = teacher
     for kind in ("base", "kd", "debiased"):
