@@ -31,6 +31,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.config import STUDENT_PRESETS, STUDENT_SIZES, Settings, load_settings
@@ -197,7 +198,7 @@ def print_over_teacher_seeds(rows: list[dict[str, object]], console: Console) ->
     groups: dict[tuple[str, str], list[dict[str, object]]] = {}
     for row in rows:
         groups.setdefault((str(row["dataset"]), str(row["size"])), []).append(row)
-    table = Table(title="over teacher seeds: mean [min, max]; intervals above 0 on how many teacher seeds")
+    table = Table(title=escape("over teacher seeds: mean [min, max]; on how many teacher seeds the interval is above 0"))
     for column in ("dataset", "size", "teachers", "teacher", "base", "KD", "debiased", "teacher gain",
                    "gain CI > 0", "transfer KD (ratio of means)", "debiased − KD", "debiased − KD CI > 0"):
         table.add_column(column, justify="right")
@@ -209,15 +210,17 @@ def print_over_teacher_seeds(rows: list[dict[str, object]], console: Console) ->
         key = "random_auc" if "random_auc_mean" in group[0]["debiased_vs_kd"] else "auc"  # type: ignore[operator]
         versus = np.array([r["debiased_vs_kd"][f"{key}_mean"] for r in group])  # type: ignore[index]
         gain = auc["teacher"].mean() - auc["base"].mean()
-        transfer = (f"{100 * (auc['kd'].mean() - auc['base'].mean()) / gain:.0f} %" if gain > 0
-                    else "teacher ≤ base")
+        gains_above_0 = sum(r["kd_transfer"]["teacher_gain_low"] > 0 for r in group)  # type: ignore[index]
+        # As for one teacher: a ratio over a gain that some teacher's interval does not separate from 0 is noise.
+        transfer = (f"{100 * (auc['kd'].mean() - auc['base'].mean()) / gain:.0f} %" if gains_above_0 == len(group)
+                    else "not measurable")
 
         def spread(values: np.ndarray) -> str:
-            return f"{values.mean():+.4f} [{values.min():+.4f}, {values.max():+.4f}]"
+            return escape(f"{values.mean():+.4f} [{values.min():+.4f}, {values.max():+.4f}]")
 
         table.add_row(dataset, size, str(len(group)),
-                      *(f"{auc[m].mean():.4f} [{auc[m].min():.4f}, {auc[m].max():.4f}]" for m in ("teacher", *KINDS)),
-                      spread(gains), f"{sum(r['kd_transfer']['teacher_gain_low'] > 0 for r in group)}/{len(group)}",  # type: ignore[index]
+                      *(escape(f"{auc[m].mean():.4f} [{auc[m].min():.4f}, {auc[m].max():.4f}]") for m in ("teacher", *KINDS)),
+                      spread(gains), f"{gains_above_0}/{len(group)}",
                       transfer, spread(versus),
                       f"{sum(r['debiased_vs_kd'][f'{key}_low'] > 0 for r in group)}/{len(group)}")  # type: ignore[index]
     if table.row_count:
