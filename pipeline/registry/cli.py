@@ -27,7 +27,6 @@ from pipeline.registry.registry import (
     register_student,
     register_teacher,
     rollback,
-    serve_command,
     version_card,
 )
 

@@ -11,7 +11,6 @@ latency of its student size and redraws the quality–latency frontier of every 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from dataclasses import asdict
 from datetime import date

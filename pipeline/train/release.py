@@ -27,7 +27,6 @@ from pipeline.export.loader import read_manifest
 from pipeline.export.parity import ParityReport, parity_report
 from pipeline.lineage import Lineage
 from pipeline.models.quantize import quantize_w8a16
-from pipeline.models.student import UGSepStudent
 from pipeline.registry.card import STUDENT_TAG, TEACHER_VERSION_TAG
 from pipeline.registry.gate import Decision
 from pipeline.registry.heldout import HeldoutAUC, write_heldout
