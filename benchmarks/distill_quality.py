@@ -160,6 +160,16 @@ def _interval(value: object, low: object, high: object, scale: float = 1.0, digi
     return f"{scale * value:+.{digits}f} [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"  # type: ignore[operator]
 
 
+def _paired_key(paired: dict[str, float]) -> str:
+    """The metric debiased − KD was paired on: the random-exposure test share where there is one."""
+    return "random_auc" if "random_auc_mean" in paired else "auc"
+
+
+def _spread(values: object, sign: str = "") -> str:
+    """`mean [min, max]` of an array, markup-escaped for rich."""
+    return escape(f"{values.mean():{sign}.4f} [{values.min():{sign}.4f}, {values.max():{sign}.4f}]")  # type: ignore[attr-defined]
+
+
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
     table = Table(title="distillation quality (teacher at the neutral position) and serving latency per size")
     for column in ("dataset", "size", "teacher seed", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
@@ -174,7 +184,7 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         transfer = {k: (_interval(t["value"], t["low"], t["high"], 100, 0) + " %" if t["value"] is not None  # type: ignore[index]
                         else "not measurable") for k in ("kd", "debiased") for t in [row[f"{k}_transfer"]]}
         paired = row["debiased_vs_kd"]
-        key = "random_auc" if "random_auc_mean" in paired else "auc"  # type: ignore[operator]
+        key = _paired_key(paired)  # type: ignore[arg-type]
         versus = (_interval(paired[f"{key}_mean"], paired[f"{key}_low"], paired[f"{key}_high"])  # type: ignore[index]
                   + f", {int(paired[f'{key}_wins'])}/{int(paired['seeds'])}") if paired else "—"  # type: ignore[index]
         latency = row["latency"]
@@ -207,21 +217,15 @@ def print_over_teacher_seeds(rows: list[dict[str, object]], console: Console) ->
             continue
         auc = {m: np.array([r[f"{m}_auc"] for r in group]) for m in ("teacher", *KINDS)}
         gains = np.array([r["kd_transfer"]["teacher_gain"] for r in group])  # type: ignore[index]
-        key = "random_auc" if "random_auc_mean" in group[0]["debiased_vs_kd"] else "auc"  # type: ignore[operator]
+        key = _paired_key(group[0]["debiased_vs_kd"])  # type: ignore[arg-type]
         versus = np.array([r["debiased_vs_kd"][f"{key}_mean"] for r in group])  # type: ignore[index]
         gain = auc["teacher"].mean() - auc["base"].mean()
         gains_above_0 = sum(r["kd_transfer"]["teacher_gain_low"] > 0 for r in group)  # type: ignore[index]
         # As for one teacher: a ratio over a gain that some teacher's interval does not separate from 0 is noise.
         transfer = (f"{100 * (auc['kd'].mean() - auc['base'].mean()) / gain:.0f} %" if gains_above_0 == len(group)
                     else "not measurable")
-
-        def spread(values: np.ndarray) -> str:
-            return escape(f"{values.mean():+.4f} [{values.min():+.4f}, {values.max():+.4f}]")
-
-        table.add_row(dataset, size, str(len(group)),
-                      *(escape(f"{auc[m].mean():.4f} [{auc[m].min():.4f}, {auc[m].max():.4f}]") for m in ("teacher", *KINDS)),
-                      spread(gains), f"{gains_above_0}/{len(group)}",
-                      transfer, spread(versus),
+        table.add_row(dataset, size, str(len(group)), *(_spread(auc[m]) for m in ("teacher", *KINDS)),
+                      _spread(gains, "+"), f"{gains_above_0}/{len(group)}", transfer, _spread(versus, "+"),
                       f"{sum(r['debiased_vs_kd'][f'{key}_low'] > 0 for r in group)}/{len(group)}")  # type: ignore[index]
     if table.row_count:
         console.print(table)
