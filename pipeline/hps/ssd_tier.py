@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _LOC, _STEP = 0, 1
 _OFFSET_BITS = 32
+_COMPACT_CHUNK = 1 << 16  # records a compaction reads at a time
 
 
 class CorruptSegment(RuntimeError):
@@ -257,21 +258,25 @@ class SSDTier:
     def _compact_segment(self, segment: int) -> None:
         count = self._segments[segment].records
         path = self._segment_path(segment)
+        tombstones = []
         with open(path, "rb") as f:
             self._check_size(path, f.fileno(), count)
-            records = np.fromfile(f, dtype=self.record, count=count)
-        locations = (segment << _OFFSET_BITS) + np.arange(count, dtype=np.int64)
-        is_put = records["key"] >= 0
-        current = self.index.get(records["key"][is_put], _LOC)
-        live = np.zeros(count, dtype=bool)
-        live[is_put] = current == locations[is_put]
-        if live.any():
-            keys = records["key"][live]
-            moved = self._append(keys, records["row"][live], records["step"][live])
-            self.index.set_column(keys, _LOC, moved)
-            self._count_live(moved)
+            # In chunks: a whole 1M-record segment read at once lifted the process's peak memory by ~280 MB.
+            for first in range(0, count, _COMPACT_CHUNK):
+                records = np.fromfile(f, dtype=self.record, count=min(_COMPACT_CHUNK, count - first))
+                locations = (segment << _OFFSET_BITS) + first + np.arange(len(records), dtype=np.int64)
+                is_put = records["key"] >= 0
+                current = self.index.get(records["key"][is_put], _LOC)
+                live = np.zeros(len(records), dtype=bool)
+                live[is_put] = current == locations[is_put]
+                if live.any():
+                    keys = records["key"][live]
+                    moved = self._append(keys, records["row"][live], records["step"][live])
+                    self.index.set_column(keys, _LOC, moved)
+                    self._count_live(moved)
+                tombstones.append(~records["key"][~is_put])
         # A tombstone must outlive every older record of its key; none can exist below the oldest segment.
-        tombstones = ~records["key"][~is_put]
+        tombstones = np.concatenate(tombstones) if tombstones else np.zeros(0, np.int64)
         if len(tombstones) and segment != min(self._segments):
             still_deleted = np.unique(tombstones[self.index.positions(tombstones) < 0])
             if len(still_deleted):

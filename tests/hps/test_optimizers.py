@@ -102,3 +102,15 @@ def test_rowwise_adagrad_keeps_one_accumulator_per_row_with_the_row(tmp_path: Pa
     torch.testing.assert_close(weights[found], expected[torch.from_numpy(found)], rtol=1e-5, atol=1e-6)
     assert server.optimizer.width == DIM + 1
     server.close()
+
+
+def test_rowwise_adagrad_is_exact_when_a_step_spans_several_bags_of_every_feature(tmp_path: Path) -> None:
+    # 75 ids, ~45 unique per step: the kernel deals them over more than one bag of each of its 32 features.
+    rng = np.random.default_rng(5)
+    data = [torch.from_numpy(rng.integers(0, NUM_IDS, (25, 3))) for _ in range(STEPS)]
+    assert all(32 < len(torch.unique(b)) < 64 for b in data)
+    server = train_server(tmp_path, "rowwise_adagrad", data, memory_rows=3 * NUM_IDS)
+    weights, found = server_weights(server)
+    assert found.all()
+    torch.testing.assert_close(weights, train_rowwise_reference(data), rtol=1e-5, atol=1e-6)
+    server.close()

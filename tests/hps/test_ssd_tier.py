@@ -63,7 +63,9 @@ def test_reopen_drops_a_torn_final_record(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_compaction_reclaims_stale_records_and_keeps_values(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [1 << 16, 5], ids=["one read", "chunks of 5 records"])
+def test_compaction_reclaims_stale_records_and_keeps_values(tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.hps.ssd_tier._COMPACT_CHUNK", chunk)
     tier = open_tier(tmp_path)
     keys = np.arange(64)
     for version in range(6):
@@ -80,7 +82,9 @@ def test_compaction_reclaims_stale_records_and_keeps_values(tmp_path: Path) -> N
     reopened.close()
 
 
-def test_tombstone_outlives_compaction_while_older_records_exist(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk", [1 << 16, 5], ids=["one read", "chunks of 5 records"])
+def test_tombstone_outlives_compaction_while_older_records_exist(tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.hps.ssd_tier._COMPACT_CHUNK", chunk)
     tier = open_tier(tmp_path)
     tier.put(np.arange(16), rows_for(np.arange(16), 0), np.zeros(16))  # segment 0, stays live
     tier.delete(np.array([3]))                                           # tombstone in segment 1
