@@ -24,9 +24,11 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from pipeline.hps.key_index import KeyIndex
@@ -36,6 +38,19 @@ log = logging.getLogger(__name__)
 _LOC, _STEP = 0, 1
 _OFFSET_BITS = 32
 _COMPACT_CHUNK = 1 << 16  # records a compaction reads at a time
+# Reads of a batch's rows run on this many threads, in chunks of _READ_CHUNK records, copying from segments
+# mapped with MADV_RANDOM by a compiled loop that releases the GIL, so page faults (disk reads) overlap.
+# 20K random rows of an 8M-row tier, one run each (2026-12-01): 9.2K rows/s cold (page cache dropped) and
+# 168K warm as one numpy gather per segment; MADV_RANDOM 33.9K / 496K; with 8 threads 71.1K / 653K; 32 and
+# 64 threads measured alike.
+_READ_THREADS = 8
+_READ_CHUNK = 256
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_records(source: np.ndarray, offsets: np.ndarray, out: np.ndarray, picks: np.ndarray) -> None:
+    for i in range(len(offsets)):
+        out[picks[i]] = source[offsets[i]]
 
 
 class CorruptSegment(RuntimeError):
@@ -72,6 +87,7 @@ class SSDTier:
         self._segments[self._active] = _Segment()
         self._file = open(self._segment_path(self._active), "ab")
         self._unflushed = False
+        self._reader_pool: ThreadPoolExecutor | None = None
         self._compactor: threading.Thread | None = None
         if background_compaction:
             self._compactor = threading.Thread(target=self._compact_forever, name=f"hps-compact-{self.path.name}",
@@ -96,37 +112,64 @@ class SSDTier:
             return rows, self._steps(values), found
 
     def _read(self, locations: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Rows at `locations` (each must hold its key), read by `_READ_THREADS` threads at once."""
         if self._unflushed:
             self._file.flush()
             self._unflushed = False
         segments = locations >> _OFFSET_BITS
         offsets = locations & ((1 << _OFFSET_BITS) - 1)
-        out = np.empty((len(locations), self.width), dtype=np.float32)
+        out = np.empty(len(locations), dtype=self.record)
         order = np.argsort(segments, kind="stable")
         ids, starts = np.unique(segments[order], return_index=True)
-        bounds = list(starts[1:]) + [len(order)]
-        for segment, start, stop in zip(ids.tolist(), starts.tolist(), bounds):
-            picks = order[start:stop]
-            out[picks] = self._gather(segment, offsets[picks], keys[picks])["row"]
-        return out
+        bounds = [*starts[1:].tolist(), len(order)]
+        raw = out.view(np.uint8).reshape(len(out), self.record.itemsize)
+        maps: list[mmap.mmap] = []
+        tasks: list[tuple[mmap.mmap, np.ndarray, np.ndarray]] = []
+        try:
+            for segment, start, stop in zip(ids.tolist(), starts.tolist(), bounds):
+                mapped = self._map(segment, maps)
+                picks = order[start:stop]
+                chunks = np.array_split(picks, -(-len(picks) // _READ_CHUNK))
+                tasks += [(mapped, offsets[part], part) for part in chunks]
+            if tasks:  # the first in this thread, so the compiled loop is loaded once before the readers use it
+                self._copy(*tasks[0], raw)
+            copies = [self._readers().submit(self._copy, *task, raw) for task in tasks[1:]]
+            wait(copies)  # every copy ends before any map closes, failed or not
+            for copy in copies:
+                copy.result()
+        finally:
+            # Dropped, not closed: each map is unmapped when its last view goes (at once, but for the compiled
+            # loop's first call in a process, which leaves a view in a reference cycle until the next gc).
+            # Unmapped after the copy, page-cache pages never count as process memory.
+            del maps, tasks
+        wrong = np.flatnonzero(out["key"] != keys)
+        if len(wrong):
+            at = wrong[0]
+            raise CorruptSegment(f"{self._segment_path(int(segments[at]))}: record {int(offsets[at])} holds key "
+                                 f"{int(out['key'][at])} where the index expects key {int(keys[at])} ({len(wrong)} "
+                                 f"of {len(keys)} records read differ): the segment was overwritten")
+        return out["row"]
 
-    def _gather(self, segment: int, offsets: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        # Map, copy out, unmap: page-cache pages never count against the process's resident set.
+    def _map(self, segment: int, maps: list[mmap.mmap]) -> mmap.mmap:
+        """The segment mapped for random reads (no read-ahead), after checking its size."""
         count = self._segments[segment].records
         path = self._segment_path(segment)
         with open(path, "rb") as f:
             self._check_size(path, f.fileno(), count)
-            with mmap.mmap(f.fileno(), count * self.record.itemsize, access=mmap.ACCESS_READ) as mapped:
-                records = np.frombuffer(mapped, dtype=self.record, count=count)
-                picked = records[offsets]
-                del records
-        wrong = np.flatnonzero(picked["key"] != keys)
-        if len(wrong):
-            at = wrong[0]
-            raise CorruptSegment(f"{path}: record {int(offsets[at])} holds key {int(picked['key'][at])} where the "
-                                 f"index expects key {int(keys[at])} ({len(wrong)} of {len(keys)} records read "
-                                 "differ): the segment was overwritten")
-        return picked
+            mapped = mmap.mmap(f.fileno(), count * self.record.itemsize, access=mmap.ACCESS_READ)
+        maps.append(mapped)
+        mapped.madvise(mmap.MADV_RANDOM)
+        return mapped
+
+    def _copy(self, mapped: mmap.mmap, offsets: np.ndarray, picks: np.ndarray, out: np.ndarray) -> None:
+        # The view of the map lives only in this call, so the map goes as soon as every copy returned.
+        records = np.frombuffer(mapped, dtype=np.uint8).reshape(-1, self.record.itemsize)
+        _copy_records(records, offsets, out, picks)
+
+    def _readers(self) -> ThreadPoolExecutor:
+        if self._reader_pool is None:
+            self._reader_pool = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix=f"hps-read-{self.path.name}")
+        return self._reader_pool
 
     def _check_size(self, path: Path, fd: int, count: int) -> None:
         size = os.fstat(fd).st_size
@@ -315,6 +358,8 @@ class SSDTier:
             self._file.close()
         if self._compactor is not None:
             self._compactor.join()
+        if self._reader_pool is not None:
+            self._reader_pool.shutdown(wait=True)
 
     def _segment_path(self, segment: int) -> Path:
         return self.path / f"seg-{segment:08d}.rec"
