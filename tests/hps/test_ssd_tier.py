@@ -34,6 +34,22 @@ def test_get_returns_latest_write_and_flags_absent_keys(tmp_path: Path) -> None:
     tier.close()
 
 
+def test_a_batch_read_in_chunks_on_the_reader_threads_returns_each_keys_own_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.hps.ssd_tier._READ_CHUNK", 7)  # many chunks of every segment, on 8 threads
+    tier = open_tier(tmp_path)
+    keys = np.arange(3_000)
+    tier.put(keys, rows_for(keys, 0), np.zeros(len(keys)))
+    tier.put(keys[::3], rows_for(keys[::3], 1), np.zeros(1_000))
+    wanted = np.random.default_rng(0).permutation(np.arange(3_100))  # 100 absent keys among them
+    rows, _, found = tier.get(wanted)
+    assert found.tolist() == (wanted < 3_000).tolist()
+    expected = np.where((wanted % 3 == 0)[:, None], rows_for(wanted, 1), rows_for(wanted, 0))
+    np.testing.assert_array_equal(rows[found], expected[found])
+    assert not rows[~found].any()
+    tier.close()
+
+
 def test_reopen_replays_segments_and_keeps_deletions(tmp_path: Path) -> None:
     tier = open_tier(tmp_path)
     keys = np.arange(50)
