@@ -38,13 +38,14 @@ log = logging.getLogger(__name__)
 _LOC, _STEP = 0, 1
 _OFFSET_BITS = 32
 _COMPACT_CHUNK = 1 << 16  # records a compaction reads at a time
-# Reads of a batch's rows run on this many threads, in chunks of _READ_CHUNK records, copying from segments
-# mapped with MADV_RANDOM by a compiled loop that releases the GIL, so page faults (disk reads) overlap.
-# 20K random rows of an 8M-row tier, one run each (2026-12-01): 9.2K rows/s cold (page cache dropped) and
-# 168K warm as one numpy gather per segment; MADV_RANDOM 33.9K / 496K; with 8 threads 71.1K / 653K; 32 and
-# 64 threads measured alike.
+# A segment's share of a batch is read on up to this many threads, in chunks of at least _READ_CHUNK records,
+# copied from the segment mapped with MADV_RANDOM by a compiled loop that releases the GIL, so page faults
+# (disk reads) overlap. 20K random rows of an 8M-row tier in 1M-record segments, one run each (2026-12-01):
+# 9.2K rows/s cold (page cache dropped) and 168K warm as one numpy gather per segment; MADV_RANDOM 33.9K /
+# 496K; with 8 threads 71.1K / 653K; 32 and 64 threads alike. In 64K-record segments (~160 rows of a batch
+# each), chunks of 256 read 24.1K rows/s cold, chunks of 21 (all 8 threads busy) 41.5K.
 _READ_THREADS = 8
-_READ_CHUNK = 256
+_READ_CHUNK = 16
 
 
 @numba.njit(cache=True, nogil=True)
@@ -144,7 +145,7 @@ class SSDTier:
             self._check_size(path, f.fileno(), count)
             mapped = mmap.mmap(f.fileno(), count * self.record.itemsize, access=mmap.ACCESS_READ)
         mapped.madvise(mmap.MADV_RANDOM)
-        chunks = np.array_split(picks, -(-len(picks) // _READ_CHUNK))
+        chunks = np.array_split(picks, min(_READ_THREADS, -(-len(picks) // _READ_CHUNK)))
         # The first chunk in this thread, so the compiled loop is loaded once before the readers use it.
         self._copy(mapped, offsets[chunks[0]], chunks[0], out)
         copies = [self._readers().submit(self._copy, mapped, offsets[part], part, out) for part in chunks[1:]]
