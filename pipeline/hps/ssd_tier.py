@@ -300,7 +300,7 @@ class SSDTier:
         tombstones = []
         with open(path, "rb") as f:
             self._check_size(path, f.fileno(), count)
-            # In chunks: a whole 1M-record segment read at once lifted the process's peak memory by ~280 MB.
+            # In chunks: with whole 1M-record segments read at once, (d)'s peak RSS was 2.25 GB, in chunks 1.99.
             for first in range(0, count, _COMPACT_CHUNK):
                 records = np.fromfile(f, dtype=self.record, count=min(_COMPACT_CHUNK, count - first))
                 locations = (segment << _OFFSET_BITS) + first + np.arange(len(records), dtype=np.int64)
