@@ -40,6 +40,14 @@ def _tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _command(process: psutil.Process) -> str:
+    """The command line, or "" for a process that exited since it was listed (start-up spawns short-lived ones)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:
+        return ""
+
+
 def _alive(processes: list[psutil.Process]) -> list[str]:
     alive = []
     for process in processes:
@@ -57,7 +65,7 @@ def _started(make: subprocess.Popen, port: int, log: Path) -> list[psutil.Proces
     while time.monotonic() < deadline:
         assert make.poll() is None, f"make airflow exited early:\n{log.read_text()[-4000:]}"
         tree = _tree(make.pid)
-        commands = [" ".join(p.cmdline()) for p in tree if _alive([p])]
+        commands = [_command(p) for p in tree]
         components = ("scheduler", "triggerer", "dag-processor", "LocalExecutor")
         if _answers(port) and all(any(name in c for c in commands) for name in components):
             return tree
@@ -78,7 +86,7 @@ def test_make_airflow_stops_every_process_it_started(tmp_path, stop):
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         tree = _started(make, port, log)
-        workers = [p for p in tree if "LocalExecutor" in " ".join(p.cmdline())]
+        workers = [p for p in tree if "LocalExecutor" in _command(p)]
         assert len(workers) <= 2, "LocalExecutor workers are sized by airflow.parallelism (2)"
         time.sleep(5)  # past the components' start-up, where a log server would bind
         assert listening_addresses([make.pid]) <= LOOPBACK  # finding: no log server on every interface
