@@ -1,7 +1,7 @@
 """Distillation quality: teacher vs base, KD and debiased students of every size on generated data, Coat, ML-100K.
 
     .venv/bin/python -m benchmarks.distill_quality [--generated] [--coat] [--ml-100k] [--seeds N] [--sizes xs,s,m]
-        [--teacher-seeds N]
+        [--teacher-seeds N] [--kd-listwise-weights 0,1]
 
 Each selected dataset goes through the real pipeline once: landing files (generator or converter) →
 Spark jobs → a teacher on the parameter server (one per `--teacher-seeds` seed) → neutral-position logit
@@ -13,7 +13,9 @@ and logs everything, with the quality–latency frontier, to MLflow. Coat's held
 random-exposure set, so its figures are on the test share (the uniform share, 10 % per user, is what
 the debiased student may use); ML-100K uses the contiguous window `--ml-100k-days` ending on its last
 busy day with a `--ml-100k-window-days` student window. The tables, `results.json` and the frontier
-plot land in `--workdir`.
+plot land in `--workdir`. `--kd-listwise-weights` runs the students once per weight of the listwise KD term
+(`student.kd_listwise_weight`), each from a fresh artifacts folder (the teacher retrained: it is
+deterministic), and prints the variants side by side.
 Goals (issue #19): teacher ≥ `s` base + 0.02 AUC everywhere; `s` KD transferability ≥ 60 % on generated
 data and ≥ 50 % on Coat (test share) and ML-100K with the interval's lower bound above 0; on Coat's
 test share the debiased student beats KD with the paired interval above 0.
@@ -26,7 +28,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -172,7 +174,7 @@ def _spread(values: object, sign: str = "") -> str:
 
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
     table = Table(title="distillation quality (teacher at the neutral position) and serving latency per size")
-    for column in ("dataset", "size", "teacher seed", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
+    for column in ("dataset", "size", "listwise", "teacher seed", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
                    "transfer KD [90% CI]", "transfer debiased", "debiased − KD [90% CI], won",
                    "GAUC teacher / base / KD / debiased", "served ms (path)"):
         table.add_column(column, justify="right")
@@ -188,7 +190,7 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         versus = (_interval(paired[f"{key}_mean"], paired[f"{key}_low"], paired[f"{key}_high"])  # type: ignore[index]
                   + f", {int(paired[f'{key}_wins'])}/{int(paired['seeds'])}") if paired else "—"  # type: ignore[index]
         latency = row["latency"]
-        table.add_row(str(row["dataset"]), str(row["size"]), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
+        table.add_row(str(row["dataset"]), str(row["size"]), str(row.get("kd_listwise_weight", 0.0)), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
                       auc["debiased"], gain, transfer["kd"], transfer["debiased"], versus,
                       " / ".join(f"{row[f'{m}_gauc']:.4f}" for m in ("teacher", *KINDS)),
                       f"{latency['served_ms']:.2f} ({latency['served']})")  # type: ignore[index]
@@ -205,14 +207,14 @@ def print_over_teacher_seeds(rows: list[dict[str, object]], console: Console) ->
     seeds, and on how many teacher seeds each interval lies above 0 (the base students are the same)."""
     import numpy as np
 
-    groups: dict[tuple[str, str], list[dict[str, object]]] = {}
+    groups: dict[tuple[str, str, object], list[dict[str, object]]] = {}
     for row in rows:
-        groups.setdefault((str(row["dataset"]), str(row["size"])), []).append(row)
+        groups.setdefault((str(row["dataset"]), str(row["size"]), row.get("kd_listwise_weight")), []).append(row)
     table = Table(title=escape("over teacher seeds: mean [min, max]; on how many teacher seeds the interval is above 0"))
     for column in ("dataset", "size", "teachers", "teacher", "base", "KD", "debiased", "teacher gain",
                    "gain CI > 0", "transfer KD (ratio of means)", "debiased − KD", "debiased − KD CI > 0"):
         table.add_column(column, justify="right")
-    for (dataset, size), group in groups.items():
+    for (dataset, size, _), group in groups.items():
         if len(group) < 2:
             continue
         auc = {m: np.array([r[f"{m}_auc"] for r in group]) for m in ("teacher", *KINDS)}
@@ -239,7 +241,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     first = min(int(r["teacher_seed"]) for r in rows)  # type: ignore[call-overload]
-    rows = [r for r in rows if r["teacher_seed"] == first]  # one teacher per panel: its horizontal line
+    # One teacher per panel (its horizontal line) and one listwise variant (the first run).
+    rows = [r for r in rows if r["teacher_seed"] == first and r.get("kd_listwise_weight") == rows[0].get("kd_listwise_weight")]
     names = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -274,6 +277,8 @@ def main() -> None:
     parser.add_argument("--teacher-seeds", type=int, default=1,
                         help="teachers from seeds teacher.seed…+N−1, each from scratch (default: one, warm-started)")
     parser.add_argument("--sizes", default=",".join(STUDENT_SIZES), help="student presets, comma separated")
+    parser.add_argument("--kd-listwise-weights", help="student.kd_listwise_weight values to compare, comma separated "
+                        "(default: the profile's)")
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/distill_quality"))
     parser.add_argument("--reuse-tables", action="store_true", help="skip the data plane where tables exist")
@@ -307,7 +312,12 @@ def main() -> None:
         if not (args.reuse_tables and tables.exists()):
             shutil.rmtree(dataset.settings.lakehouse.root, ignore_errors=True)
             build_tables(dataset, console)
-        rows += train_and_evaluate(dataset, sizes, args.teacher_seeds, console, args.keep_artifacts)
+        weights = [float(w) for w in args.kd_listwise_weights.split(",")] if args.kd_listwise_weights else [None]
+        for weight in weights:
+            variant = dataset if weight is None else replace(dataset, settings=dataset.settings.model_copy(update={
+                "student": dataset.settings.student.model_copy(update={"kd_listwise_weight": weight})}))
+            found = train_and_evaluate(variant, sizes, args.teacher_seeds, console, args.keep_artifacts)
+            rows += [{**row, "kd_listwise_weight": variant.settings.student.kd_listwise_weight} for row in found]
         (args.workdir / "results.json").parent.mkdir(parents=True, exist_ok=True)
         (args.workdir / "results.json").write_text(json.dumps(rows, indent=2, default=str))
         print_table(rows, console)

@@ -198,6 +198,9 @@ class StudentTrainConfig(BaseModel):
     # teacher (`pipeline.train.unexposed`); 0 turns the unexposed pairs off.
     unexposed_per_impression: int = Field(1, ge=0)
     unexposed_weight: float = Field(1.0, ge=0, description="weight of the KD term on unexposed pairs")
+    # Ranking KD: weight of a listwise term that matches the student's softmax over each labelled impression
+    # and its unexposed pairs to the teacher's (`pipeline.train.distill.listwise_kd_loss`); 0 turns it off.
+    kd_listwise_weight: float = Field(0.0, ge=0)
 
     @field_validator("preset")
     @classmethod

@@ -1,7 +1,8 @@
 """Student training: the baseline (labels only), plain KD, and the debiased student.
 
 loss = BCE(label) + λ·T²·BCE(σ(s/T), σ(t/T)) on samples that have a teacher logit t; samples
-without one fall back to the label loss. The debiased student moves the KD term to an auxiliary
+without one fall back to the label loss. With unexposed pairs, the pointwise term covers them too and,
+weighted `kd_listwise_weight`, a listwise term matches each impression's softmax over itself and its pairs. The debiased student moves the KD term to an auxiliary
 head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
 recalibrates the teacher's logits on a fresh labelled slice; `debias.part_search` chooses which of
 these parts a window's debiased students use on the calibration date, as the λ/T search chooses λ and T.
@@ -91,6 +92,22 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: t
     return per_sample * temperature**2
 
 
+def listwise_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: torch.Tensor,
+                     temperature: float) -> torch.Tensor:
+    """Cross-entropy of the student's softmax over each group (a row of `[groups, items]`: an impression
+    and its unexposed pairs) against the teacher's, T²-scaled, over the groups with every teacher logit.
+
+    Why beside the pointwise term: a softmax over one user's items ignores the teacher's per-user offset,
+    so the student learns how the teacher orders a request's items (what a ranking serves) without
+    inheriting how it places users against each other, where a teacher can be worse than the labels."""
+    complete = found.all(dim=1)
+    if not bool(complete.any()):
+        return student_logits.sum() * 0.0
+    soft = torch.softmax(teacher_logits[complete] / temperature, dim=1)
+    log_student = torch.log_softmax(student_logits[complete] / temperature, dim=1)
+    return -(soft * log_student).sum(dim=1).mean() * temperature**2
+
+
 def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, lookup: LogitLookup | None,
                  adapter: StaleAdapter, items: Catalogue | None = None) -> torch.Tensor:
     """Label BCE on the serving head, plus λ·KD on the teacher's (adapted) logits where a lookup is given,
@@ -108,10 +125,17 @@ def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, loo
     if items is None:
         return loss
     pairs = unexposed_pairs(batch, items, cfg.unexposed_per_impression)
-    teacher, found = lookup.lookup(pairs["sample_id"])
+    pair_teacher, pair_found = lookup.lookup(pairs["sample_id"])
     pair_logits = model.forward_heads(pairs)[head]
-    return loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, adapter(teacher), found,
+    loss = loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, adapter(pair_teacher), pair_found,
                                                                  cfg.kd_temperature)
+    if cfg.kd_listwise_weight == 0:
+        return loss
+    # unexposed_pairs lays out row r's pairs at r·k … r·k + k − 1: a group is the row, then its pairs.
+    rows = len(batch["sample_id"])
+    groups = [torch.cat([a[:, None], b.view(rows, -1)], dim=1) for a, b in
+              ((heads[head], pair_logits), (adapter(teacher), adapter(pair_teacher)), (found, pair_found))]
+    return loss + cfg.kd_lambda * cfg.kd_listwise_weight * listwise_kd_loss(*groups, cfg.kd_temperature)
 
 
 @dataclass(frozen=True)
@@ -241,6 +265,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             "recdistill.data_dates": f"{days[0]}..{days[-1]}"}
     with training_run(settings, name, tags) as run:
         log_params({"kind": kind, "seed": seed, "kd_lambda": cfg.kd_lambda, "kd_temperature": cfg.kd_temperature,
+                    "kd_listwise_weight": cfg.kd_listwise_weight,
                     "preset": cfg.preset, "unexposed_per_impression": cfg.unexposed_per_impression, "role": role,
                     "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, **debias.model_dump(),
                     "adapter_scale": adapter.scale, "adapter_shift": adapter.shift,

@@ -254,6 +254,37 @@ def test_unexposed_pairs_are_dumped_and_used_by_the_kd_student(teacher):
     without = train_student(labelled_only, "kd", **kwargs)
     assert not np.allclose(_logits(settings, with_pairs.folder, windows.holdout),
                            _logits(settings, without.folder, windows.holdout))
+    # The listwise term over each impression and its pairs changes the student too.
+    listwise = settings.model_copy(update={"student": settings.student.model_copy(update={"kd_listwise_weight": 1.0})})
+    ranked = train_student(listwise, "kd", **kwargs)
+    assert ranked.name != with_pairs.name
+    assert not np.allclose(_logits(settings, ranked.folder, windows.holdout),
+                           _logits(settings, with_pairs.folder, windows.holdout))
+
+
+def test_listwise_kd_matches_each_groups_softmax_and_ignores_the_teachers_per_group_offset():
+    from pipeline.train.distill import kd_loss, listwise_kd_loss
+
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0], [1.0, 2.0, 0.0]])
+    found = torch.tensor([[True, True, True], [True, True, True], [True, False, True]])  # group 3: a logit missing
+    student = torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 0.0], [9.0, -9.0, 9.0]], requires_grad=True)
+    temperature = 2.0
+    value = listwise_kd_loss(student, teacher, found, temperature)
+    expected = np.mean([-(torch.softmax(t / temperature, 0) * torch.log_softmax(s / temperature, 0)).sum().item()
+                        for t, s in zip(teacher[:2], student[:2].detach())]) * temperature**2
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+    value.backward()
+    assert torch.count_nonzero(student.grad[2]) == 0  # an incomplete group does not train
+    # A teacher that adds a constant per group (its offset for a user) asks the same of the student; the
+    # pointwise term does not.
+    shifted = teacher + torch.tensor([[3.0], [-2.0], [0.0]])
+    assert listwise_kd_loss(student, shifted, found, temperature).item() == pytest.approx(value.item(), rel=1e-6)
+    assert kd_loss(student.flatten(), shifted.flatten(), found.flatten(), temperature).item() != pytest.approx(
+        kd_loss(student.flatten(), teacher.flatten(), found.flatten(), temperature).item())
+    # At the teacher's own logits (up to an offset) the student's gradient is zero: nothing left to learn.
+    matched = (teacher[:2] + 1.0).clone().requires_grad_(True)
+    listwise_kd_loss(matched, teacher[:2], found[:2], temperature).backward()
+    assert torch.allclose(matched.grad, torch.zeros_like(matched.grad), atol=1e-6)
 
 
 def test_uniform_share_debiasing_changes_the_student_and_is_off_without_random_exposure(teacher, monkeypatch):
