@@ -12,7 +12,8 @@ random-exposure test share, computes transferability with its paired seed×row b
 and logs everything, with the quality–latency frontier, to MLflow. Coat's held-out date is its
 random-exposure set, so its figures are on the test share (the uniform share, 10 % per user, is what
 the debiased student may use); ML-100K uses the contiguous window `--ml-100k-days` ending on its last
-busy day with a `--ml-100k-window-days` student window. The tables, `results.json` and the frontier
+busy day with a `--ml-100k-window-days` student window, evaluated on its last `--ml-100k-holdout-days`
+dates pooled (a day of ML-100K holds ~11 users, too few for a global AUC). The tables, `results.json` and the frontier
 plot land in `--workdir`. `--kd-listwise-weights` runs the students once per weight of the listwise KD term
 (`student.kd_listwise_weight`), each from a fresh artifacts folder (the teacher retrained: it is
 deterministic), and prints the variants side by side.
@@ -38,7 +39,7 @@ from rich.table import Table
 
 from pipeline.config import STUDENT_PRESETS, STUDENT_SIZES, Settings, load_settings
 from pipeline.train.evaluate import EvaluationReport, evaluate
-from pipeline.train.windows import default_windows
+from pipeline.train.windows import default_windows, holdout_period
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KINDS = ("base", "kd", "debiased")
@@ -64,11 +65,12 @@ def generated(profile: str, root: Path, student: dict[str, object]) -> Dataset:
 
 
 def converted(kind: str, src: Path, root: Path, start: date, n_days: int, profile: str,
-              student: dict[str, object], unbiased_holdout: bool = False) -> Dataset:
+              student: dict[str, object], unbiased_holdout: bool = False, holdout_days: int = 1) -> Dataset:
     from pipeline.data.converters import convert
 
     settings = load_settings(profile, lakehouse={"root": str(root)},
-                             generator={"start_date": start, "n_days": n_days}, student=student)
+                             generator={"start_date": start, "n_days": n_days}, student=student,
+                             evaluation={"holdout_days": holdout_days})
     return Dataset(kind, settings, kind, lambda: convert(kind, src, settings.lakehouse.landing), unbiased_holdout)
 
 
@@ -117,7 +119,7 @@ def train_and_evaluate(dataset: Dataset, sizes: list[str], teacher_seeds: int, c
         started = time.perf_counter()
         teacher = train_teacher(seeded, windows.teacher_train, [windows.calibration])
         teacher_seconds = time.perf_counter() - started
-        for day in [*windows.train, windows.calibration, windows.holdout]:
+        for day in [*windows.train, windows.calibration, *holdout_period(settings, windows.holdout)]:
             dump_logits(seeded, day, teacher.version)
         dump_unexposed_logits(seeded, windows.train, teacher.version)
         console.print(f"{dataset.name}: teacher seed {seed} ({teacher.version}) in {teacher_seconds:.0f}s, logits dumped")
@@ -141,7 +143,7 @@ def row_of(dataset: Dataset, size: str, report: EvaluationReport, teacher_second
     """The figures of one dataset and size on its primary slice (Coat: the random-exposure test share)."""
     prefix = "random_" if dataset.unbiased_holdout else ""
     metrics, transfer = report.metrics, report.transferability
-    row: dict[str, object] = {"dataset": dataset.name, "size": size, "holdout": report.day,
+    row: dict[str, object] = {"dataset": dataset.name, "size": size, "holdout": report.holdout_dates,
                               "slice": "test share" if prefix else "held-out date", "exposure": report.exposure,
                               "teacher_seconds": round(teacher_seconds, 1), "student_seconds": round(student_seconds, 1),
                               "latency": report.latency}
@@ -273,6 +275,8 @@ def main() -> None:
     parser.add_argument("--profile", default="demo", help="settings profile (generated data uses its generator)")
     parser.add_argument("--ml-100k-days", type=int, default=30)
     parser.add_argument("--ml-100k-window-days", type=int, default=7, help="the ML-100K students' window")
+    parser.add_argument("--ml-100k-holdout-days", type=int, default=7,
+                        help="ML-100K's pooled held-out period (evaluation.holdout_days): a day holds ~11 users")
     parser.add_argument("--seeds", type=int, help="student seeds 0…N−1 (default: the profile's student.seeds)")
     parser.add_argument("--teacher-seeds", type=int, default=1,
                         help="teachers from seeds teacher.seed…+N−1, each from scratch (default: one, warm-started)")
@@ -305,7 +309,8 @@ def main() -> None:
         start = ML100K_LAST_BUSY_DAY - timedelta(days=args.ml_100k_days - 1)
         datasets.append(converted("ml-100k", args.data / "ml-100k", args.workdir / "ml-100k" / "lakehouse",
                                   start, args.ml_100k_days, args.profile,
-                                  {**student, "window_days": args.ml_100k_window_days}))
+                                  {**student, "window_days": args.ml_100k_window_days},
+                                  holdout_days=args.ml_100k_holdout_days))
     rows: list[dict[str, object]] = []
     for dataset in datasets:
         tables = dataset.settings.lakehouse.tables

@@ -157,6 +157,7 @@ class EvaluationReport(Manifest):
 
     day: date
     teacher_version: str
+    holdout_dates: list[date] = Field(default_factory=list)  # the pooled held-out period, `day` first
     metrics: dict[str, dict[str, float]] = Field(default_factory=dict)  # model → metric → value
     # KD/debiased transferability with its interval and the teacher gain's, or a note why not measurable
     transferability: dict[str, Any] = Field(default_factory=dict)

@@ -44,7 +44,7 @@ from pipeline.train.exposure import exposure_split
 from pipeline.train.resume import load_resume_state, save_resume_state
 from pipeline.train.tracking import log_curves, log_params, training_run
 from pipeline.train.unexposed import Catalogue, catalogue, unexposed_pairs
-from pipeline.train.windows import require_samples
+from pipeline.train.windows import holdout_period, require_samples
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ def uniform_share(settings: Settings, calibration_day: date, debias: DebiasConfi
     split = exposure_split(settings, calibration_day, holdout)
     if not split.exists:
         return None
-    batches = iter_batches(settings, [calibration_day, holdout], settings.student.scoring_batch_size, "student",
+    days = [calibration_day, *holdout_period(settings, holdout)]
+    batches = iter_batches(settings, days, settings.student.scoring_batch_size, "student",
                            sample_ids=pa.array(split.uniform))
     labels = np.concatenate([b["click"].numpy() for b in batches] or [np.zeros(0)])
     minimum = debias.uniform_min_rows
@@ -170,7 +171,7 @@ def uniform_share(settings: Settings, calibration_day: date, debias: DebiasConfi
             log.warning("%s; the part is off (set debias.uniform_data = true to make this an error)", problem)
             return None
         raise ValueError(f"{problem} (raise the share or set debias.uniform_data = false)")
-    return UniformShare([calibration_day, holdout], pa.array(split.uniform))
+    return UniformShare(days, pa.array(split.uniform))
 
 
 @dataclass

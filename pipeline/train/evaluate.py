@@ -1,6 +1,6 @@
 """Held-out evaluation of teacher and students, and Rec-Distill's transferability with uncertainty.
 
-Every model is scored on the same held-out date, overall and on the random-exposure test share (the
+Every model is scored on the same held-out date (with `evaluation.holdout_days`, the period from it), overall and on the random-exposure test share (the
 unbiased test where the data has one, `pipeline.train.exposure`). Transferability is the ratio of
 seed means with a paired bootstrap interval over seeds and rows (`pipeline.metrics.transfer_estimate`),
 "not measurable" when the teacher's gain is not; the debiased student is compared with plain KD
@@ -34,6 +34,7 @@ from pipeline.train.loop import Scored, score
 from pipeline.train.teacher_model import open_teacher
 from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.tracking import log_params, training_run
+from pipeline.train.windows import holdout_period
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,10 @@ def _slice_metrics(scored: Scored, split: ExposureSplit) -> dict[str, float]:
 
 
 def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationReport:
-    """Score the teacher and every matching student on `day`; log metrics and a comparison plot."""
+    """Score the teacher and every matching student on `day` (and the rest of its held-out period); log
+    metrics and a comparison plot."""
     students = students_for(settings, teacher_version, before=day)
+    period = holdout_period(settings, day)
     missing = [kind for kind in ("base", "kd") if not students[kind]]
     if missing:
         raise ValueError(f"no {' or '.join(missing)} students for teacher {teacher_version!r} trained before {day}; "
@@ -58,11 +61,12 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
     try:
         # "teacher" is what students learn from (neutral position); "teacher_observed" adds the
         # position tower back, as the teacher was trained — the gap is how much position explains.
-        teacher = score_teacher(net, settings, [day], neutral_position=True)
-        observed = score_teacher(net, settings, [day], neutral_position=False)
+        teacher = score_teacher(net, settings, period, neutral_position=True)
+        observed = score_teacher(net, settings, period, neutral_position=False)
     finally:
         net.server.close()
-    report = EvaluationReport(day=day, teacher_version=teacher_version, preset=settings.student.preset)
+    report = EvaluationReport(day=day, teacher_version=teacher_version, preset=settings.student.preset,
+                              holdout_dates=period)
     report.latency = serving_latency(settings, day, (students["kd"] or students["base"])[0])
     split = exposure_split(settings, day - ONE_DAY, day)
     report.exposure = ({"uniform_share_rows": len(split.uniform), "test_share_rows": len(split.test)} if split.exists
@@ -76,7 +80,7 @@ def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationR
         for folder in folders:
             model = load_student(folder)
             seed = folder.manifest().seed
-            scored = score(iter_batches(settings, [day], settings.student.scoring_batch_size, "student"), model,
+            scored = score(iter_batches(settings, period, settings.student.scoring_batch_size, "student"), model,
                            f"{kind} seed {seed}")
             per_kind[kind][seed] = scored.aligned_to(teacher.sample_id)
         per_seed[kind] = {seed: _slice_metrics(s, split) for seed, s in per_kind[kind].items()}

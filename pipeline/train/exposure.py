@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import Settings
 from pipeline.tables import TRAINING_SAMPLES, read_arrow, table_exists
+from pipeline.train.windows import holdout_period
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,17 @@ def user_stratified_draw(sample_id: np.ndarray, user: np.ndarray, share: float, 
 
 
 def exposure_split(settings: Settings, calibration: date, holdout: date) -> ExposureSplit:
-    """The split of the random-exposure rows of `calibration` and `holdout` (see the module doc)."""
+    """The split of the random-exposure rows of `calibration` and the held-out period from `holdout`
+    (`windows.holdout_period`; see the module doc)."""
     if not table_exists(settings, TRAINING_SAMPLES):
         raise FileNotFoundError("training_samples does not exist; run `recdistill data run` first")
-    rows = read_arrow(settings, TRAINING_SAMPLES, days=[calibration, holdout],
+    period = holdout_period(settings, holdout)
+    rows = read_arrow(settings, TRAINING_SAMPLES, days=[calibration, *period],
                       columns=["sample_id", "user_id", "scenario", "date"])
     rows = rows.filter(pc.equal(rows.column("scenario"), "random"))
     ids, users = rows.column("sample_id").to_numpy(), rows.column("user_id").to_numpy()
     uniform = user_stratified_draw(ids, users, settings.evaluation.uniform_share, settings.evaluation.uniform_seed)
-    on_holdout = np.asarray(pc.equal(rows.column("date"), holdout).to_numpy(zero_copy_only=False), bool)
+    on_holdout = np.asarray(pc.not_equal(rows.column("date"), calibration).to_numpy(zero_copy_only=False), bool)
     return ExposureSplit(np.sort(ids[uniform]), np.sort(ids[~uniform & on_holdout]))
 
 

@@ -61,6 +61,19 @@ def windows_over(days: Sequence[date], window_days: int, holdout: date | None = 
                    teacher_train=history[:-window_days])
 
 
+def holdout_period(settings: Settings, holdout: date) -> list[date]:
+    """The `evaluation.holdout_days` dates with samples from `holdout` on, which evaluation pools; an error
+    naming what is there when fewer exist (a pooled report must not change as later dates land)."""
+    wanted = settings.evaluation.holdout_days
+    if wanted == 1:
+        return [holdout]
+    period = [d for d in partition_dates(settings, TRAINING_SAMPLES) if d >= holdout][:wanted]
+    if len(period) < wanted or period[0] != holdout:
+        raise ValueError(f"evaluation.holdout_days = {wanted} needs {wanted} dates with training_samples from the "
+                         f"held-out date {holdout} on; found {[str(d) for d in period]}")
+    return period
+
+
 def teacher_data_before(settings: Settings, days: Sequence[date], calibration: date) -> date:
     """The first date a teacher for students of `days` must not have trained on: their first day, or with
     `teacher.include_student_window` the calibration date (never the days that validate and evaluate)."""
@@ -94,12 +107,15 @@ def first_holdout(settings: Settings) -> date:
 def default_windows(settings: Settings, holdout: date | None = None, calibration: date | None = None) -> Windows:
     """The windows over the dates `training_samples` holds (generated or converted data alike).
 
-    What the CLI and the demo use when no date is given: held out is the last date with samples.
+    What the CLI and the demo use when no date is given: held out is the last date with samples, or the
+    first of the last `evaluation.holdout_days` (the period evaluation pools).
     """
     days = partition_dates(settings, TRAINING_SAMPLES)
     if not days:
         raise ValueError(f"no training_samples under {settings.lakehouse.tables}: no dates to train on; "
                          f"build the table first (`recdistill data run`)")
+    if holdout is None and settings.evaluation.holdout_days > 1:
+        holdout = days[-min(settings.evaluation.holdout_days, len(days))]
     return _teacher_history(settings, windows_over(days, settings.student.window_days, holdout, calibration), days[0])
 
 

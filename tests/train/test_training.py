@@ -432,6 +432,25 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
     assert report.latency["served"] in ("reuse", "w8a16") and report.latency["served_ms"] > 0
     assert frontier_path(settings, windows.holdout, run.version).stat().st_size > 0
 
+    # A pooled held-out period (evaluation.holdout_days): the same students scored on the calibration date
+    # and the day after it together, and a period longer than the data is refused before anything is scored.
+    pooled = settings.model_copy(update={"evaluation": settings.evaluation.model_copy(update={"holdout_days": 2})})
+    period = [windows.calibration, windows.holdout]
+    report = evaluate(pooled, windows.calibration, run.version)
+    assert report.holdout_dates == period
+    net = open_teacher(pooled, run.version)
+    try:
+        teacher_both = score_teacher(net, pooled, period, neutral_position=True)
+    finally:
+        net.server.close()
+    assert len(teacher_both.labels) > len(score(iter_batches(settings, [windows.holdout], 4096, "student"),
+                                                 load_student(found["base"][0]), "one day").labels)
+    assert report.metrics["teacher"]["auc"] == pytest.approx(auc(teacher_both.labels, teacher_both.logits), abs=1e-9)
+    too_long = settings.model_copy(update={"evaluation": settings.evaluation.model_copy(update={"holdout_days": 3})})
+    with pytest.raises(ValueError, match=rf"evaluation.holdout_days = 3 needs 3 dates .* from the held-out date "
+                                         rf"{windows.calibration} on; found \['{windows.calibration}', '{windows.holdout}'\]"):
+        evaluate(too_long, windows.calibration, run.version)
+
 
 def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(teacher):
     """The search's λ/T change the weights, not which configuration the student belongs to (the demo

@@ -70,3 +70,23 @@ def test_a_usable_teacher_stops_before_the_window_or_before_the_calibration_date
     assert teacher_data_before(history_only, days, calibration) == date(2026, 1, 5)
     with_window = load_settings("demo", teacher={"include_student_window": True})
     assert teacher_data_before(with_window, days, calibration) == calibration
+
+
+def test_a_pooled_held_out_period_starts_the_defaults_that_many_dates_before_the_end(monkeypatch):
+    from pipeline.train import windows as windows_module
+
+    days = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 4), date(2026, 3, 5), date(2026, 3, 6),
+            date(2026, 3, 7), date(2026, 3, 9), date(2026, 3, 10)]
+    monkeypatch.setattr(windows_module, "partition_dates", lambda *_: days)
+    settings = load_settings("demo", student={"window_days": 2}, evaluation={"holdout_days": 3})
+    windows = default_windows(settings)
+    assert windows.holdout == date(2026, 3, 7) and windows.calibration == date(2026, 3, 6)
+    # The period is the dates with samples from the held-out date on, gaps skipped.
+    assert windows_module.holdout_period(settings, windows.holdout) == [date(2026, 3, 7), date(2026, 3, 9),
+                                                                          date(2026, 3, 10)]
+    with pytest.raises(ValueError, match=r"holdout_days = 3 needs 3 dates .* from the held-out date 2026-03-09 on; "
+                                         r"found \['2026-03-09', '2026-03-10'\]"):
+        windows_module.holdout_period(settings, date(2026, 3, 9))
+    one_day = load_settings("demo", student={"window_days": 2})
+    assert default_windows(one_day).holdout == date(2026, 3, 10)
+    assert windows_module.holdout_period(one_day, date(2026, 3, 9)) == [date(2026, 3, 9)]
