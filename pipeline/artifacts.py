@@ -127,6 +127,7 @@ class StudentManifest(Manifest):
     preset: str | None = Field(None, description="the student size (`student.preset`)")
     kd_lambda: float | None = None
     kd_temperature: float | None = None
+    kd_listwise_weight: float = 0.0
     role: Literal["student", "search"] = Field("student", description="search: a λ/T search candidate")
     uniform_share_rows: int = 0
 

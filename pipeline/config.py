@@ -183,9 +183,10 @@ class StudentTrainConfig(BaseModel):
     kd_lambda: float = Field(1.0, ge=0)
     kd_temperature: float = Field(2.0, gt=0)
     # The built-in λ/T search: a KD student (seed 0) per grid point, the best calibration AUC wins; empty
-    # lists keep kd_lambda / kd_temperature (`pipeline.train.distill.search_kd_weights`).
+    # lists keep kd_lambda / kd_temperature / kd_listwise_weight (`pipeline.train.distill.search_kd_weights`).
     kd_search_lambdas: list[float] = Field(default_factory=list)
     kd_search_temperatures: list[float] = Field(default_factory=list)
+    kd_search_listwise_weights: list[float] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     threads: int = Field(1, ge=1, description="intra-op threads; small models lose from more on a busy CPU")
     # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates and

@@ -453,22 +453,28 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
 
 
 def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(teacher):
-    """The search's λ/T change the weights, not which configuration the student belongs to (the demo
-    failed at release when the manifest carried the searched settings' hash)."""
+    """The search's λ/T/listwise weight change the weights, not which configuration the student belongs to
+    (the demo failed at release when the manifest carried the searched settings' hash)."""
     from pipeline.artifacts import daily_students, find_student
 
     settings, windows, run = teacher
     searched = settings.model_copy(update={"student": settings.student.model_copy(
-        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5]})})
+        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5],
+                "kd_search_listwise_weights": [0.0, 1.0]})})
     student = train_student(searched, "debiased", windows.train, seed=2, teacher_version=run.version,
                             calibration_day=windows.calibration)
     manifest = student.folder.manifest()
-    assert (manifest.kd_lambda, manifest.kd_temperature) in {(0.25, 1.5), (4.0, 1.5)}
+    grid = [(0.25, 1.5, 0.0), (0.25, 1.5, 1.0), (4.0, 1.5, 0.0), (4.0, 1.5, 1.0)]
+    assert (manifest.kd_lambda, manifest.kd_temperature, manifest.kd_listwise_weight) in grid
     assert manifest.config_hash == searched.config_hash() != settings.config_hash()
     assert find_student(searched, run.version, windows.holdout, "debiased", 2) == student.folder
-    # Both grid points are seed-0 KD search candidates, which evaluation leaves out.
+    # Every grid point is a seed-0 KD search candidate, which evaluation leaves out; the chosen point is
+    # the one with the best calibration AUC.
     candidates = [f.manifest() for f in daily_students(settings) if f.manifest().role == "search"]
-    assert sorted((m.kd_lambda, m.kd_temperature) for m in candidates) == [(0.25, 1.5), (4.0, 1.5)]
+    assert sorted((m.kd_lambda, m.kd_temperature, m.kd_listwise_weight) for m in candidates) == grid
+    auc_of = {(m.kd_lambda, m.kd_temperature, m.kd_listwise_weight): max(m.validation_aucs) for m in candidates}
+    best = max(grid, key=auc_of.__getitem__)  # the first grid point wins a tie
+    assert best == (manifest.kd_lambda, manifest.kd_temperature, manifest.kd_listwise_weight)
 
 
 def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(teacher):
