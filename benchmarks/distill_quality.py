@@ -126,13 +126,17 @@ def train_and_evaluate(dataset: Dataset, sizes: list[str], teacher_seeds: int, c
         for size in sizes:
             sized = seeded.model_copy(update={"student": seeded.student.model_copy(update={"preset": size})})
             began = time.perf_counter()
+            searched = ""
             for student_seed in sized.student.seeds:
                 for kind in KINDS if index == 0 else KINDS[1:]:
-                    train_student(sized, kind, windows.train, student_seed,
-                                  None if kind == "base" else teacher.version, windows.calibration)
+                    run = train_student(sized, kind, windows.train, student_seed,
+                                        None if kind == "base" else teacher.version, windows.calibration)
+                    if kind == "kd":
+                        m = run.folder.manifest()
+                        searched = f"λ {m.kd_lambda:g}, T {m.kd_temperature:g}, listwise {m.kd_listwise_weight:g}"
             report = evaluate(sized, windows.holdout, teacher.version)
             rows.append({**row_of(dataset, size, report, teacher_seconds, time.perf_counter() - began),
-                         "teacher_seed": seed})
+                         "teacher_seed": seed, "kd_weights": searched})
             console.print(f"{dataset.name} / {size} / teacher seed {seed}: students and evaluation in "
                           f"{time.perf_counter() - began:.0f}s")
     return rows
@@ -176,7 +180,7 @@ def _spread(values: object, sign: str = "") -> str:
 
 def print_table(rows: list[dict[str, object]], console: Console) -> None:
     table = Table(title="distillation quality (teacher at the neutral position) and serving latency per size")
-    for column in ("dataset", "size", "listwise", "teacher seed", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
+    for column in ("dataset", "size", "KD λ, T, listwise", "teacher seed", "slice", "teacher", "base", "KD", "debiased", "teacher gain [90% CI]",
                    "transfer KD [90% CI]", "transfer debiased", "debiased − KD [90% CI], won",
                    "GAUC teacher / base / KD / debiased", "served ms (path)"):
         table.add_column(column, justify="right")
@@ -192,7 +196,7 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         versus = (_interval(paired[f"{key}_mean"], paired[f"{key}_low"], paired[f"{key}_high"])  # type: ignore[index]
                   + f", {int(paired[f'{key}_wins'])}/{int(paired['seeds'])}") if paired else "—"  # type: ignore[index]
         latency = row["latency"]
-        table.add_row(str(row["dataset"]), str(row["size"]), str(row.get("kd_listwise_weight", 0.0)), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
+        table.add_row(str(row["dataset"]), str(row["size"]), str(row.get("kd_weights", "")), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
                       auc["debiased"], gain, transfer["kd"], transfer["debiased"], versus,
                       " / ".join(f"{row[f'{m}_gauc']:.4f}" for m in ("teacher", *KINDS)),
                       f"{latency['served_ms']:.2f} ({latency['served']})")  # type: ignore[index]

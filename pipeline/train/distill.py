@@ -323,13 +323,17 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
             "kd_lambda": kd_lambda, "kd_temperature": temperature, "kd_listwise_weight": listwise,
             "kd_search_lambdas": [], "kd_search_temperatures": [], "kd_search_listwise_weights": []})})
 
+    # The uniform share where it exists and is large enough (the lenient check: off with a warning if not).
+    uniform = (uniform_share(settings, calibration_day, settings.debias.model_copy(update={"uniform_data": None}))
+               if cfg.kd_search_on_uniform_share else None)
     scored = []
     for point in grid:
         candidate = chosen(*point)
-        scored.append((_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias),
-                       point))
+        scored.append((_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias,
+                                      uniform), point))
     _, best = max(scored, key=lambda row: row[0])  # the first grid point wins a tie
-    log.info("λ/T search on %s: %s → λ = %s, T = %s, listwise weight %s", calibration_day, scored, *best)
+    log.info("λ/T search on %s: %s → λ = %s, T = %s, listwise weight %s", "the uniform share" if uniform
+             else calibration_day, scored, *best)
     return chosen(*best)
 
 
@@ -350,13 +354,18 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
 
 
 def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,
-                   calibration_day: date, debias: DebiasConfig) -> float:
-    """The best calibration AUC of a seed-0 search candidate, trained unless a finished one exists."""
+                   calibration_day: date, debias: DebiasConfig, uniform: UniformShare | None = None) -> float:
+    """The AUC of a seed-0 search candidate (trained unless a finished one exists): its best calibration AUC,
+    or, given a uniform share, its AUC there."""
     folder = student_folder(settings, student_name(settings, kind, 0, days, teacher_version, debias, calibration_day))
     if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
         folder = train_student(settings, kind, days, 0, teacher_version, calibration_day, debias=debias,
                                role="search").folder
-    return max(folder.manifest().validation_aucs)
+    if uniform is None:
+        return max(folder.manifest().validation_aucs)
+    scored = score(iter_batches(settings, uniform.days, settings.student.scoring_batch_size, "student",
+                                sample_ids=uniform.ids), load_student(folder), "scoring on the uniform share")
+    return auc(scored.labels, scored.logits)
 
 
 def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:

@@ -6,6 +6,7 @@ import json
 
 import mlflow
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from deltalake import DeltaTable
@@ -475,6 +476,37 @@ def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(t
     auc_of = {(m.kd_lambda, m.kd_temperature, m.kd_listwise_weight): max(m.validation_aucs) for m in candidates}
     best = max(grid, key=auc_of.__getitem__)  # the first grid point wins a tie
     assert best == (manifest.kd_lambda, manifest.kd_temperature, manifest.kd_listwise_weight)
+
+
+def test_with_a_uniform_share_the_kd_search_compares_its_candidates_there(teacher, monkeypatch):
+    """Random-exposure data: the KD search scores each candidate on the uniform share (unbiased rows no KD
+    student trains on), not on the biased calibration date."""
+    from pipeline.artifacts import daily_students
+    from pipeline.train.exposure import ExposureSplit
+
+    settings, windows, run = teacher
+    # The held-out date's rows stand in for a uniform share: rows other than the calibration date's.
+    rows = read_arrow(settings, TRAINING_SAMPLES, days=[windows.holdout], columns=["sample_id"])
+    usable = ExposureSplit(np.sort(rows.column("sample_id").to_numpy()), np.zeros(0, np.int64))
+    monkeypatch.setattr(distill, "exposure_split", lambda *_: usable)
+    searched = settings.model_copy(update={"student": settings.student.model_copy(
+        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5],
+                "kd_search_listwise_weights": [0.0, 1.0]})})
+    student = train_student(searched, "kd", windows.train, seed=4, teacher_version=run.version,
+                            calibration_day=windows.calibration)
+    chosen = student.folder.manifest()
+    share = [windows.calibration, windows.holdout]
+
+    def on_share(folder) -> float:
+        scored = score(iter_batches(settings, share, 4096, "student", sample_ids=pa.array(usable.uniform)),
+                       load_student(folder), "check")
+        return auc(scored.labels, scored.logits)
+
+    grid = [(0.25, 1.5, 0.0), (0.25, 1.5, 1.0), (4.0, 1.5, 0.0), (4.0, 1.5, 1.0)]
+    candidates = {(m.kd_lambda, m.kd_temperature, m.kd_listwise_weight): f for f in daily_students(settings)
+                  for m in [f.manifest()] if m.role == "search" and m.kind == "kd"}
+    auc_of = {point: on_share(candidates[point]) for point in grid}
+    assert (chosen.kd_lambda, chosen.kd_temperature, chosen.kd_listwise_weight) == max(grid, key=auc_of.__getitem__)
 
 
 def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(teacher):
