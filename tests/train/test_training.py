@@ -453,19 +453,27 @@ def test_evaluation_reports_every_model_and_transferability(teacher):
         evaluate(too_long, windows.calibration, run.version)
 
 
+KD_SEARCH_GRID = [(0.25, 1.5, 0.0), (0.25, 1.5, 1.0), (4.0, 1.5, 0.0), (4.0, 1.5, 1.0)]  # (λ, T, listwise weight)
+
+
+def _with_kd_search(settings):
+    """`settings` with the KD search over `KD_SEARCH_GRID`."""
+    return settings.model_copy(update={"student": settings.student.model_copy(
+        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5],
+                "kd_search_listwise_weights": [0.0, 1.0]})})
+
+
 def test_the_kd_weight_search_picks_a_grid_point_and_release_finds_the_student(teacher):
     """The search's λ/T/listwise weight change the weights, not which configuration the student belongs to
     (the demo failed at release when the manifest carried the searched settings' hash)."""
     from pipeline.artifacts import daily_students, find_student
 
     settings, windows, run = teacher
-    searched = settings.model_copy(update={"student": settings.student.model_copy(
-        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5],
-                "kd_search_listwise_weights": [0.0, 1.0]})})
+    searched = _with_kd_search(settings)
     student = train_student(searched, "debiased", windows.train, seed=2, teacher_version=run.version,
                             calibration_day=windows.calibration)
     manifest = student.folder.manifest()
-    grid = [(0.25, 1.5, 0.0), (0.25, 1.5, 1.0), (4.0, 1.5, 0.0), (4.0, 1.5, 1.0)]
+    grid = KD_SEARCH_GRID
     assert (manifest.kd_lambda, manifest.kd_temperature, manifest.kd_listwise_weight) in grid
     assert manifest.config_hash == searched.config_hash() != settings.config_hash()
     assert find_student(searched, run.version, windows.holdout, "debiased", 2) == student.folder
@@ -489,9 +497,7 @@ def test_with_a_uniform_share_the_kd_search_compares_its_candidates_there(teache
     rows = read_arrow(settings, TRAINING_SAMPLES, days=[windows.holdout], columns=["sample_id"])
     usable = ExposureSplit(np.sort(rows.column("sample_id").to_numpy()), np.zeros(0, np.int64))
     monkeypatch.setattr(distill, "exposure_split", lambda *_: usable)
-    searched = settings.model_copy(update={"student": settings.student.model_copy(
-        update={"kd_search_lambdas": [0.25, 4.0], "kd_search_temperatures": [1.5],
-                "kd_search_listwise_weights": [0.0, 1.0]})})
+    searched = _with_kd_search(settings)
     student = train_student(searched, "kd", windows.train, seed=4, teacher_version=run.version,
                             calibration_day=windows.calibration)
     chosen = student.folder.manifest()
@@ -502,7 +508,7 @@ def test_with_a_uniform_share_the_kd_search_compares_its_candidates_there(teache
                        load_student(folder), "check")
         return auc(scored.labels, scored.logits)
 
-    grid = [(0.25, 1.5, 0.0), (0.25, 1.5, 1.0), (4.0, 1.5, 0.0), (4.0, 1.5, 1.0)]
+    grid = KD_SEARCH_GRID
     candidates = {(m.kd_lambda, m.kd_temperature, m.kd_listwise_weight): f for f in daily_students(settings)
                   for m in [f.manifest()] if m.role == "search" and m.kind == "kd"}
     auc_of = {point: on_share(candidates[point]) for point in grid}
