@@ -269,6 +269,10 @@ class RegistryConfig(BaseModel):
     parity_max_abs_logit_diff: float = Field(0.05, gt=0, description="W8A16 against fp32 on the parity "
                                                                        "requests, largest |Δlogit|")
     parity_max_auc_drop: float = Field(0.002, ge=0, description="W8A16 AUC may trail fp32 by at most this")
+    # What a release exports: "measured" serves W8A16 only where it measured faster than fp32 reuse on the
+    # exporting machine; "reuse" or "w8a16" pin the path, for a release that must not depend on timing
+    # (the integration run compares a cluster's release with an embedded one's to the last digit).
+    served_path: Literal["measured", "reuse", "w8a16"] = "measured"
     artifact_location: str | None = Field(None, description="where a new experiment keeps artifacts; "
                                                             "None: `mlartifacts` next to a local SQLite "
                                                             "store, else the tracking server's default")

@@ -31,15 +31,17 @@ class LatencyGain:
     naive_ms: float
     reuse_ms: float
     w8a16_ms: float
+    pinned: str | None = None  # `registry.served_path` when it is not "measured"
 
     @property
     def served(self) -> str:
-        """The path a release serves: reuse with W8A16 where that was measured faster, else fp32 reuse."""
-        return "w8a16" if self.w8a16_ms < self.reuse_ms else "reuse"
+        """The path a release serves: the pinned one, else reuse with W8A16 where that was measured faster,
+        else fp32 reuse."""
+        return self.pinned or ("w8a16" if self.w8a16_ms < self.reuse_ms else "reuse")
 
     @property
     def served_ms(self) -> float:
-        return min(self.w8a16_ms, self.reuse_ms)
+        return self.w8a16_ms if self.served == "w8a16" else self.reuse_ms
 
     @property
     def gain(self) -> float:

@@ -6,7 +6,7 @@ inputs are identical (same user, context and sequence) form one request with N c
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 
 from pipeline.artifacts import (
@@ -58,15 +58,20 @@ def export_release(settings: Settings, student: StudentFolder, holdout: date) ->
     parity = parity_report(model.score, quantized.score, requests[:PARITY_REQUESTS])
     exported = export_folder(settings, student.name)
     latency = measure_latency(model, quantized, requests)
-    # W8A16 only where it is measured faster on this machine (it can be slower at small N); the record says which.
+    if settings.registry.served_path != "measured":
+        latency = replace(latency, pinned=settings.registry.served_path)
+    # W8A16 only where it is measured faster on this machine (it can be slower at small N) or pinned; the
+    # record says which.
     # A request is a group of one scoring batch, so it has at most that many candidates.
     export_student(quantized if latency.served == "w8a16" else model, exported.directory,
                    max_candidates=settings.student.scoring_batch_size)
     contract = RequestContract.of_artifact(exported.directory)
     write_heldout(heldout_path(settings, holdout), contract, requests)
     ExportManifest(student=student.name, program_sha256=read_manifest(exported.directory)["sha256"], holdout=holdout,
-                   parity=parity.to_dict(), latency={**asdict(latency), "gain": latency.gain,
-                                                         "served_w8a16": int(latency.served == "w8a16")}).write(exported.record_path)
+                   parity=parity.to_dict(),
+                   latency={**{k: v for k, v in asdict(latency).items() if k != "pinned"}, "gain": latency.gain,
+                            "served_w8a16": int(latency.served == "w8a16"),
+                            "served_pinned": int(latency.pinned is not None)}).write(exported.record_path)
     return exported, parity, latency
 
 

@@ -102,9 +102,12 @@ def make_lakehouse(root: Path) -> Lakehouse:
 
 def lakehouse_at(root: Path) -> Lakehouse:
     """The tiny-profile lakehouse under `root` (made by `make_lakehouse`, maybe in another process)."""
-    settings = load_settings("tiny", lakehouse={"root": str(root / "lakehouse")})
+    # The released path pinned (`registry.served_path`): measured, it follows the machine's timing, and the
+    # integration run compares two lakehouses' releases to the last digit.
+    settings = load_settings("tiny", lakehouse={"root": str(root / "lakehouse")}, registry={"served_path": "w8a16"})
     env = airflow_env(root / "airflow", {**_base_env(), "RECDISTILL_PROFILE": "tiny",
-                                         "RECDISTILL_LAKEHOUSE_ROOT": str(settings.lakehouse.root)})
+                                         "RECDISTILL_LAKEHOUSE_ROOT": str(settings.lakehouse.root),
+                                         "RECDISTILL_REGISTRY__SERVED_PATH": settings.registry.served_path})
     return Lakehouse(settings, env)
 
 

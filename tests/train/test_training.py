@@ -540,6 +540,23 @@ def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(t
     assert seed0.folder.name == chosen.name and seed0.folder.manifest().role == "student"
 
 
+def test_a_pinned_served_path_is_what_the_release_exports_whatever_the_timing(teacher):
+    from pipeline.artifacts import export_folder
+    from pipeline.export.loader import read_manifest
+    from pipeline.train.release import export_release
+
+    settings, windows, run = teacher
+    student = train_student(settings, "base", windows.train, seed=0, calibration_day=windows.calibration)
+    for path, quantization in (("reuse", "none (fp32)"), ("w8a16", "w8a16: int8 per-channel weights, 16-bit activations")):
+        pinned = settings.model_copy(update={"registry": settings.registry.model_copy(update={"served_path": path})})
+        exported, _, latency = export_release(pinned, student.folder, windows.holdout)
+        assert latency.served == path
+        assert latency.served_ms == (latency.w8a16_ms if path == "w8a16" else latency.reuse_ms)
+        assert read_manifest(exported.directory)["quantization"] == quantization
+        record = export_folder(settings, student.name).record()
+        assert (record.latency["served_w8a16"], record.latency["served_pinned"]) == (int(path == "w8a16"), 1)
+
+
 def test_release_exports_w8a16_registers_with_lineage_and_gates(teacher):
     from pipeline.export.loader import load_student_artifact
     from pipeline.export.latency import requests_of
