@@ -196,7 +196,7 @@ def print_table(rows: list[dict[str, object]], console: Console) -> None:
         versus = (_interval(paired[f"{key}_mean"], paired[f"{key}_low"], paired[f"{key}_high"])  # type: ignore[index]
                   + f", {int(paired[f'{key}_wins'])}/{int(paired['seeds'])}") if paired else "—"  # type: ignore[index]
         latency = row["latency"]
-        table.add_row(str(row["dataset"]), str(row["size"]), str(row.get("kd_weights", "")), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
+        table.add_row(str(row["dataset"]), str(row["size"]), str(row["kd_weights"]), str(row["teacher_seed"]), str(row["slice"]), auc["teacher"], auc["base"], auc["kd"],
                       auc["debiased"], gain, transfer["kd"], transfer["debiased"], versus,
                       " / ".join(f"{row[f'{m}_gauc']:.4f}" for m in ("teacher", *KINDS)),
                       f"{latency['served_ms']:.2f} ({latency['served']})")  # type: ignore[index]
@@ -215,7 +215,7 @@ def print_over_teacher_seeds(rows: list[dict[str, object]], console: Console) ->
 
     groups: dict[tuple[str, str, object], list[dict[str, object]]] = {}
     for row in rows:
-        groups.setdefault((str(row["dataset"]), str(row["size"]), row.get("kd_listwise_weight")), []).append(row)
+        groups.setdefault((str(row["dataset"]), str(row["size"]), row["kd_listwise_weight"]), []).append(row)
     table = Table(title=escape("over teacher seeds: mean [min, max]; on how many teacher seeds the interval is above 0"))
     for column in ("dataset", "size", "teachers", "teacher", "base", "KD", "debiased", "teacher gain",
                    "gain CI > 0", "transfer KD (ratio of means)", "debiased − KD", "debiased − KD CI > 0"):
@@ -248,7 +248,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> Path:
 
     first = min(int(r["teacher_seed"]) for r in rows)  # type: ignore[call-overload]
     # One teacher per panel (its horizontal line) and one listwise variant (the first run).
-    rows = [r for r in rows if r["teacher_seed"] == first and r.get("kd_listwise_weight") == rows[0].get("kd_listwise_weight")]
+    variant = rows[0]["kd_listwise_weight"]
+    rows = [r for r in rows if r["teacher_seed"] == first and r["kd_listwise_weight"] == variant]
     names = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):

@@ -53,7 +53,7 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     for process in processes:
         try:
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+                alive.append(f"{process.pid} {_command(process)[:120]}")
         except psutil.NoSuchProcess:
             pass
     return alive

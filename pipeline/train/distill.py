@@ -2,8 +2,8 @@
 
 loss = BCE(label) + λ·T²·BCE(σ(s/T), σ(t/T)) on samples that have a teacher logit t; samples
 without one fall back to the label loss. With unexposed pairs, the pointwise term covers them too and,
-weighted `kd_listwise_weight`, a listwise term matches each impression's softmax over itself and its pairs. The debiased student moves the KD term to an auxiliary
-head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
+weighted `kd_listwise_weight`, a listwise term matches each impression's softmax over itself and its
+pairs. The debiased student moves the KD term to an auxiliary head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
 recalibrates the teacher's logits on a fresh labelled slice; `debias.part_search` chooses which of
 these parts a window's debiased students use on the calibration date, as the λ/T search chooses λ and T.
 
@@ -121,20 +121,22 @@ def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, loo
         return loss
     head = "auxiliary" if model.config.auxiliary_head else "serving"
     teacher, found = lookup.lookup(batch["sample_id"])
-    loss = loss + cfg.kd_lambda * kd_loss(heads[head], adapter(teacher), found, cfg.kd_temperature)
+    teacher = adapter(teacher)
+    loss = loss + cfg.kd_lambda * kd_loss(heads[head], teacher, found, cfg.kd_temperature)
     if items is None:
         return loss
     pairs = unexposed_pairs(batch, items, cfg.unexposed_per_impression)
     pair_teacher, pair_found = lookup.lookup(pairs["sample_id"])
+    pair_teacher = adapter(pair_teacher)
     pair_logits = model.forward_heads(pairs)[head]
-    loss = loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, adapter(pair_teacher), pair_found,
+    loss = loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, pair_teacher, pair_found,
                                                                  cfg.kd_temperature)
     if cfg.kd_listwise_weight == 0:
         return loss
     # unexposed_pairs lays out row r's pairs at r·k … r·k + k − 1: a group is the row, then its pairs.
     rows = len(batch["sample_id"])
     groups = [torch.cat([a[:, None], b.view(rows, -1)], dim=1) for a, b in
-              ((heads[head], pair_logits), (adapter(teacher), adapter(pair_teacher)), (found, pair_found))]
+              ((heads[head], pair_logits), (teacher, pair_teacher), (found, pair_found))]
     return loss + cfg.kd_lambda * cfg.kd_listwise_weight * listwise_kd_loss(*groups, cfg.kd_temperature)
 
 
@@ -306,8 +308,8 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
 
 def search_kd_weights(settings: Settings, days: list[date], teacher_version: str, calibration_day: date) -> Settings:
     """`settings` with the (λ, T, listwise weight) of the grid `kd_search_lambdas × kd_search_temperatures ×
-    kd_search_listwise_weights` whose KD student (seed 0) reaches the best AUC on the calibration date, the
-    search itself switched off. The listwise term is searched, not on or off everywhere: it raised KD's AUC
+    kd_search_listwise_weights` whose KD student (seed 0) reaches the best AUC on the calibration date (on the
+    uniform share instead where there is one and `kd_search_on_uniform_share`), the search itself switched off. The listwise term is searched, not on or off everywhere: it raised KD's AUC
     on ML-100K and lowered it on Coat's random-exposure test (README, quality report).
 
     Every grid point is a normal KD student run, so it resumes from its artifact when it exists: the

@@ -1,11 +1,12 @@
 """Held-out evaluation of teacher and students, and Rec-Distill's transferability with uncertainty.
 
-Every model is scored on the same held-out date (with `evaluation.holdout_days`, the period from it), overall and on the random-exposure test share (the
-unbiased test where the data has one, `pipeline.train.exposure`). Transferability is the ratio of
-seed means with a paired bootstrap interval over seeds and rows (`pipeline.metrics.transfer_estimate`),
-"not measurable" when the teacher's gain is not; the debiased student is compared with plain KD
-paired by seed, on the test share where there is one. Each evaluation also measures the serving
-latency of its student size and redraws the quality–latency frontier of every size evaluated so far.
+Every model is scored on the same held-out date (with `evaluation.holdout_days`, the period from it),
+overall and on the random-exposure test share (the unbiased test where the data has one,
+`pipeline.train.exposure`). Transferability is the ratio of seed means with a paired bootstrap interval
+over seeds and rows (`pipeline.metrics.transfer_estimate`), "not measurable" when the teacher's gain
+is not; the debiased student is compared with plain KD paired by seed, on the test share where there is
+one. Each evaluation also measures the serving latency of its student size and redraws the
+quality–latency frontier of every size evaluated so far.
 """
 
 from __future__ import annotations
