@@ -190,6 +190,9 @@ class StudentTrainConfig(BaseModel):
     # Where the data has a uniform share (`pipeline.train.exposure`), the KD search compares its candidates
     # there (unbiased rows no KD student trains on) rather than on the biased calibration date.
     kd_search_on_uniform_share: bool = True
+    # Each grid point is scored by the mean over its KD students of the first `kd_search_seeds` of `seeds`: one
+    # seed picked the listwise term on Coat where three of ten seeds then fell (README, quality report).
+    kd_search_seeds: int = Field(1, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     threads: int = Field(1, ge=1, description="intra-op threads; small models lose from more on a busy CPU")
     # A daily distill run for day D trains on the `window_days` days before D − 1 (D − 1 calibrates and

@@ -308,17 +308,19 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
 
 def search_kd_weights(settings: Settings, days: list[date], teacher_version: str, calibration_day: date) -> Settings:
     """`settings` with the (λ, T, listwise weight) of the grid `kd_search_lambdas × kd_search_temperatures ×
-    kd_search_listwise_weights` whose KD student (seed 0) reaches the best AUC on the calibration date (on the
-    uniform share instead where there is one and `kd_search_on_uniform_share`), the search itself switched off. The listwise term is searched, not on or off everywhere: it raised KD's AUC
-    on ML-100K and lowered it on Coat's random-exposure test (README, quality report).
+    kd_search_listwise_weights` whose KD students (the first `kd_search_seeds` of `student.seeds`) reach the
+    best mean AUC on the calibration date (on the uniform share instead where there is one and
+    `kd_search_on_uniform_share`), the search itself switched off. The listwise term is searched, not on or off
+    everywhere: it raised KD's AUC on ML-100K and lowered it on Coat's random-exposure test (README, quality
+    report).
 
     Every grid point is a normal KD student run, so it resumes from its artifact when it exists: the
-    search costs its students once per window, teacher and config, and the winner's seed-0 student is
-    reused as is.
+    search costs its students once per window, teacher and config, and the winner's students are reused as is.
     """
     cfg = settings.student
     grid = itertools.product(cfg.kd_search_lambdas or [cfg.kd_lambda], cfg.kd_search_temperatures or [cfg.kd_temperature],
                              cfg.kd_search_listwise_weights or [cfg.kd_listwise_weight])
+    seeds = cfg.seeds[:cfg.kd_search_seeds]
 
     def chosen(kd_lambda: float, temperature: float, listwise: float) -> Settings:
         return settings.model_copy(update={"student": cfg.model_copy(update={
@@ -331,23 +333,25 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     scored = []
     for point in grid:
         candidate = chosen(*point)
-        scored.append((_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias,
-                                      uniform), point))
+        aucs = [_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias, uniform, seed)
+                for seed in seeds]
+        scored.append((float(np.mean(aucs)), point))
     _, best = max(scored, key=lambda row: row[0])  # the first grid point wins a tie
-    log.info("λ/T search on %s: %s → λ = %s, T = %s, listwise weight %s", "the uniform share" if uniform
-             else calibration_day, scored, *best)
+    log.info("λ/T search on %s, seeds %s: %s → λ = %s, T = %s, listwise weight %s",
+             "the uniform share" if uniform else calibration_day, seeds, scored, *best)
     return chosen(*best)
 
 
 def search_debias_parts(settings: Settings, days: list[date], teacher_version: str, calibration_day: date,
                         debias: DebiasConfig) -> DebiasConfig:
     """`debias` with each part of `debias.part_search` on or off, the combination whose debiased student
-    (seed 0) reaches the best calibration AUC, the search itself switched off. Like the λ/T search, each
-    candidate is a normal student run (resumed when it exists; the winner is the seed-0 student)."""
+    (the first of `student.seeds`) reaches the best calibration AUC, the search itself switched off. Like the
+    λ/T search, each candidate is a normal student run (resumed when it exists; the winner is that seed's student)."""
     scored = []
     for values in itertools.product((True, False), repeat=len(debias.part_search)):
         candidate = debias.model_copy(update={**dict(zip(debias.part_search, values)), "part_search": []})
-        scored.append((_candidate_auc(settings, "debiased", days, teacher_version, calibration_day, candidate),
+        scored.append((_candidate_auc(settings, "debiased", days, teacher_version, calibration_day, candidate,
+                                      seed=settings.student.seeds[0]),
                        values, candidate))
     best = max(scored, key=lambda row: row[0])  # the first (parts on) wins a tie
     log.info("debiasing part search on %s over %s: %s → %s", calibration_day, debias.part_search,
@@ -356,12 +360,13 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
 
 
 def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,
-                   calibration_day: date, debias: DebiasConfig, uniform: UniformShare | None = None) -> float:
-    """The AUC of a seed-0 search candidate (trained unless a finished one exists): its best calibration AUC,
-    or, given a uniform share, its AUC there."""
-    folder = student_folder(settings, student_name(settings, kind, 0, days, teacher_version, debias, calibration_day))
+                   calibration_day: date, debias: DebiasConfig, uniform: UniformShare | None = None,
+                   seed: int = 0) -> float:
+    """The AUC of a search candidate of `seed` (trained unless a finished one exists): its best calibration
+    AUC, or, given a uniform share, its AUC there."""
+    folder = student_folder(settings, student_name(settings, kind, seed, days, teacher_version, debias, calibration_day))
     if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
-        folder = train_student(settings, kind, days, 0, teacher_version, calibration_day, debias=debias,
+        folder = train_student(settings, kind, days, seed, teacher_version, calibration_day, debias=debias,
                                role="search").folder
     if uniform is None:
         return max(folder.manifest().validation_aucs)

@@ -515,6 +515,32 @@ def test_with_a_uniform_share_the_kd_search_compares_its_candidates_there(teache
     assert (chosen.kd_lambda, chosen.kd_temperature, chosen.kd_listwise_weight) == max(grid, key=auc_of.__getitem__)
 
 
+def test_a_kd_search_over_several_seeds_picks_the_best_mean_and_reuses_the_candidates(teacher):
+    """`kd_search_seeds` = 2: each grid point trains a KD candidate for each of the first two seeds, the best
+    mean calibration AUC wins, and those seeds' students are the winning candidates, not trained twice."""
+    from pipeline.artifacts import daily_students
+
+    settings, windows, run = teacher
+    grid = [0.125, 8.0]  # λ values no other test searches, so every candidate below is this test's
+    searched = settings.model_copy(update={"student": settings.student.model_copy(
+        update={"kd_search_lambdas": grid, "kd_search_temperatures": [1.5], "seeds": [5, 6, 7],
+                "kd_search_seeds": 2})})
+    student = train_student(searched, "kd", windows.train, seed=7, teacher_version=run.version,
+                            calibration_day=windows.calibration)
+    candidates = [f for f in daily_students(settings) for m in [f.manifest()]
+                  if m.kind == "kd" and m.kd_lambda in grid and m.kd_temperature == 1.5 and m.role == "search"]
+    assert sorted((f.manifest().kd_lambda, f.manifest().seed) for f in candidates) == [
+        (0.125, 5), (0.125, 6), (8.0, 5), (8.0, 6)]
+    mean_auc = {lam: np.mean([max(f.manifest().validation_aucs) for f in candidates if f.manifest().kd_lambda == lam])
+                for lam in grid}
+    assert student.folder.manifest().kd_lambda == max(grid, key=mean_auc.__getitem__)
+    seed6 = train_student(searched, "kd", windows.train, seed=6, teacher_version=run.version,
+                          calibration_day=windows.calibration)
+    winner = next(f for f in candidates if f.manifest().kd_lambda == student.folder.manifest().kd_lambda
+                  and f.manifest().seed == 6)
+    assert seed6.folder.name == winner.name and seed6.folder.manifest().role == "student"
+
+
 def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(teacher):
     """Each searched part is tried on and off at seed 0; every seed then trains with the best combination."""
     from pipeline.artifacts import daily_students, find_student
