@@ -333,7 +333,7 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     scored = []
     for point in grid:
         candidate = chosen(*point)
-        aucs = [_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias, uniform, seed)
+        aucs = [_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias, seed, uniform)
                 for seed in seeds]
         scored.append((float(np.mean(aucs)), point))
     _, best = max(scored, key=lambda row: row[0])  # the first grid point wins a tie
@@ -351,7 +351,7 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
     for values in itertools.product((True, False), repeat=len(debias.part_search)):
         candidate = debias.model_copy(update={**dict(zip(debias.part_search, values)), "part_search": []})
         scored.append((_candidate_auc(settings, "debiased", days, teacher_version, calibration_day, candidate,
-                                      seed=settings.student.seeds[0]),
+                                      settings.student.seeds[0]),
                        values, candidate))
     best = max(scored, key=lambda row: row[0])  # the first (parts on) wins a tie
     log.info("debiasing part search on %s over %s: %s → %s", calibration_day, debias.part_search,
@@ -360,8 +360,7 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
 
 
 def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,
-                   calibration_day: date, debias: DebiasConfig, uniform: UniformShare | None = None,
-                   seed: int = 0) -> float:
+                   calibration_day: date, debias: DebiasConfig, seed: int, uniform: UniformShare | None = None) -> float:
     """The AUC of a search candidate of `seed` (trained unless a finished one exists): its best calibration
     AUC, or, given a uniform share, its AUC there."""
     folder = student_folder(settings, student_name(settings, kind, seed, days, teacher_version, debias, calibration_day))
