@@ -24,16 +24,16 @@ from rich.table import Table
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.data.converters import CLICK_MIN_RATING
+from pipeline.data.converters import CLICK_MIN_RATING, read_triples
 from pipeline.metrics import auc
 
-N_USERS, N_ITEMS = 290, 300
 REGULARISATION = (0.03, 0.1, 0.3, 1.0, 3.0)  # logistic regression's C, picked on the 10 % draw
 MF_SETTINGS = ((4, 1e-2), (16, 1e-2), (64, 1e-2), (64, 1e-3))  # (dimension, L2)
 
 
 def ratings(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, names=["user", "item", "rating"])
+    """The converter's reading of a ratings file, labelled as it labels clicks."""
+    frame = read_triples(path).rename(columns={"user_id": "user", "item_id": "item"})
     frame["click"] = (frame["rating"] >= CLICK_MIN_RATING).astype(int)
     return frame
 
@@ -42,8 +42,8 @@ def design(frame: pd.DataFrame, user_features: np.ndarray, item_features: np.nda
            crosses: bool) -> sparse.csr_matrix:
     """One-hot user and item ids, optionally their side features and every user × item feature cross."""
     n, rows = len(frame), np.arange(len(frame))
-    blocks = [sparse.csr_matrix((np.ones(n), (rows, frame["user"])), shape=(n, N_USERS)),
-              sparse.csr_matrix((np.ones(n), (rows, frame["item"])), shape=(n, N_ITEMS))]
+    blocks = [sparse.csr_matrix((np.ones(n), (rows, frame["user"])), shape=(n, len(user_features))),
+              sparse.csr_matrix((np.ones(n), (rows, frame["item"])), shape=(n, len(item_features)))]
     users, items = user_features[frame["user"]], item_features[frame["item"]]
     if side:
         blocks += [sparse.csr_matrix(users), sparse.csr_matrix(items)]
@@ -61,12 +61,12 @@ def logistic(train: pd.DataFrame, pick: pd.DataFrame, test: pd.DataFrame, featur
     return auc(test["click"].to_numpy(), fits[best].decision_function(x_test)), f"C = {best:g}"
 
 
-def factorisation(train: pd.DataFrame, pick: pd.DataFrame, test: pd.DataFrame, dim: int, l2: float, seed: int,
-                  epochs: int = 300) -> tuple[float, int]:
+def factorisation(train: pd.DataFrame, pick: pd.DataFrame, test: pd.DataFrame, n_users: int, n_items: int, dim: int,
+                  l2: float, seed: int, epochs: int = 300) -> tuple[float, int]:
     """Test AUC of MF with user/item biases at the epoch (checked every 10) that scores best on the pick draw."""
     torch.manual_seed(seed)
-    user, item = nn_embedding(N_USERS, dim), nn_embedding(N_ITEMS, dim)
-    user_bias, item_bias = nn_embedding(N_USERS, 1, 0.0), nn_embedding(N_ITEMS, 1, 0.0)
+    user, item = nn_embedding(n_users, dim), nn_embedding(n_items, dim)
+    user_bias, item_bias = nn_embedding(n_users, 1, 0.0), nn_embedding(n_items, 1, 0.0)
     params = [*user.parameters(), *item.parameters(), *user_bias.parameters(), *item_bias.parameters()]
     optimizer = torch.optim.Adam(params, lr=0.01)
 
@@ -123,7 +123,7 @@ def main() -> None:
                                              ("LR: ids + side features + crosses", True, True)):
             record(name, *logistic(train, pick, test, features, side_features, crosses))
         for dim, l2 in MF_SETTINGS:
-            value, epoch = factorisation(train, pick, test, dim, l2, seed)
+            value, epoch = factorisation(train, pick, test, *(len(f) for f in features), dim, l2, seed)
             record(f"MF d = {dim}, L2 {l2:g}", value, f"epoch {epoch}")
     table = Table(title=f"Coat: reference models on the random-exposure ratings ({args.seeds} draws of the 10 % pick share)")
     for column in ("model", "test AUC mean", "min", "max", "chosen on the pick share"):

@@ -104,7 +104,7 @@ def convert_rating_triples(biased_path: Path | str, random_path: Path | str, lan
         raise ValueError(f"biased_days must be ≥ 1, got {biased_days}")
     parts = []
     for path, scenario in ((Path(biased_path), "feed"), (Path(random_path), "random")):
-        rows = _read_triples(path)
+        rows = read_triples(path)
         duplicate = rows.duplicated(["user_id", "item_id"]).to_numpy()
         if duplicate.any():
             line, user, item = rows[["line", "user_id", "item_id"]].to_numpy()[duplicate.argmax()]
@@ -246,7 +246,7 @@ def _one_hot_fields(matrix_path: Path, map_path: Path, key: str) -> pd.DataFrame
     return out
 
 
-def _read_triples(path: Path) -> pd.DataFrame:
+def read_triples(path: Path) -> pd.DataFrame:
     """`user item rating` lines with their line numbers; runs of tabs/spaces count as one separator."""
     text = _require(path).read_text()
     first = next((line for line in text.splitlines() if line.strip()), "")
