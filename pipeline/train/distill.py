@@ -142,10 +142,25 @@ def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, loo
 
 @dataclass(frozen=True)
 class UniformShare:
-    """The random-exposure rows training may use (`pipeline.train.exposure`), as the batches reader takes them."""
+    """The random-exposure rows training may use (`pipeline.train.exposure`), as the batches reader takes them,
+    with their click labels in the same order."""
 
     days: list[date]
     ids: pa.Array
+    labels: np.ndarray
+
+    def halves(self, seed: int) -> tuple[UniformShare, UniformShare]:
+        """A seeded split into a fit half and a scoring half, each with half of either label's rows: the
+        debiasing search trains its candidates on the first and compares them on the second, rows none of
+        them learnt from (`search_debias_parts`)."""
+        rng = np.random.default_rng(seed)
+        ids = self.ids.to_numpy()
+        fit = np.zeros(len(ids), bool)
+        for label in (0.0, 1.0):
+            rows = rng.permutation(np.flatnonzero(self.labels == label))
+            fit[rows[:len(rows) // 2]] = True
+        return (UniformShare(self.days, pa.array(ids[fit]), self.labels[fit]),
+                UniformShare(self.days, pa.array(ids[~fit]), self.labels[~fit]))
 
 
 UNIFORM_ROW = "uniform_share_row"  # marks a batch of uniform-share rows for the training step
@@ -160,9 +175,10 @@ def uniform_share(settings: Settings, calibration_day: date, debias: DebiasConfi
     if not split.exists:
         return None
     days = [calibration_day, *holdout_period(settings, holdout)]
-    batches = iter_batches(settings, days, settings.student.scoring_batch_size, "student",
-                           sample_ids=pa.array(split.uniform))
+    batches = list(iter_batches(settings, days, settings.student.scoring_batch_size, "student",
+                                sample_ids=pa.array(split.uniform)))
     labels = np.concatenate([b["click"].numpy() for b in batches] or [np.zeros(0)])
+    ids = np.concatenate([b["sample_id"].numpy() for b in batches] or [np.zeros(0, np.int64)])
     minimum = debias.uniform_min_rows
     if len(labels) < minimum or labels.min() == labels.max():
         problem = (f"the uniform share of {calibration_day}..{holdout} is too small for the selection-bias "
@@ -173,7 +189,7 @@ def uniform_share(settings: Settings, calibration_day: date, debias: DebiasConfi
             log.warning("%s; the part is off (set debias.uniform_data = true to make this an error)", problem)
             return None
         raise ValueError(f"{problem} (raise the share or set debias.uniform_data = false)")
-    return UniformShare(days, pa.array(split.uniform))
+    return UniformShare(days, pa.array(ids), labels)
 
 
 @dataclass
@@ -189,19 +205,24 @@ class StudentRun:
 
 
 def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[date], teacher_version: str | None,
-                 debias: DebiasConfig, calibration_day: date | None) -> str:
-    """Names everything that changes the weights; the calibration date early-stops every kind."""
+                 debias: DebiasConfig, calibration_day: date | None, uniform: UniformShare | None = None) -> str:
+    """Names everything that changes the weights; the calibration date early-stops every kind. `uniform`: the
+    uniform-share rows a search candidate learns from instead of the whole share."""
     parts = (f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}|{calibration_day}|"
              f"{settings.config_hash()}")
+    if uniform is not None:
+        parts += f"|uniform {hashlib.sha1(uniform.ids.to_numpy().tobytes()).hexdigest()}"
     return f"student-{kind}-s{seed}-{days[-1]}-{hashlib.sha1(parts.encode()).hexdigest()[:8]}"
 
 
 def train_student(settings: Settings, kind: StudentKind, days: list[date], seed: int,
                   teacher_version: str | None = None, calibration_day: date | None = None,
-                  debias: DebiasConfig | None = None, role: Literal["student", "search"] = "student") -> StudentRun:
+                  debias: DebiasConfig | None = None, role: Literal["student", "search"] = "student",
+                  uniform: UniformShare | None = None) -> StudentRun:
     """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts.
 
-    `role` "search" marks a λ/T search candidate, which evaluation leaves out."""
+    `role` "search" marks a search candidate, which evaluation leaves out; `uniform` (a debiasing search
+    candidate's) replaces the window's uniform share."""
     require_samples(settings, days, f"{kind} student training")
     debias = debias or settings.debias
     # The settings as configured identify the student for release (`artifacts.find_student`); the λ/T the
@@ -215,12 +236,14 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     if (kd_search or part_search) and calibration_day is None:
         searched = " and ".join(name for name, on in (("λ/T", kd_search), ("debiasing part", part_search)) if on)
         raise ValueError(f"the {searched} search needs a calibration date (--calibration-date)")
+    listwise_grid = settings.student.kd_search_listwise_weights
     if kd_search:
         settings = search_kd_weights(settings, days, teacher_version, calibration_day)  # type: ignore[arg-type]
     if part_search:
-        debias = search_debias_parts(settings, days, teacher_version, calibration_day, debias)  # type: ignore[arg-type]
+        settings, debias = search_debias_parts(settings, days, teacher_version, calibration_day,  # type: ignore[arg-type]
+                                               debias, listwise_grid)
     cfg = settings.student
-    name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day)
+    name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, uniform)
     folder = student_folder(settings, name)
     auxiliary = kind == "debiased" and debias.auxiliary_head
     torch.set_num_threads(cfg.threads)
@@ -232,8 +255,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     lookup = LogitLookup(settings, days, label) if label is not None and kind != "base" else None
     if kind == "debiased" and (debias.stale_adapter or debias.uniform_data) and calibration_day is None:
         raise ValueError("the stale adapter and the uniform share need a calibration date (--calibration-date)")
-    uniform = None
-    if kind == "debiased" and debias.uniform_data is not False:
+    if kind == "debiased" and debias.uniform_data is not False and uniform is None:
         uniform = uniform_share(settings, calibration_day, debias)  # type: ignore[arg-type]
         if uniform is None and debias.uniform_data:
             raise ValueError(f"debias.uniform_data is on, but {calibration_day} and the day after have no "
@@ -343,34 +365,54 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
 
 
 def search_debias_parts(settings: Settings, days: list[date], teacher_version: str, calibration_day: date,
-                        debias: DebiasConfig) -> DebiasConfig:
-    """`debias` with each part of `debias.part_search` on or off, the combination whose debiased student
-    (the first of `student.seeds`) reaches the best calibration AUC, the search itself switched off. Like the
-    λ/T search, each candidate is a normal student run (resumed when it exists; the winner is that seed's student)."""
+                        debias: DebiasConfig, listwise_grid: list[float]) -> tuple[Settings, DebiasConfig]:
+    """`settings` and `debias` with each part of `debias.part_search` on or off and the listwise weight from
+    `listwise_grid` (the KD search's grid; empty: the weight as set), the combination whose debiased
+    students (the first `kd_search_seeds` of `student.seeds`, as in the KD search) score best on average, the
+    searches themselves switched off.
+
+    The debiased student chooses its own listwise weight: its KD term trains an auxiliary head, so a term
+    that lowered plain KD can still raise it (Coat, README quality report). Where it learns from a uniform
+    share, candidates learn from a seeded half of it and are compared on the other half, rows none of them
+    saw (the whole share would favour whichever fitted it most); the winner is then trained on the whole
+    share. Without one, candidates are compared on the calibration date and the winner's are those seeds' students.
+    """
+    uniform = uniform_share(settings, calibration_day, debias) if debias.uniform_data is not False else None
+    fit, held = None, None
+    if uniform is not None and np.bincount(uniform.labels.astype(np.int64), minlength=2).min() >= 2:
+        fit, held = uniform.halves(settings.evaluation.uniform_seed)  # each half keeps both labels
+    cfg = settings.student
     scored = []
-    for values in itertools.product((True, False), repeat=len(debias.part_search)):
+    for *values, listwise in itertools.product(*[(True, False)] * len(debias.part_search),
+                                               listwise_grid or [cfg.kd_listwise_weight]):
         candidate = debias.model_copy(update={**dict(zip(debias.part_search, values)), "part_search": []})
-        scored.append((_candidate_auc(settings, "debiased", days, teacher_version, calibration_day, candidate,
-                                      settings.student.seeds[0]),
-                       values, candidate))
-    best = max(scored, key=lambda row: row[0])  # the first (parts on) wins a tie
-    log.info("debiasing part search on %s over %s: %s → %s", calibration_day, debias.part_search,
-             [(round(a, 4), v) for a, v, _ in scored], best[1])
-    return best[2]
+        weighted = settings.model_copy(update={"student": cfg.model_copy(update={
+            "kd_listwise_weight": listwise, "kd_search_listwise_weights": []})})
+        aucs = [_candidate_auc(weighted, "debiased", days, teacher_version, calibration_day, candidate, seed, held, fit)
+                for seed in cfg.seeds[:cfg.kd_search_seeds]]
+        scored.append((float(np.mean(aucs)), (*values, listwise), weighted, candidate))
+    best = max(scored, key=lambda row: row[0])  # the first (parts on, the grid's first weight) wins a tie
+    log.info("debiasing search on %s over %s × listwise %s: %s → %s",
+             "half the uniform share" if held is not None else calibration_day, debias.part_search,
+             listwise_grid, [(round(a, 4), v) for a, v, *_ in scored], best[1])
+    return best[2], best[3]
 
 
 def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,
-                   calibration_day: date, debias: DebiasConfig, seed: int, uniform: UniformShare | None = None) -> float:
+                   calibration_day: date, debias: DebiasConfig, seed: int, scored_on: UniformShare | None = None,
+                   learns_from: UniformShare | None = None) -> float:
     """The AUC of a search candidate of `seed` (trained unless a finished one exists): its best calibration
-    AUC, or, given a uniform share, its AUC there."""
-    folder = student_folder(settings, student_name(settings, kind, seed, days, teacher_version, debias, calibration_day))
+    AUC, or, given uniform-share rows `scored_on`, its AUC there; `learns_from` replaces the uniform share it
+    trains on."""
+    name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, learns_from)
+    folder = student_folder(settings, name)
     if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
         folder = train_student(settings, kind, days, seed, teacher_version, calibration_day, debias=debias,
-                               role="search").folder
-    if uniform is None:
+                               role="search", uniform=learns_from).folder
+    if scored_on is None:
         return max(folder.manifest().validation_aucs)
-    scored = score(iter_batches(settings, uniform.days, settings.student.scoring_batch_size, "student",
-                                sample_ids=uniform.ids), load_student(folder), "scoring on the uniform share")
+    scored = score(iter_batches(settings, scored_on.days, settings.student.scoring_batch_size, "student",
+                                sample_ids=scored_on.ids), load_student(folder), "scoring on the uniform share")
     return auc(scored.labels, scored.logits)
 
 

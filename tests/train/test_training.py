@@ -566,6 +566,47 @@ def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(t
     assert seed0.folder.name == chosen.name and seed0.folder.manifest().role == "student"
 
 
+def test_with_a_uniform_share_the_debiasing_search_learns_from_one_half_and_compares_on_the_other(teacher,
+                                                                                                 monkeypatch):
+    """Each part × listwise weight is a debiased candidate that learns from a seeded half of the uniform share
+    and is scored on the other half (rows it never saw); the winner then learns from the whole share."""
+    from pipeline.artifacts import daily_students
+    from pipeline.train.exposure import ExposureSplit
+
+    settings, windows, run = teacher
+    rows = read_arrow(settings, TRAINING_SAMPLES, days=[windows.calibration], columns=["sample_id"])
+    usable = ExposureSplit(np.sort(rows.column("sample_id").to_numpy()), np.zeros(0, np.int64))
+    monkeypatch.setattr(distill, "exposure_split", lambda *_: usable)
+    searched = settings.model_copy(update={
+        "student": settings.student.model_copy(update={"seeds": [9], "kd_search_listwise_weights": [0.0, 1.0]}),
+        "debias": settings.debias.model_copy(update={"part_search": ["auxiliary_head"], "uniform_min_rows": 10})})
+    student = train_student(searched, "debiased", windows.train, seed=9, teacher_version=run.version,
+                            calibration_day=windows.calibration)
+    share = distill.uniform_share(searched, windows.calibration, searched.debias)
+    fit, held = share.halves(searched.evaluation.uniform_seed)
+    assert len(fit.ids) + len(held.ids) == len(share.ids) == len(usable.uniform)
+    assert not set(fit.ids.to_pylist()) & set(held.ids.to_pylist())
+    assert all(set(np.unique(half.labels)) == {0.0, 1.0} for half in (fit, held))
+    assert share.halves(searched.evaluation.uniform_seed)[0].ids.equals(fit.ids)  # seeded: the same split each time
+
+    candidates = {(m.debias["auxiliary_head"], m.kd_listwise_weight): f for f in daily_students(settings)
+                  for m in [f.manifest()] if m.role == "search" and m.kind == "debiased" and m.seed == 9}
+    assert sorted(candidates) == [(False, 0.0), (False, 1.0), (True, 0.0), (True, 1.0)]
+    assert {f.manifest().uniform_share_rows for f in candidates.values()} == {len(fit.ids)}
+
+    def on_held(folder) -> float:
+        scored = score(iter_batches(settings, held.days, 4096, "student", sample_ids=held.ids),
+                       load_student(folder), "check")
+        return auc(scored.labels, scored.logits)
+
+    auc_of = {point: on_held(folder) for point, folder in candidates.items()}
+    manifest = student.folder.manifest()
+    assert auc_of[manifest.debias["auxiliary_head"], manifest.kd_listwise_weight] == max(auc_of.values())
+    assert len(set(auc_of.values())) > 1  # the choice was a comparison, not a tie
+    assert manifest.uniform_share_rows == len(share.ids) and manifest.role == "student"
+    assert student.folder.name not in {f.name for f in candidates.values()}  # trained afresh on the whole share
+
+
 def test_a_pinned_served_path_is_what_the_release_exports_whatever_the_timing(teacher):
     from pipeline.artifacts import export_folder
     from pipeline.export.loader import read_manifest
