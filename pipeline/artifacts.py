@@ -293,6 +293,11 @@ def evaluation_folder(settings: Settings, day: date, teacher_version: str, prese
     return EvaluationFolder(_root(settings, "evaluations") / f"{day}-{teacher_version}{f'-{preset}' if preset else ''}")
 
 
+def search_record_path(settings: Settings, name: str) -> Path:
+    """A student search's recorded choice (`pipeline.train.distill`): one JSON file per window, teacher and config."""
+    return _root(settings, "searches") / f"{name}.json"
+
+
 def frontier_path(settings: Settings, day: date, teacher_version: str) -> Path:
     """The quality–latency frontier over every student size evaluated on `day` with `teacher_version`."""
     return _root(settings, "evaluations") / f"{day}-{teacher_version}-frontier.png"

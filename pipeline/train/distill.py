@@ -3,9 +3,11 @@
 loss = BCE(label) + λ·T²·BCE(σ(s/T), σ(t/T)) on samples that have a teacher logit t; samples
 without one fall back to the label loss. With unexposed pairs, the pointwise term covers them too and,
 weighted `kd_listwise_weight`, a listwise term matches each impression's softmax over itself and its
-pairs. The debiased student moves the KD term to an auxiliary head on the shared trunk (the serving head only fits labels) and, with the stale adapter, first
-recalibrates the teacher's logits on a fresh labelled slice; `debias.part_search` chooses which of
-these parts a window's debiased students use on the calibration date, as the λ/T search chooses λ and T.
+pairs. The debiased student moves the KD term to an auxiliary head on the shared trunk (the serving head
+only fits labels), with the stale adapter first recalibrates the teacher's logits on a fresh labelled
+slice, and learns from the random-exposure uniform share where there is one; `debias.part_search` chooses
+which of these parts, and which listwise weight, a window's debiased students use, as the λ/T search
+chooses λ, T and the listwise weight for KD.
 
 Given a calibration date, every kind is also validated on it after each epoch and keeps its best
 epoch (early stopping), so no kind is compared at an epoch where it has overfitted the window.
@@ -16,9 +18,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import json
 import logging
 from dataclasses import dataclass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timezone
 from typing import Literal
 
@@ -28,7 +31,8 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from pipeline.artifacts import Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, student_folder
+from pipeline.artifacts import (Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, search_record_path,
+                                student_folder, write_json_atomic)
 from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
 from pipeline.dates import ONE_DAY
@@ -338,6 +342,7 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
 
     Every grid point is a normal KD student run, so it resumes from its artifact when it exists: the
     search costs its students once per window, teacher and config, and the winner's students are reused as is.
+    The choice is recorded (`_recorded_search`): the window's later students read it.
     """
     cfg = settings.student
     grid = itertools.product(cfg.kd_search_lambdas or [cfg.kd_lambda], cfg.kd_search_temperatures or [cfg.kd_temperature],
@@ -352,16 +357,21 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
     # The uniform share where it exists and is large enough (the lenient check: off with a warning if not).
     uniform = (uniform_share(settings, calibration_day, settings.debias.model_copy(update={"uniform_data": None}))
                if cfg.kd_search_on_uniform_share else None)
-    scored = []
-    for point in grid:
-        candidate = chosen(*point)
-        aucs = [_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias, seed, uniform)
-                for seed in seeds]
-        scored.append((float(np.mean(aucs)), point))
-    _, best = max(scored, key=lambda row: row[0])  # the first grid point wins a tie
-    log.info("λ/T search on %s, seeds %s: %s → λ = %s, T = %s, listwise weight %s",
-             "the uniform share" if uniform else calibration_day, seeds, scored, *best)
-    return chosen(*best)
+
+    def run() -> dict[str, object]:
+        scored = []
+        for point in grid:
+            candidate = chosen(*point)
+            aucs = [_candidate_auc(candidate, "kd", days, teacher_version, calibration_day, candidate.debias, seed,
+                                   uniform) for seed in seeds]
+            scored.append((float(np.mean(aucs)), point))
+        _, best = max(scored, key=lambda row: row[0])  # the first grid point wins a tie
+        log.info("λ/T search on %s, seeds %s: %s → λ = %s, T = %s, listwise weight %s",
+                 "the uniform share" if uniform else calibration_day, seeds, scored, *best)
+        return {"choice": best, "scored_on": "uniform share" if uniform else str(calibration_day), "scores": scored}
+
+    record = _recorded_search(settings, "kd", days, teacher_version, calibration_day, run, uniform)
+    return chosen(*record["choice"])  # type: ignore[misc]
 
 
 def search_debias_parts(settings: Settings, days: list[date], teacher_version: str, calibration_day: date,
@@ -377,25 +387,53 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
     saw (the whole share would favour whichever fitted it most); the winner is then trained on the whole
     share. Without one, candidates are compared on the calibration date and the winner's are those seeds' students.
     """
-    uniform = uniform_share(settings, calibration_day, debias) if debias.uniform_data is not False else None
-    fit, held = None, None
-    if uniform is not None and np.bincount(uniform.labels.astype(np.int64), minlength=2).min() >= 2:
-        fit, held = uniform.halves(settings.evaluation.uniform_seed)  # each half keeps both labels
     cfg = settings.student
-    scored = []
-    for *values, listwise in itertools.product(*[(True, False)] * len(debias.part_search),
-                                               listwise_grid or [cfg.kd_listwise_weight]):
-        candidate = debias.model_copy(update={**dict(zip(debias.part_search, values)), "part_search": []})
-        weighted = settings.model_copy(update={"student": cfg.model_copy(update={
-            "kd_listwise_weight": listwise, "kd_search_listwise_weights": []})})
-        aucs = [_candidate_auc(weighted, "debiased", days, teacher_version, calibration_day, candidate, seed, held, fit)
-                for seed in cfg.seeds[:cfg.kd_search_seeds]]
-        scored.append((float(np.mean(aucs)), (*values, listwise), weighted, candidate))
-    best = max(scored, key=lambda row: row[0])  # the first (parts on, the grid's first weight) wins a tie
-    log.info("debiasing search on %s over %s × listwise %s: %s → %s",
-             "half the uniform share" if held is not None else calibration_day, debias.part_search,
-             listwise_grid, [(round(a, 4), v) for a, v, *_ in scored], best[1])
-    return best[2], best[3]
+
+    def chosen(*values: object) -> tuple[Settings, DebiasConfig]:
+        *parts, listwise = values
+        return (settings.model_copy(update={"student": cfg.model_copy(update={
+                    "kd_listwise_weight": listwise, "kd_search_listwise_weights": []})}),
+                debias.model_copy(update={**dict(zip(debias.part_search, parts)), "part_search": []}))
+
+    uniform = uniform_share(settings, calibration_day, debias) if debias.uniform_data is not False else None
+
+    def run() -> dict[str, object]:
+        fit, held = None, None
+        if uniform is not None and np.bincount(uniform.labels.astype(np.int64), minlength=2).min() >= 2:
+            fit, held = uniform.halves(settings.evaluation.uniform_seed)  # each half keeps both labels
+        scored = []
+        for point in itertools.product(*[(True, False)] * len(debias.part_search),
+                                       listwise_grid or [cfg.kd_listwise_weight]):
+            weighted, candidate = chosen(*point)
+            aucs = [_candidate_auc(weighted, "debiased", days, teacher_version, calibration_day, candidate, seed,
+                                   held, fit) for seed in cfg.seeds[:cfg.kd_search_seeds]]
+            scored.append((float(np.mean(aucs)), point))
+        _, best = max(scored, key=lambda row: row[0])  # the first (parts on, the grid's first weight) wins a tie
+        where = "half the uniform share" if held is not None else str(calibration_day)
+        log.info("debiasing search on %s over %s × listwise %s: %s → %s", where, debias.part_search, listwise_grid,
+                 scored, best)
+        return {"choice": best, "scored_on": where, "scores": scored}
+
+    record = _recorded_search(settings, "debias", days, teacher_version, calibration_day, run, uniform,
+                              f"{debias.model_dump_json()}|{listwise_grid}")
+    return chosen(*record["choice"])  # type: ignore[misc]
+
+
+def _recorded_search(settings: Settings, search: str, days: list[date], teacher_version: str, calibration_day: date,
+                     run: Callable[[], dict[str, object]], uniform: UniformShare | None,
+                     extra: str = "") -> dict[str, object]:
+    """The search's record for this window, teacher, config and uniform share (its choice, where it scored,
+    every point's score), or `run()`'s, recorded: the later seeds of a window read the choice instead of
+    re-scoring every candidate, and an operator can see why it was made."""
+    rows = hashlib.sha1(uniform.ids.to_numpy().tobytes()).hexdigest() if uniform is not None else "no uniform share"
+    key = (f"{search}|{days[0]}|{days[-1]}|{teacher_version}|{calibration_day}|{settings.config_hash()}|{rows}|"
+           f"{extra}")
+    path = search_record_path(settings, f"{search}-{days[-1]}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")
+    if path.exists():
+        return json.loads(path.read_text())
+    record = run()
+    write_json_atomic(path, record)
+    return record
 
 
 def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,

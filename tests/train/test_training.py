@@ -515,9 +515,10 @@ def test_with_a_uniform_share_the_kd_search_compares_its_candidates_there(teache
     assert (chosen.kd_lambda, chosen.kd_temperature, chosen.kd_listwise_weight) == max(grid, key=auc_of.__getitem__)
 
 
-def test_a_kd_search_over_several_seeds_picks_the_best_mean_and_reuses_the_candidates(teacher):
+def test_a_kd_search_over_several_seeds_picks_the_best_mean_and_reuses_the_candidates(teacher, monkeypatch):
     """`kd_search_seeds` = 2: each grid point trains a KD candidate for each of the first two seeds, the best
-    mean calibration AUC wins, and those seeds' students are the winning candidates, not trained twice."""
+    mean calibration AUC wins, and those seeds' students are the winning candidates, not trained twice. The
+    choice is recorded: the window's later students read it instead of scoring the candidates again."""
     from pipeline.artifacts import daily_students
 
     settings, windows, run = teacher
@@ -534,6 +535,15 @@ def test_a_kd_search_over_several_seeds_picks_the_best_mean_and_reuses_the_candi
     mean_auc = {lam: np.mean([max(f.manifest().validation_aucs) for f in candidates if f.manifest().kd_lambda == lam])
                 for lam in grid}
     assert student.folder.manifest().kd_lambda == max(grid, key=mean_auc.__getitem__)
+    records = [json.loads(p.read_text()) for p in (settings.lakehouse.artifacts / "searches").glob("kd-*.json")]
+    record = next(r for r in records if {point[0] for _, point in r["scores"]} == set(grid))
+    assert record["choice"][0] == student.folder.manifest().kd_lambda
+    assert {point[0]: a for a, point in record["scores"]} == pytest.approx(mean_auc)
+
+    def scored_again(*_args, **_kwargs):
+        raise AssertionError("the recorded choice should have been read")
+
+    monkeypatch.setattr(distill, "_candidate_auc", scored_again)
     seed6 = train_student(searched, "kd", windows.train, seed=6, teacher_version=run.version,
                           calibration_day=windows.calibration)
     winner = next(f for f in candidates if f.manifest().kd_lambda == student.folder.manifest().kd_lambda
