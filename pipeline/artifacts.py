@@ -362,6 +362,11 @@ def students_for(settings: Settings, teacher_version: str, before: date) -> dict
     return found
 
 
+def _newest(manifest: StudentManifest) -> tuple[date, datetime]:
+    """Release order among students of one kind and seed: the newest window, then the newest finished."""
+    return manifest.data_dates[-1], manifest.finished_at
+
+
 def find_student(settings: Settings, teacher_version: str, holdout: date, kind: StudentKind, seed: int) -> StudentFolder:
     """The student to release: by its manifest, never by folder order.
 
@@ -377,7 +382,25 @@ def find_student(settings: Settings, teacher_version: str, holdout: date, kind: 
                 f"{sorted({m.config_hash for _, m in candidates})}, now {settings.config_hash()})" if candidates else ""
         raise ValueError(f"no {kind} student with seed {seed} for teacher {teacher_version} trained before {holdout} "
                          f"with the current settings{other}; run `recdistill student distill`/`debias` first")
-    return max(matching, key=lambda fm: (fm[1].data_dates[-1], fm[1].finished_at))[0]
+    return max(matching, key=lambda fm: _newest(fm[1]))[0]
+
+
+def evaluated_students(settings: Settings, teacher_version: str, before: date) -> dict[StudentKind, list[StudentFolder]]:
+    """One student per kind and seed from `students_for`, so an evaluation never mixes two of a seed: one
+    trained with the current settings where there is one (as release requires), else any (an evaluation
+    setting such as the pooled period changes the hash, not the students); then the newest by `_newest`."""
+    current = settings.config_hash()
+    chosen: dict[StudentKind, list[StudentFolder]] = {}
+    for kind, folders in students_for(settings, teacher_version, before).items():
+        by_seed: dict[int, tuple[StudentFolder, StudentManifest]] = {}
+        for folder in folders:
+            manifest = folder.manifest()
+            held = by_seed.get(manifest.seed)
+            rank = (manifest.config_hash == current, *_newest(manifest))
+            if held is None or rank > (held[1].config_hash == current, *_newest(held[1])):
+                by_seed[manifest.seed] = (folder, manifest)
+        chosen[kind] = [by_seed[seed][0] for seed in sorted(by_seed)]
+    return chosen
 
 
 def student_of_export(settings: Settings, program_sha256: str) -> StudentFolder:

@@ -11,6 +11,7 @@ from pipeline.artifacts import (
     Platt,
     StudentManifest,
     TeacherManifest,
+    evaluated_students,
     find_student,
     latest_teacher,
     student_folder,
@@ -110,6 +111,19 @@ def test_students_for_a_teacher_include_base_students_of_any_teacher(settings):
     found = students_for(settings, "t", before=date(2026, 1, 5))
     assert {kind: [f.name for f in folders] for kind, folders in found.items()} == \
         {"base": ["base"], "kd": ["kd-mine"], "debiased": []}
+
+
+def test_evaluation_scores_one_student_per_kind_and_seed_preferring_the_current_settings(settings):
+    """Students of one seed trained with other settings or on an older window are not scored beside it."""
+    plant_student(settings, "kd0-current-older", kind="kd", days=("2026-01-02",))
+    plant_student(settings, "kd0-other-settings-newer", kind="kd", config_hash="0123456789ab",
+                  finished_at=NOON + timedelta(hours=1))
+    plant_student(settings, "kd1-other-older", kind="kd", seed=1, config_hash="0123456789ab", days=("2026-01-02",))
+    plant_student(settings, "kd1-other-newer", kind="kd", seed=1, config_hash="0123456789ab")
+    plant_student(settings, "base0", kind="base", teacher=None)
+    found = evaluated_students(settings, "t", before=date(2026, 1, 5))
+    assert {kind: [f.name for f in folders] for kind, folders in found.items()} == \
+        {"base": ["base0"], "kd": ["kd0-current-older", "kd1-other-newer"], "debiased": []}
 
 
 def test_a_failed_manifest_write_leaves_the_previous_one(settings, monkeypatch):

@@ -21,7 +21,7 @@ import mlflow
 import numpy as np
 
 from pipeline.artifacts import (EvaluationReport, StudentFolder, evaluation_folder, evaluation_reports,
-                                frontier_path, students_for)
+                                evaluated_students, frontier_path)
 from pipeline.config import Settings
 from pipeline.data.batches import iter_batches
 from pipeline.dates import ONE_DAY
@@ -52,7 +52,7 @@ def _slice_metrics(scored: Scored, split: ExposureSplit) -> dict[str, float]:
 def evaluate(settings: Settings, day: date, teacher_version: str) -> EvaluationReport:
     """Score the teacher and every matching student on `day` (and the rest of its held-out period); log
     metrics and a comparison plot."""
-    students = students_for(settings, teacher_version, before=day)
+    students = evaluated_students(settings, teacher_version, before=day)
     period = holdout_period(settings, day)
     missing = [kind for kind in ("base", "kd") if not students[kind]]
     if missing:
