@@ -233,9 +233,9 @@ class DebiasConfig(BaseModel):
     # The built-in part search: each part named here is tried on and off, with each of the KD search's listwise
     # weights, for the debiased students of the first `student.kd_search_seeds` seeds; the combination with the
     # best mean AUC (on a held-out half of the uniform share where there is one, else the calibration date) is
-    # used for every seed (`pipeline.train.distill.search_debias_parts`). The auxiliary head guards the serving head against a
-    # teacher worse than the labels, but with a good teacher it keeps KD's gain out of it (Coat, 10 seeds: the
-    # debiased student 0.7443 with it, 0.7488 without, KD 0.7509). Empty: the parts as set above.
+    # used for every seed (`pipeline.train.distill.search_debias_parts`). The auxiliary head guards the serving
+    # head against a teacher worse than the labels, but with a good teacher it keeps KD's gain out of it (Coat,
+    # 10 seeds: the debiased student 0.7443 with it, 0.7488 without, KD 0.7509). Empty: the parts as set above.
     part_search: list[Literal["auxiliary_head", "stale_adapter"]] = Field(default_factory=list)
 
 
