@@ -390,14 +390,17 @@ def evaluated_students(settings: Settings, teacher_version: str, before: date) -
     trained with the current settings where there is one (as release requires), else any (an evaluation
     setting such as the pooled period changes the hash, not the students); then the newest by `_newest`."""
     current = settings.config_hash()
+
+    def rank(manifest: StudentManifest) -> tuple[bool, date, datetime]:
+        return (manifest.config_hash == current, *_newest(manifest))
+
     chosen: dict[StudentKind, list[StudentFolder]] = {}
     for kind, folders in students_for(settings, teacher_version, before).items():
         by_seed: dict[int, tuple[StudentFolder, StudentManifest]] = {}
         for folder in folders:
             manifest = folder.manifest()
             held = by_seed.get(manifest.seed)
-            rank = (manifest.config_hash == current, *_newest(manifest))
-            if held is None or rank > (held[1].config_hash == current, *_newest(held[1])):
+            if held is None or rank(manifest) > rank(held[1]):
                 by_seed[manifest.seed] = (folder, manifest)
         chosen[kind] = [by_seed[seed][0] for seed in sorted(by_seed)]
     return chosen

@@ -153,6 +153,11 @@ class UniformShare:
     ids: pa.Array
     labels: np.ndarray
 
+    @property
+    def digest(self) -> str:
+        """Identifies the rows (a search candidate's name and a search record's key carry it)."""
+        return hashlib.sha1(self.ids.to_numpy().tobytes()).hexdigest()
+
     def halves(self, seed: int) -> tuple[UniformShare, UniformShare]:
         """A seeded split into a fit half and a scoring half, each with half of either label's rows: the
         debiasing search trains its candidates on the first and compares them on the second, rows none of
@@ -172,11 +177,14 @@ UNIFORM_ROW = "uniform_share_row"  # marks a batch of uniform-share rows for the
 
 def uniform_share(settings: Settings, calibration_day: date, debias: DebiasConfig) -> UniformShare | None:
     """The uniform share of the run whose calibration date is `calibration_day` (held-out the day after),
-    or None without random exposure. A share too small to learn from is an error naming its numbers when
-    the part was asked for (`debias.uniform_data`); left to its default, the part is off and the log says why."""
+    or None without random exposure. No share, or one too small to learn from, is an error naming its numbers
+    when the part was asked for (`debias.uniform_data`); left to its default, the part is off and the log says why."""
     holdout = calibration_day + ONE_DAY
     split = exposure_split(settings, calibration_day, holdout)
     if not split.exists:
+        if debias.uniform_data:
+            raise ValueError(f"debias.uniform_data is on, but {calibration_day} and the day after have no "
+                             f"random-exposure rows to draw a uniform share from")
         return None
     days = [calibration_day, *holdout_period(settings, holdout)]
     batches = list(iter_batches(settings, days, settings.student.scoring_batch_size, "student",
@@ -215,7 +223,7 @@ def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[da
     parts = (f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}|{calibration_day}|"
              f"{settings.config_hash()}")
     if uniform is not None:
-        parts += f"|uniform {hashlib.sha1(uniform.ids.to_numpy().tobytes()).hexdigest()}"
+        parts += f"|uniform {uniform.digest}"
     return f"student-{kind}-s{seed}-{days[-1]}-{hashlib.sha1(parts.encode()).hexdigest()[:8]}"
 
 
@@ -229,6 +237,8 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     candidate's) replaces the window's uniform share."""
     require_samples(settings, days, f"{kind} student training")
     debias = debias or settings.debias
+    if uniform is not None and kind != "debiased":
+        raise ValueError(f"only a debiased student learns from uniform-share rows, not a {kind} student")
     # The settings as configured identify the student for release (`artifacts.find_student`); the λ/T the
     # search picks from them are recorded beside it (kd_lambda, kd_temperature).
     config_hash = settings.config_hash()
@@ -240,12 +250,25 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     if (kd_search or part_search) and calibration_day is None:
         searched = " and ".join(name for name, on in (("λ/T", kd_search), ("debiasing part", part_search)) if on)
         raise ValueError(f"the {searched} search needs a calibration date (--calibration-date)")
+    if kind == "debiased" and (debias.stale_adapter or debias.uniform_data) and calibration_day is None:
+        raise ValueError("the stale adapter and the uniform share need a calibration date (--calibration-date)")
+    # The window's uniform share, read once for both searches and the training: strictly where the debiased
+    # student asks for it (`debias.uniform_data`), else leniently (off with a warning when too small).
+    share = None
+    if uniform is None and calibration_day is not None and (
+            kd_search and settings.student.kd_search_on_uniform_share
+            or kind == "debiased" and debias.uniform_data is not False):
+        share = uniform_share(settings, calibration_day,
+                              debias if kind == "debiased" else debias.model_copy(update={"uniform_data": None}))
+    if kind == "debiased" and debias.uniform_data is not False and uniform is None:
+        uniform = share
     listwise_grid = settings.student.kd_search_listwise_weights
     if kd_search:
-        settings = search_kd_weights(settings, days, teacher_version, calibration_day)  # type: ignore[arg-type]
+        settings = search_kd_weights(settings, days, teacher_version, calibration_day,  # type: ignore[arg-type]
+                                     share if settings.student.kd_search_on_uniform_share else None)
     if part_search:
         settings, debias = search_debias_parts(settings, days, teacher_version, calibration_day,  # type: ignore[arg-type]
-                                               debias, listwise_grid)
+                                               debias, listwise_grid, uniform)
     cfg = settings.student
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, uniform)
     folder = student_folder(settings, name)
@@ -257,13 +280,6 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     # Position debiasing: learn from the neutral-position logits unless the ablation turns it off.
     label = configured_label(settings, teacher_version, debias.neutral_position) if teacher_version else None
     lookup = LogitLookup(settings, days, label) if label is not None and kind != "base" else None
-    if kind == "debiased" and (debias.stale_adapter or debias.uniform_data) and calibration_day is None:
-        raise ValueError("the stale adapter and the uniform share need a calibration date (--calibration-date)")
-    if kind == "debiased" and debias.uniform_data is not False and uniform is None:
-        uniform = uniform_share(settings, calibration_day, debias)  # type: ignore[arg-type]
-        if uniform is None and debias.uniform_data:
-            raise ValueError(f"debias.uniform_data is on, but {calibration_day} and the day after have no "
-                             f"random-exposure rows to draw a uniform share from")
     adapter = StaleAdapter()
     if kind == "debiased" and debias.stale_adapter:
         adapter = fit_stale_adapter(settings, calibration_day, label, uniform)  # type: ignore[arg-type]
@@ -332,11 +348,12 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     return StudentRun(name, kind, seed, folder, teacher_version, run.info.run_id)
 
 
-def search_kd_weights(settings: Settings, days: list[date], teacher_version: str, calibration_day: date) -> Settings:
+def search_kd_weights(settings: Settings, days: list[date], teacher_version: str, calibration_day: date,
+                      uniform: UniformShare | None) -> Settings:
     """`settings` with the (λ, T, listwise weight) of the grid `kd_search_lambdas × kd_search_temperatures ×
     kd_search_listwise_weights` whose KD students (the first `kd_search_seeds` of `student.seeds`) reach the
-    best mean AUC on the calibration date (on the uniform share instead where there is one and
-    `kd_search_on_uniform_share`), the search itself switched off. The listwise term is searched, not on or off
+    best mean AUC on the calibration date (on the window's `uniform` share instead where there is one: the caller
+    passes it where `kd_search_on_uniform_share`), the search itself switched off. The listwise term is searched, not on or off
     everywhere: it raised KD's AUC on ML-100K and lowered it on Coat's random-exposure test (README, quality
     report).
 
@@ -353,10 +370,6 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
         return settings.model_copy(update={"student": cfg.model_copy(update={
             "kd_lambda": kd_lambda, "kd_temperature": temperature, "kd_listwise_weight": listwise,
             "kd_search_lambdas": [], "kd_search_temperatures": [], "kd_search_listwise_weights": []})})
-
-    # The uniform share where it exists and is large enough (the lenient check: off with a warning if not).
-    uniform = (uniform_share(settings, calibration_day, settings.debias.model_copy(update={"uniform_data": None}))
-               if cfg.kd_search_on_uniform_share else None)
 
     def run() -> dict[str, object]:
         scored = []
@@ -375,7 +388,8 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
 
 
 def search_debias_parts(settings: Settings, days: list[date], teacher_version: str, calibration_day: date,
-                        debias: DebiasConfig, listwise_grid: list[float]) -> tuple[Settings, DebiasConfig]:
+                        debias: DebiasConfig, listwise_grid: list[float],
+                        uniform: UniformShare | None) -> tuple[Settings, DebiasConfig]:
     """`settings` and `debias` with each part of `debias.part_search` on or off and the listwise weight from
     `listwise_grid` (the KD search's grid; empty: the weight as set), the combination whose debiased
     students (the first `kd_search_seeds` of `student.seeds`, as in the KD search) score best on average, the
@@ -383,9 +397,10 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
 
     The debiased student chooses its own listwise weight: its KD term trains an auxiliary head, so a term
     that lowered plain KD can still raise it (Coat, README quality report). Where it learns from a uniform
-    share, candidates learn from a seeded half of it and are compared on the other half, rows none of them
-    saw (the whole share would favour whichever fitted it most); the winner is then trained on the whole
-    share. Without one, candidates are compared on the calibration date and the winner's are those seeds' students.
+    share (`uniform`), candidates learn from a seeded half of it and are compared on the other half, rows none
+    of them saw (the whole share would favour whichever fitted it most); the winner is then trained on the
+    whole share. Without one, candidates are compared on the calibration date and the winner's are those
+    seeds' students.
     """
     cfg = settings.student
 
@@ -394,8 +409,6 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
         return (settings.model_copy(update={"student": cfg.model_copy(update={
                     "kd_listwise_weight": listwise, "kd_search_listwise_weights": []})}),
                 debias.model_copy(update={**dict(zip(debias.part_search, parts)), "part_search": []}))
-
-    uniform = uniform_share(settings, calibration_day, debias) if debias.uniform_data is not False else None
 
     def run() -> dict[str, object]:
         fit, held = None, None
@@ -425,7 +438,7 @@ def _recorded_search(settings: Settings, search: str, days: list[date], teacher_
     """The search's record for this window, teacher, config and uniform share (its choice, where it scored,
     every point's score), or `run()`'s, recorded: the later seeds of a window read the choice instead of
     re-scoring every candidate, and an operator can see why it was made."""
-    rows = hashlib.sha1(uniform.ids.to_numpy().tobytes()).hexdigest() if uniform is not None else "no uniform share"
+    rows = uniform.digest if uniform is not None else "no uniform share"
     key = (f"{search}|{days[0]}|{days[-1]}|{teacher_version}|{calibration_day}|{settings.config_hash()}|{rows}|"
            f"{extra}")
     path = search_record_path(settings, f"{search}-{days[-1]}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")

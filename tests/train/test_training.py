@@ -586,12 +586,14 @@ def test_with_a_uniform_share_the_debiasing_search_learns_from_one_half_and_comp
     settings, windows, run = teacher
     rows = read_arrow(settings, TRAINING_SAMPLES, days=[windows.calibration], columns=["sample_id"])
     usable = ExposureSplit(np.sort(rows.column("sample_id").to_numpy()), np.zeros(0, np.int64))
-    monkeypatch.setattr(distill, "exposure_split", lambda *_: usable)
+    reads = []
+    monkeypatch.setattr(distill, "exposure_split", lambda *args: reads.append(args) or usable)
     searched = settings.model_copy(update={
         "student": settings.student.model_copy(update={"seeds": [9], "kd_search_listwise_weights": [0.0, 1.0]}),
         "debias": settings.debias.model_copy(update={"part_search": ["auxiliary_head"], "uniform_min_rows": 10})})
     student = train_student(searched, "debiased", windows.train, seed=9, teacher_version=run.version,
                             calibration_day=windows.calibration)
+    assert len(reads) == 1  # the share is read once for the searches, the candidates and the student
     share = distill.uniform_share(searched, windows.calibration, searched.debias)
     fit, held = share.halves(searched.evaluation.uniform_seed)
     assert len(fit.ids) + len(held.ids) == len(share.ids) == len(usable.uniform)
@@ -615,6 +617,9 @@ def test_with_a_uniform_share_the_debiasing_search_learns_from_one_half_and_comp
     assert len(set(auc_of.values())) > 1  # the choice was a comparison, not a tie
     assert manifest.uniform_share_rows == len(share.ids) and manifest.role == "student"
     assert student.folder.name not in {f.name for f in candidates.values()}  # trained afresh on the whole share
+    with pytest.raises(ValueError, match="only a debiased student learns from uniform-share rows, not a kd student"):
+        train_student(searched, "kd", windows.train, seed=9, teacher_version=run.version,
+                      calibration_day=windows.calibration, uniform=fit)
 
 
 def test_a_pinned_served_path_is_what_the_release_exports_whatever_the_timing(teacher):
