@@ -230,13 +230,21 @@ class DebiasConfig(BaseModel):
     uniform_data: bool | None = None
     uniform_weight: float = Field(2.0, gt=0)
     uniform_min_rows: int = Field(100, ge=1, description="a smaller uniform share is an error, not a weak fit")
+    # Selection bias on the window's own labels: each labelled row's label loss on the serving head is weighted by
+    # its item's inverse exposure propensity, the item's share of the window's impressions against an even
+    # share (popularity propensity, after Schnabel et al. 2016, "Recommendations as Treatments"), raised to
+    # `propensity_power`, clipped to [1/clip, clip] and scaled to mean 1; rows shown as often as random
+    # exposure would show them keep weight ~1, popular items' rows count less.
+    propensity: bool = False
+    propensity_power: float = Field(0.5, gt=0, le=1)
+    propensity_clip: float = Field(10.0, ge=1)
     # The built-in part search: each part named here is tried on and off, with each of the KD search's listwise
     # weights, for the debiased students of the first `student.kd_search_seeds` seeds; the combination with the
     # best mean AUC (on a held-out half of the uniform share where there is one, else the calibration date) is
     # used for every seed (`pipeline.train.distill.search_debias_parts`). The auxiliary head guards the serving
     # head against a teacher worse than the labels, but with a good teacher it keeps KD's gain out of it (Coat,
     # 10 seeds: the debiased student 0.7443 with it, 0.7488 without, KD 0.7509). Empty: the parts as set above.
-    part_search: list[Literal["auxiliary_head", "stale_adapter"]] = Field(default_factory=list)
+    part_search: list[Literal["auxiliary_head", "stale_adapter", "propensity"]] = Field(default_factory=list)
 
 
 class EvaluationConfig(BaseModel):

@@ -5,7 +5,8 @@ without one fall back to the label loss. With unexposed pairs, the pointwise ter
 weighted `kd_listwise_weight`, a listwise term matches each impression's softmax over itself and its
 pairs. The debiased student moves the KD term to an auxiliary head on the shared trunk (the serving head
 only fits labels), with the stale adapter first recalibrates the teacher's logits on a fresh labelled
-slice, and learns from the random-exposure uniform share where there is one; `debias.part_search` chooses
+slice, learns from the random-exposure uniform share where there is one, and with `debias.propensity` weights
+its labels by their items' inverse exposure propensity; `debias.part_search` chooses
 which of these parts, and which listwise weight, a window's debiased students use, as the λ/T search
 chooses λ, T and the listwise weight for KD.
 
@@ -113,14 +114,16 @@ def listwise_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 
 def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, lookup: LogitLookup | None,
-                 adapter: StaleAdapter, items: Catalogue | None = None) -> torch.Tensor:
-    """Label BCE on the serving head, plus λ·KD on the teacher's (adapted) logits where a lookup is given,
-    on the labelled rows and, with a catalogue, on their unexposed pairs (weighted `unexposed_weight`).
+                 adapter: StaleAdapter, items: Catalogue | None = None,
+                 label_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Label BCE on the serving head (per row weighted `label_weight` when given), plus λ·KD on the teacher's
+    (adapted) logits where a lookup is given, on the labelled rows and, with a catalogue, on their unexposed
+    pairs (weighted `unexposed_weight`).
 
     The KD term trains the auxiliary head when the model has one, so the serving head fits labels only.
     """
     heads = model.forward_heads(batch)
-    loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"])
+    loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"], weight=label_weight)
     if lookup is None:
         return loss
     head = "auxiliary" if model.config.auxiliary_head else "serving"
@@ -283,12 +286,16 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     adapter = StaleAdapter()
     if kind == "debiased" and debias.stale_adapter:
         adapter = fit_stale_adapter(settings, calibration_day, label, uniform)  # type: ignore[arg-type]
-    items = catalogue(settings, days) if lookup is not None and cfg.unexposed_per_impression > 0 else None
+    pairs = lookup is not None and cfg.unexposed_per_impression > 0
+    propensity = kind == "debiased" and debias.propensity
+    items = catalogue(settings, days) if pairs or propensity else None
 
     def step(batch: Batch) -> torch.Tensor:
         if UNIFORM_ROW in batch:  # unbiased labels, weighted; their logits are not in the window's lookup
             return debias.uniform_weight * student_loss(model, batch, cfg, None, adapter)
-        return student_loss(model, batch, cfg, lookup, adapter, items)
+        weight = (items.inverse_propensity(batch["item_id"], debias.propensity_power,  # type: ignore[union-attr]
+                                           debias.propensity_clip) if propensity else None)
+        return student_loss(model, batch, cfg, lookup, adapter, items if pairs else None, weight)
 
     def epoch_batches(epoch: int) -> Iterator[Batch]:
         yield from iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch)

@@ -35,9 +35,18 @@ class Catalogue:
 
     slots: dict[str, torch.Tensor]  # slot name → [items]
     dense_item: torch.Tensor  # [items, n_dense_item]
+    impressions: torch.Tensor  # [items]: the item's labelled rows on those dates
 
     def __len__(self) -> int:
         return len(self.slots[ITEM_SLOTS[0]])
+
+    def inverse_propensity(self, item_ids: torch.Tensor, power: float, clip: float) -> torch.Tensor:
+        """Per row of `item_ids` (hashed, in the catalogue): (even share / the item's share of impressions)^power,
+        clipped to [1/clip, clip], scaled so the catalogue's impressions average weight 1."""
+        even = self.impressions.sum() / len(self)
+        weight = (even / self.impressions.double()).pow(power).clamp(1 / clip, clip)
+        weight = weight / ((weight * self.impressions).sum() / self.impressions.sum())
+        return weight[torch.searchsorted(self.slots[ITEM_SLOTS[0]], item_ids)].float()
 
 
 def catalogue(settings: Settings, days: list[date]) -> Catalogue:
@@ -49,10 +58,12 @@ def catalogue(settings: Settings, days: list[date]) -> Catalogue:
         raise ValueError(f"no training_samples on {[str(d) for d in days]}: no catalogue to draw unexposed items from")
     item = rows.column(columns["item_id"]).to_numpy()
     order = np.lexsort((rows.column("sample_id").to_numpy(), pc.cast(rows.column("date"), "int32").to_numpy(), item))
-    last = order[np.r_[np.flatnonzero(np.diff(item[order])), len(order) - 1]]  # each item's latest sample
+    ends = np.r_[np.flatnonzero(np.diff(item[order])), len(order) - 1]
+    last = order[ends]  # each item's latest sample
     dense = np.stack(rows.column("item_dense").take(last).to_numpy(zero_copy_only=False)).astype(np.float32)
     return Catalogue({name: torch.from_numpy(rows.column(column).to_numpy()[last].astype(np.int64))
-                      for name, column in columns.items()}, torch.from_numpy(dense))
+                      for name, column in columns.items()}, torch.from_numpy(dense),
+                     torch.from_numpy(np.diff(np.r_[-1, ends])))
 
 
 def unexposed_pairs(batch: Batch, items: Catalogue, per_impression: int) -> Batch:

@@ -288,6 +288,51 @@ def test_listwise_kd_matches_each_groups_softmax_and_ignores_the_teachers_per_gr
     assert torch.allclose(matched.grad, torch.zeros_like(matched.grad), atol=1e-6)
 
 
+def test_inverse_propensity_weights_rows_by_their_items_share_of_impressions():
+    from pipeline.train.unexposed import Catalogue
+
+    items = Catalogue({"item_id": torch.tensor([-7, 20, 30]), "item_category": torch.zeros(3, dtype=torch.long)},
+                      torch.zeros(3, 1), torch.tensor([1, 3, 12]))
+    rows = torch.tensor([30, -7, 20, 30])
+    weight = items.inverse_propensity(rows, power=1.0, clip=100.0)
+    even = 16 / 3  # an item's impressions were every item shown equally often
+    raw = np.array([even / 12, even / 1, even / 3, even / 12])
+    scale = (even / 1 * 1 + even / 3 * 3 + even / 12 * 12) / 16  # impressions' mean raw weight
+    np.testing.assert_allclose(weight.numpy(), raw / scale, rtol=1e-6)
+    # Clipped at [1/clip, clip] before scaling; the power softens the correction.
+    clipped = items.inverse_propensity(rows, power=1.0, clip=2.0).numpy()
+    assert clipped[1] / clipped[0] == pytest.approx(4.0)
+    soft = items.inverse_propensity(rows, power=0.5, clip=100.0).numpy()
+    assert soft[1] / soft[0] == pytest.approx(np.sqrt(12.0))
+
+
+def test_the_propensity_part_counts_rare_items_rows_more(teacher):
+    settings, windows, run = teacher
+    items = catalogue(settings, windows.train)
+    shown = read_arrow(settings, TRAINING_SAMPLES, days=windows.train, columns=["item_id"]).column("item_id")
+    assert int(items.impressions.sum()) == len(shown)
+    kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
+    plain = settings.debias.model_copy(update={"uniform_data": False})
+    weighted = plain.model_copy(update={"propensity": True})
+    students = {name: train_student(settings, "debiased", debias=debias, **kwargs)
+                for name, debias in (("plain", plain), ("weighted", weighted))}
+    assert students["weighted"].folder.manifest().debias["propensity"]
+    # On the window's rows, the weighted student fits the rows of rarely shown items better than the plain
+    # one, relative to the rows of often shown items: it optimised the weighted loss.
+    batch = next(iter_batches(settings, windows.train, 10**6, "student"))
+    weight = items.inverse_propensity(batch["item_id"], weighted.propensity_power, weighted.propensity_clip)
+    rare = weight > 1
+
+    def gap(folder) -> float:
+        with torch.no_grad():
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                load_student(folder).forward_heads(batch)["serving"], batch["click"], reduction="none")
+        return float(loss[rare].mean() - loss[~rare].mean())
+
+    assert 0 < int(rare.sum()) < len(rare)
+    assert gap(students["weighted"].folder) < gap(students["plain"].folder)
+
+
 def test_uniform_share_debiasing_changes_the_student_and_is_off_without_random_exposure(teacher, monkeypatch):
     from pipeline.train.exposure import ExposureSplit
 
