@@ -289,12 +289,16 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     pairs = lookup is not None and cfg.unexposed_per_impression > 0
     propensity = kind == "debiased" and debias.propensity
     items = catalogue(settings, days) if pairs or propensity else None
+    # Per item, once: a step only indexes it.
+    item_weight = (items.inverse_propensity(debias.propensity_power, debias.propensity_clip)  # type: ignore[union-attr]
+                   if propensity else None)
 
     def step(batch: Batch) -> torch.Tensor:
         if UNIFORM_ROW in batch:  # unbiased labels, weighted; their logits are not in the window's lookup
             return debias.uniform_weight * student_loss(model, batch, cfg, None, adapter)
-        weight = (items.inverse_propensity(batch["item_id"], debias.propensity_power,  # type: ignore[union-attr]
-                                           debias.propensity_clip) if propensity else None)
+        weight = None
+        if item_weight is not None:
+            weight = item_weight[items.index(batch["item_id"])]  # type: ignore[union-attr]
         return student_loss(model, batch, cfg, lookup, adapter, items if pairs else None, weight)
 
     def epoch_batches(epoch: int) -> Iterator[Batch]:
@@ -359,10 +363,10 @@ def search_kd_weights(settings: Settings, days: list[date], teacher_version: str
                       uniform: UniformShare | None) -> Settings:
     """`settings` with the (λ, T, listwise weight) of the grid `kd_search_lambdas × kd_search_temperatures ×
     kd_search_listwise_weights` whose KD students (the first `kd_search_seeds` of `student.seeds`) reach the
-    best mean AUC on the calibration date (on the window's `uniform` share instead where there is one: the caller
-    passes it where `kd_search_on_uniform_share`), the search itself switched off. The listwise term is searched, not on or off
-    everywhere: it raised KD's AUC on ML-100K and lowered it on Coat's random-exposure test (README, quality
-    report).
+    best mean AUC on the calibration date (on the window's `uniform` share instead where there is one: the
+    caller passes it where `kd_search_on_uniform_share`), the search itself switched off. The listwise term is
+    searched, not on or off everywhere: it raised KD's AUC on ML-100K and lowered it on Coat's random-exposure
+    test (README, quality report).
 
     Every grid point is a normal KD student run, so it resumes from its artifact when it exists: the
     search costs its students once per window, teacher and config, and the winner's students are reused as is.

@@ -40,13 +40,16 @@ class Catalogue:
     def __len__(self) -> int:
         return len(self.slots[ITEM_SLOTS[0]])
 
-    def inverse_propensity(self, item_ids: torch.Tensor, power: float, clip: float) -> torch.Tensor:
-        """Per row of `item_ids` (hashed, in the catalogue): (even share / the item's share of impressions)^power,
-        clipped to [1/clip, clip], scaled so the catalogue's impressions average weight 1."""
+    def index(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """The catalogue positions of hashed `item_ids`, each of which must be in the catalogue."""
+        return torch.searchsorted(self.slots[ITEM_SLOTS[0]], item_ids)
+
+    def inverse_propensity(self, power: float, clip: float) -> torch.Tensor:
+        """Per item: (even share / the item's share of impressions)^power, clipped to [1/clip, clip], scaled
+        so the catalogue's impressions average weight 1 (index it with `index`)."""
         even = self.impressions.sum() / len(self)
         weight = (even / self.impressions.double()).pow(power).clamp(1 / clip, clip)
-        weight = weight / ((weight * self.impressions).sum() / self.impressions.sum())
-        return weight[torch.searchsorted(self.slots[ITEM_SLOTS[0]], item_ids)].float()
+        return (weight / ((weight * self.impressions).sum() / self.impressions.sum())).float()
 
 
 def catalogue(settings: Settings, days: list[date]) -> Catalogue:

@@ -294,15 +294,15 @@ def test_inverse_propensity_weights_rows_by_their_items_share_of_impressions():
     items = Catalogue({"item_id": torch.tensor([-7, 20, 30]), "item_category": torch.zeros(3, dtype=torch.long)},
                       torch.zeros(3, 1), torch.tensor([1, 3, 12]))
     rows = torch.tensor([30, -7, 20, 30])
-    weight = items.inverse_propensity(rows, power=1.0, clip=100.0)
+    weight = items.inverse_propensity(power=1.0, clip=100.0)[items.index(rows)]
     even = 16 / 3  # an item's impressions were every item shown equally often
     raw = np.array([even / 12, even / 1, even / 3, even / 12])
     scale = (even / 1 * 1 + even / 3 * 3 + even / 12 * 12) / 16  # impressions' mean raw weight
     np.testing.assert_allclose(weight.numpy(), raw / scale, rtol=1e-6)
     # Clipped at [1/clip, clip] before scaling; the power softens the correction.
-    clipped = items.inverse_propensity(rows, power=1.0, clip=2.0).numpy()
+    clipped = items.inverse_propensity(power=1.0, clip=2.0)[items.index(rows)].numpy()
     assert clipped[1] / clipped[0] == pytest.approx(4.0)
-    soft = items.inverse_propensity(rows, power=0.5, clip=100.0).numpy()
+    soft = items.inverse_propensity(power=0.5, clip=100.0)[items.index(rows)].numpy()
     assert soft[1] / soft[0] == pytest.approx(np.sqrt(12.0))
 
 
@@ -321,7 +321,8 @@ def test_the_propensity_part_counts_rare_items_rows_more(teacher):
     # one, relative to the rows of often shown items: it optimised the weighted loss (tiny profile, seed 0: rare
     # minus often-shown rows' mean loss −0.167 against −0.138; 234 of 696 rows are rare).
     batch = next(iter_batches(settings, windows.train, 10**6, "student"))
-    weight = items.inverse_propensity(batch["item_id"], weighted.propensity_power, weighted.propensity_clip)
+    per_item = items.inverse_propensity(weighted.propensity_power, weighted.propensity_clip)
+    weight = per_item[items.index(batch["item_id"])]
     rare = weight > 1
 
     def gap(folder) -> float:
