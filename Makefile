@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 # Written last by `python -m pipeline.spark`, after the jars' record.
 SPARK_READY := .cache/ivy/spark-classes.jsa
 
-.PHONY: setup demo test unit integration compose-check airflow mlflow-server clean
+.PHONY: setup constraints demo test unit integration compose-check airflow mlflow-server clean
 
 setup: $(STAMP) $(SPARK_READY)
 
@@ -14,10 +14,13 @@ setup: $(STAMP) $(SPARK_READY)
 # --compile-bytecode writes every package's .pyc now: where the environment sets PYTHONDONTWRITEBYTECODE (this
 # machine's does), nothing is cached at import, and each of the suite's processes compiled torch, mlflow,
 # airflow and sklearn from source again (`import pipeline.train.students` 12.4 s here, 5.6 s with the .pyc).
-$(STAMP): pyproject.toml
+INSTALL := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
+# constraints.txt pins every package of the set that last passed `make test`, so that a later release of a
+# dependency's dependency cannot change what a fresh checkout installs (`make constraints` rewrites it).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv==0.13.9
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
+	$(INSTALL) -c constraints.txt -e '.[dev]'
 	$(BIN)/pip check
 	rm -f $(VENV)/.installed-* && touch $@
 
@@ -26,6 +29,13 @@ $(STAMP): pyproject.toml
 # every job on tiny data and archives the classes it loaded, which every later Spark JVM maps (AppCDS).
 $(SPARK_READY): $(STAMP)
 	$(BIN)/python -m pipeline.spark
+
+# After a change to pyproject.toml's pins: the newest set it allows, installed and recorded; then `make test`.
+constraints: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q uv==0.13.9
+	$(INSTALL) -e '.[dev]'
+	$(BIN)/uv pip freeze -q --python $(BIN)/python --exclude-editable --exclude pip --exclude uv > constraints.txt
 
 demo: setup
 	$(BIN)/recdistill demo

@@ -215,3 +215,19 @@ def test_every_folder_the_image_user_writes_exists_in_the_image_and_is_its_own()
     needed.add(worker[worker.index("--work-dir") + 1])
     assert needed - created == set()
     assert {path for path in needed if not any(path == o or path.startswith(o + "/") for o in owned)} == set()
+
+
+def test_every_file_the_image_copies_is_in_the_build_context():
+    """The context is the repository root filtered by Dockerfile.dockerignore (all out, then some let back in):
+    a COPY of a file left out fails the build, which only the opt-in compose check runs."""
+    copied = set()
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(word.startswith("--from") for word in words):
+            copied |= {source.rstrip("/").removeprefix("./") for source in words[1:-1] if not source.startswith("--")}
+    ignore = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "*" in ignore
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    assert "constraints.txt" in copied and copied <= allowed
+    root = DOCKER.parent
+    assert all((root / path).exists() for path in copied)
