@@ -238,13 +238,19 @@ class DebiasConfig(BaseModel):
     propensity: bool = False
     propensity_power: float = Field(0.5, gt=0, le=1)
     propensity_clip: float = Field(10.0, ge=1)
+    # Doubly robust (after Wang et al. 2019, "Doubly Robust Joint Learning for Recommendation on Data Missing Not
+    # at Random"), the teacher as the imputation model: the serving head also fits the teacher's probability on
+    # the unexposed pairs, and on the labelled rows by (1 − w) with w the propensity weight above, so a row's label
+    # error replaces its imputed one by its inverse propensity. Needs teacher logits and unexposed pairs.
+    doubly_robust: bool = False
     # The built-in part search: each part named here is tried on and off, with each of the KD search's listwise
     # weights, for the debiased students of the first `student.kd_search_seeds` seeds; the combination with the
     # best mean AUC (on a held-out half of the uniform share where there is one, else the calibration date) is
     # used for every seed (`pipeline.train.distill.search_debias_parts`). The auxiliary head guards the serving
     # head against a teacher worse than the labels, but with a good teacher it keeps KD's gain out of it (Coat,
     # 10 seeds: the debiased student 0.7443 with it, 0.7488 without, KD 0.7509). Empty: the parts as set above.
-    part_search: list[Literal["auxiliary_head", "stale_adapter", "propensity"]] = Field(default_factory=list)
+    part_search: list[Literal["auxiliary_head", "stale_adapter", "propensity", "doubly_robust"]] = Field(
+        default_factory=list)
 
 
 class EvaluationConfig(BaseModel):

@@ -5,8 +5,9 @@ without one fall back to the label loss. With unexposed pairs, the pointwise ter
 weighted `kd_listwise_weight`, a listwise term matches each impression's softmax over itself and its
 pairs. The debiased student moves the KD term to an auxiliary head on the shared trunk (the serving head
 only fits labels), with the stale adapter first recalibrates the teacher's logits on a fresh labelled
-slice, learns from the random-exposure uniform share where there is one, and with `debias.propensity` weights
-its labels by their items' inverse exposure propensity; `debias.part_search` chooses
+slice, learns from the random-exposure uniform share where there is one, with `debias.propensity` weights
+its labels by their items' inverse exposure propensity, and with `debias.doubly_robust` also fits the teacher's
+probability on its serving head where it has no label (the teacher as imputation); `debias.part_search` chooses
 which of these parts, and which listwise weight, a window's debiased students use, as the λ/T search
 chooses λ, T and the listwise weight for KD.
 
@@ -113,14 +114,27 @@ def listwise_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return -(soft * log_student).sum(dim=1).mean() * temperature**2
 
 
+def imputed_error(logits: torch.Tensor, teacher_logits: torch.Tensor, found: torch.Tensor,
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The doubly robust loss's imputed error: BCE against the teacher's probability, per row with a logit
+    (weighted `weight` when given), averaged."""
+    if not bool(found.any()):
+        return logits.sum() * 0.0
+    per_row = F.binary_cross_entropy_with_logits(logits[found], torch.sigmoid(teacher_logits[found]),
+                                                 reduction="none")
+    return (per_row * weight[found] if weight is not None else per_row).mean()
+
+
 def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, lookup: LogitLookup | None,
                  adapter: StaleAdapter, items: Catalogue | None = None,
-                 label_weight: torch.Tensor | None = None) -> torch.Tensor:
+                 label_weight: torch.Tensor | None = None, doubly_robust: bool = False) -> torch.Tensor:
     """Label BCE on the serving head (per row weighted `label_weight` when given), plus λ·KD on the teacher's
     (adapted) logits where a lookup is given, on the labelled rows and, with a catalogue, on their unexposed
     pairs (weighted `unexposed_weight`).
 
-    The KD term trains the auxiliary head when the model has one, so the serving head fits labels only.
+    The KD term trains the auxiliary head when the model has one, so the serving head fits labels only, unless
+    `doubly_robust` (which needs the catalogue and `label_weight`) adds the imputed errors on the serving head:
+    the pairs' in full, the labelled rows' by 1 − their weight.
     """
     heads = model.forward_heads(batch)
     loss = F.binary_cross_entropy_with_logits(heads["serving"], batch["click"], weight=label_weight)
@@ -135,7 +149,12 @@ def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, loo
     pairs = unexposed_pairs(batch, items, cfg.unexposed_per_impression)
     pair_teacher, pair_found = lookup.lookup(pairs["sample_id"])
     pair_teacher = adapter(pair_teacher)
-    pair_logits = model.forward_heads(pairs)[head]
+    pair_heads = model.forward_heads(pairs)
+    pair_logits = pair_heads[head]
+    if doubly_robust:
+        assert label_weight is not None, "the doubly robust loss weighs the labelled rows' imputed error by 1 − w"
+        loss = loss + (imputed_error(heads["serving"], teacher, found, 1 - label_weight)
+                       + imputed_error(pair_heads["serving"], pair_teacher, pair_found))
     loss = loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, pair_teacher, pair_found,
                                                                  cfg.kd_temperature)
     if cfg.kd_listwise_weight == 0:
@@ -287,7 +306,11 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     if kind == "debiased" and debias.stale_adapter:
         adapter = fit_stale_adapter(settings, calibration_day, label, uniform)  # type: ignore[arg-type]
     pairs = lookup is not None and cfg.unexposed_per_impression > 0
-    propensity = kind == "debiased" and debias.propensity
+    doubly_robust = kind == "debiased" and debias.doubly_robust
+    if doubly_robust and not pairs:
+        raise ValueError("debias.doubly_robust needs the teacher's logits and unexposed pairs "
+                         f"(student.unexposed_per_impression = {cfg.unexposed_per_impression})")
+    propensity = kind == "debiased" and (debias.propensity or doubly_robust)
     items = catalogue(settings, days) if pairs or propensity else None
     # Per item, once: a step only indexes it.
     item_weight = (items.inverse_propensity(debias.propensity_power, debias.propensity_clip)  # type: ignore[union-attr]
@@ -299,7 +322,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         weight = None
         if item_weight is not None:
             weight = item_weight[items.index(batch["item_id"])]  # type: ignore[union-attr]
-        return student_loss(model, batch, cfg, lookup, adapter, items if pairs else None, weight)
+        return student_loss(model, batch, cfg, lookup, adapter, items if pairs else None, weight, doubly_robust)
 
     def epoch_batches(epoch: int) -> Iterator[Batch]:
         yield from iter_batches(settings, days, cfg.batch_size, "student", seed=seed * 1000 + epoch)

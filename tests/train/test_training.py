@@ -335,6 +335,51 @@ def test_the_propensity_part_counts_rare_items_rows_more(teacher):
     assert gap(students["weighted"].folder) < gap(students["plain"].folder)
 
 
+def test_the_imputed_error_is_bce_against_the_teachers_probability_weighted_per_row():
+    logits, teacher = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([0.0, -2.0, 3.0])
+    found = torch.tensor([True, True, False])
+    per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits[:2], torch.sigmoid(teacher[:2]),
+                                                                   reduction="none")
+    assert torch.isclose(distill.imputed_error(logits, teacher, found), per_row.mean())
+    # A labelled row of weight 1 keeps only its label error: 1 − w removes its imputed one.
+    weight = 1 - torch.tensor([1.0, 3.0, 5.0])
+    assert torch.isclose(distill.imputed_error(logits, teacher, found, weight), (per_row * weight[:2]).mean())
+    assert distill.imputed_error(logits, teacher, torch.zeros(3, dtype=torch.bool)) == 0
+
+
+def test_the_doubly_robust_part_pulls_the_serving_head_towards_the_teacher_on_unexposed_pairs(teacher):
+    from pipeline.train.logit_dump import configured_label
+    from pipeline.train.logit_lookup import LogitLookup
+
+    settings, windows, run = teacher
+    dump_unexposed_logits(settings, windows.train, run.version)
+    kwargs = dict(days=windows.train, seed=0, teacher_version=run.version, calibration_day=windows.calibration)
+    weighted = settings.debias.model_copy(update={"uniform_data": False, "stale_adapter": False, "propensity": True})
+    robust = weighted.model_copy(update={"doubly_robust": True})
+    students = {name: train_student(settings, "debiased", debias=debias, **kwargs)
+                for name, debias in (("weighted", weighted), ("robust", robust))}
+    assert students["robust"].folder.manifest().debias["doubly_robust"]
+    # The serving head of the plain debiased student fits labels only (KD trains its auxiliary head); the doubly
+    # robust one also fits the teacher where no label is, so on the window's unexposed pairs it is closer to it.
+    items = catalogue(settings, windows.train)
+    batch = next(iter_batches(settings, windows.train, 10**6, "student"))
+    pairs = unexposed_pairs(batch, items, settings.student.unexposed_per_impression)
+    lookup = LogitLookup(settings, windows.train, configured_label(settings, run.version, robust.neutral_position))
+    teacher_logits, found = lookup.lookup(pairs["sample_id"])
+    assert bool(found.all())
+
+    def error(name: str) -> float:
+        with torch.no_grad():
+            serving = load_student(students[name].folder).forward_heads(pairs)["serving"]
+        return float(distill.imputed_error(serving, teacher_logits, found))
+
+    assert error("robust") < error("weighted")
+    labelled_only = settings.model_copy(update={"student": settings.student.model_copy(
+        update={"unexposed_per_impression": 0})})
+    with pytest.raises(ValueError, match=r"doubly_robust needs .* unexposed pairs \(student.unexposed_per_impression = 0\)"):
+        train_student(labelled_only, "debiased", debias=robust, **kwargs)
+
+
 def test_uniform_share_debiasing_changes_the_student_and_is_off_without_random_exposure(teacher, monkeypatch):
     from pipeline.train.exposure import ExposureSplit
 
