@@ -89,13 +89,17 @@ def fit_stale_adapter(settings: Settings, day: date, teacher_version: str,
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: torch.Tensor,
-            temperature: float) -> torch.Tensor:
-    """Temperature-scaled BCE on the teacher's soft labels, averaged over samples with a logit."""
+            temperature: float = 1.0, *, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Temperature-scaled BCE on the teacher's soft labels, averaged over samples with a logit, each weighted
+    `weight` when given. At T = 1 this is also the doubly robust loss's imputed error (the teacher as the
+    imputation model)."""
     if not bool(found.any()):
         return student_logits.sum() * 0.0
     soft = torch.sigmoid(teacher_logits[found] / temperature)
-    per_sample = F.binary_cross_entropy_with_logits(student_logits[found] / temperature, soft)
-    return per_sample * temperature**2
+    per_sample = F.binary_cross_entropy_with_logits(student_logits[found] / temperature, soft, reduction="none")
+    if weight is not None:
+        per_sample = per_sample * weight[found]
+    return per_sample.mean() * temperature**2
 
 
 def listwise_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, found: torch.Tensor,
@@ -112,17 +116,6 @@ def listwise_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     soft = torch.softmax(teacher_logits[complete] / temperature, dim=1)
     log_student = torch.log_softmax(student_logits[complete] / temperature, dim=1)
     return -(soft * log_student).sum(dim=1).mean() * temperature**2
-
-
-def imputed_error(logits: torch.Tensor, teacher_logits: torch.Tensor, found: torch.Tensor,
-                  weight: torch.Tensor | None = None) -> torch.Tensor:
-    """The doubly robust loss's imputed error: BCE against the teacher's probability, per row with a logit
-    (weighted `weight` when given), averaged."""
-    if not bool(found.any()):
-        return logits.sum() * 0.0
-    per_row = F.binary_cross_entropy_with_logits(logits[found], torch.sigmoid(teacher_logits[found]),
-                                                 reduction="none")
-    return (per_row * weight[found] if weight is not None else per_row).mean()
 
 
 def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, lookup: LogitLookup | None,
@@ -153,8 +146,8 @@ def student_loss(model: UGSepStudent, batch: Batch, cfg: StudentTrainConfig, loo
     pair_logits = pair_heads[head]
     if doubly_robust:
         assert label_weight is not None, "the doubly robust loss weighs the labelled rows' imputed error by 1 − w"
-        loss = loss + (imputed_error(heads["serving"], teacher, found, 1 - label_weight)
-                       + imputed_error(pair_heads["serving"], pair_teacher, pair_found))
+        loss = loss + (kd_loss(heads["serving"], teacher, found, weight=1 - label_weight)
+                       + kd_loss(pair_heads["serving"], pair_teacher, pair_found))
     loss = loss + cfg.kd_lambda * cfg.unexposed_weight * kd_loss(pair_logits, pair_teacher, pair_found,
                                                                  cfg.kd_temperature)
     if cfg.kd_listwise_weight == 0:

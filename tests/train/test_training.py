@@ -335,16 +335,19 @@ def test_the_propensity_part_counts_rare_items_rows_more(teacher):
     assert gap(students["weighted"].folder) < gap(students["plain"].folder)
 
 
-def test_the_imputed_error_is_bce_against_the_teachers_probability_weighted_per_row():
+def test_kd_loss_is_bce_against_the_teachers_probability_weighted_per_row():
     logits, teacher = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([0.0, -2.0, 3.0])
     found = torch.tensor([True, True, False])
     per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits[:2], torch.sigmoid(teacher[:2]),
                                                                    reduction="none")
-    assert torch.isclose(distill.imputed_error(logits, teacher, found), per_row.mean())
+    assert torch.isclose(distill.kd_loss(logits, teacher, found), per_row.mean())
     # A labelled row of weight 1 keeps only its label error: 1 − w removes its imputed one.
     weight = 1 - torch.tensor([1.0, 3.0, 5.0])
-    assert torch.isclose(distill.imputed_error(logits, teacher, found, weight), (per_row * weight[:2]).mean())
-    assert distill.imputed_error(logits, teacher, torch.zeros(3, dtype=torch.bool)) == 0
+    assert torch.isclose(distill.kd_loss(logits, teacher, found, weight=weight), (per_row * weight[:2]).mean())
+    assert distill.kd_loss(logits, teacher, torch.zeros(3, dtype=torch.bool)) == 0
+    # At temperature T both sides are divided by T and the loss scaled by T².
+    soft = torch.nn.functional.binary_cross_entropy_with_logits(logits[:2] / 2, torch.sigmoid(teacher[:2] / 2))
+    assert torch.isclose(distill.kd_loss(logits, teacher, found, 2.0), soft * 4)
 
 
 def test_the_doubly_robust_part_pulls_the_serving_head_towards_the_teacher_on_unexposed_pairs(teacher):
@@ -371,7 +374,7 @@ def test_the_doubly_robust_part_pulls_the_serving_head_towards_the_teacher_on_un
     def error(name: str) -> float:
         with torch.no_grad():
             serving = load_student(students[name].folder).forward_heads(pairs)["serving"]
-        return float(distill.imputed_error(serving, teacher_logits, found))
+        return float(distill.kd_loss(serving, teacher_logits, found))
 
     assert error("robust") < error("weighted")
     labelled_only = settings.model_copy(update={"student": settings.student.model_copy(
