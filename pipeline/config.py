@@ -163,6 +163,9 @@ class TeacherTrainConfig(BaseModel):
     # The parameter server's sparse optimizer (one of `pipeline.hps.optimizers`) and its new rows' scale.
     sparse_optimizer: Literal["rowwise_adagrad", "adagrad", "adam"] = "rowwise_adagrad"
     init_scale: float = Field(0.05, ge=0, description="new sparse rows start uniform(-init_scale, init_scale)")
+    # L2 on the sparse rows a step touches (`pipeline.hps.optimizers`): ids seen through a biased exposure
+    # otherwise memorise it.
+    sparse_weight_decay: float = Field(0.0, ge=0)
     # Without dates (`pipeline.train.windows`): train on day 1's labels too (all labelled history before the
     # students' window), and, as an option to measure, on the students' window as well.
     first_day_labels: bool = True

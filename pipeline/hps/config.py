@@ -21,6 +21,7 @@ class HPSConfig(BaseModel):
     eps: float = Field(1e-8, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     initial_accumulator: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="L2 on the rows a step touches (`optimizers` module doc)")
     init_scale: float = Field(0.01, ge=0, description="new rows start uniform(-init_scale, init_scale)")
     seed: int = 0
 
@@ -52,6 +53,10 @@ class HPSConfig(BaseModel):
     def _check(self) -> HPSConfig:
         if not 0 < self.betas[0] < 1 or not 0 < self.betas[1] < 1:
             raise ValueError(f"betas must lie in (0, 1), got {self.betas}")
+        if self.weight_decay and self.optimizer == "adagrad":
+            # Measured: fbgemm 1.8's EXACT_ADAGRAD kernel leaves the rows as if weight_decay were 0.
+            raise ValueError(f"weight_decay={self.weight_decay} needs optimizer 'rowwise_adagrad' or 'adam': "
+                             "fbgemm's element-wise adagrad kernel has no weight decay")
         return self
 
     @property
@@ -68,4 +73,5 @@ class HPSConfig(BaseModel):
         return max(1, self.memory_capacity_bytes // (self.row_bytes + SLOT_OVERHEAD_BYTES) // num_local_shards)
 
     def make_optimizer(self) -> SparseOptimizer:
-        return make_optimizer(self.optimizer, self.dim, self.lr, self.eps, self.initial_accumulator, self.betas)
+        return make_optimizer(self.optimizer, self.dim, self.lr, self.eps, self.initial_accumulator, self.betas,
+                              self.weight_decay)

@@ -75,6 +75,7 @@ class _FusedTable:
             from fbgemm_gpu.split_table_batched_embeddings_ops_common import BoundsCheckMode, PoolingMode
             from fbgemm_gpu.split_table_batched_embeddings_ops_training import (
                 ComputeDevice, EmbeddingLocation, SplitTableBatchedEmbeddingBagsCodegen)
+            from fbgemm_gpu.tbe.config.optimizer_config import WeightDecayMode
 
         cpu = device.type == "cpu"
         shared = None
@@ -84,6 +85,8 @@ class _FusedTable:
             [(rows, optimizer.dim, EmbeddingLocation.HOST if cpu else EmbeddingLocation.DEVICE,
               ComputeDevice.CPU if cpu else ComputeDevice.CUDA)], feature_table_map=[0] * _FEATURES,
             optimizer=EmbOptimType(optimizer.fbgemm_name), learning_rate=optimizer.lr, eps=optimizer.eps,
+            weight_decay=optimizer.weight_decay,
+            weight_decay_mode=WeightDecayMode.L2 if optimizer.weight_decay else WeightDecayMode.NONE,
             pooling_mode=PoolingMode.SUM, bounds_check_mode=BoundsCheckMode.NONE,
             device=device, preallocated_host_buffers=shared)
         self.rows, self.dim, self.device = rows, optimizer.dim, device

@@ -10,6 +10,10 @@ batch, in place:
 - ``adam``: lazy Adam, exactly `torch.optim.SparseAdam`: moments of touched rows only, bias
   correction by the global optimizer step.
 
+Every rule takes an L2 `weight_decay`: a touched row's gradient gets `weight_decay · w` added before
+the update (fbgemm's `WeightDecayMode.L2`; torch's coupled `weight_decay`). It shrinks rows that
+are trained often towards 0, which is what keeps ids seen through a biased exposure from memorising it.
+
 The first two run as fbgemm's fused backward + update (`kernels.py`, named by `fbgemm_name`);
 fbgemm's CPU build has no Adam, so `Adam.step` is the update written in torch.
 """
@@ -31,12 +35,13 @@ class SparseOptimizer:
     fbgemm_name: str | None = None  # fbgemm's EmbOptimType value when its fused kernel implements the rule
 
     def __init__(self, dim: int, lr: float, eps: float, initial_accumulator: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
+                 betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.0) -> None:
         self.dim = dim
         self.lr = lr
         self.eps = eps
         self.initial_accumulator = initial_accumulator
         self.betas = betas
+        self.weight_decay = weight_decay
 
     @property
     def state_width(self) -> int:
@@ -89,6 +94,8 @@ class Adam(SparseOptimizer):
         beta1, beta2 = self.betas
         weights = rows[:, :self.dim]
         exp_avg, exp_avg_sq = rows[:, self.dim:2 * self.dim], rows[:, 2 * self.dim:]
+        if self.weight_decay:
+            grads = grads.add(weights, alpha=self.weight_decay)
         exp_avg.lerp_(grads, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1 - beta2)
         step_size = self.lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
@@ -99,8 +106,9 @@ OPTIMIZERS: dict[str, type[SparseOptimizer]] = {cls.name: cls for cls in (RowWis
 
 
 def make_optimizer(name: OptimizerName, dim: int, lr: float, eps: float, initial_accumulator: float,
-                   betas: tuple[float, float]) -> SparseOptimizer:
+                   betas: tuple[float, float], weight_decay: float = 0.0) -> SparseOptimizer:
     """The optimizer named in `HPSConfig.optimizer`."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown sparse optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[name](dim=dim, lr=lr, eps=eps, initial_accumulator=initial_accumulator, betas=betas)
+    return OPTIMIZERS[name](dim=dim, lr=lr, eps=eps, initial_accumulator=initial_accumulator, betas=betas,
+                            weight_decay=weight_decay)

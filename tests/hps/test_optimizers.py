@@ -25,9 +25,11 @@ def loss_of(embedded: torch.Tensor, step: int) -> torch.Tensor:
     return ((embedded * target).sum(-1) - 0.5).square().mean()
 
 
-def train_server(tmp_path: Path, optimizer: str, data: list[torch.Tensor], memory_rows: int = 24) -> ParameterServer:
+def train_server(tmp_path: Path, optimizer: str, data: list[torch.Tensor], memory_rows: int = 24,
+                 weight_decay: float = 0.0) -> ParameterServer:
     # 24 rows of memory for 30 keys, two batches of ≤ 12 pinned at a time: rows travel to SSD and back.
     config = HPSConfig(dim=DIM, optimizer=optimizer, lr=0.1, eps=1e-8, init_scale=0.5, betas=(0.8, 0.95),
+                       weight_decay=weight_decay,
                        ssd_path=tmp_path / "ssd", memory_capacity_bytes=memory_rows * (4 * (DIM * 3) + SLOT_OVERHEAD_BYTES),
                        evict_fraction=0.1, segment_rows=8)
     server = ParameterServer(config)
@@ -37,12 +39,13 @@ def train_server(tmp_path: Path, optimizer: str, data: list[torch.Tensor], memor
     return server
 
 
-def train_reference(optimizer: str, data: list[torch.Tensor]) -> torch.Tensor:
+def train_reference(optimizer: str, data: list[torch.Tensor], weight_decay: float = 0.0) -> torch.Tensor:
     weight = torch.from_numpy(initial_rows(np.arange(NUM_IDS), DIM, 0.5, 0))
     embed = torch.nn.Embedding(NUM_IDS, DIM, sparse=optimizer == "sparse_adam", _weight=weight.clone())
-    make = {"adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-8),
+    make = {"adagrad": lambda p: torch.optim.Adagrad(p, lr=0.1, eps=1e-8, weight_decay=weight_decay),
             "sparse_adam": lambda p: torch.optim.SparseAdam(p, lr=0.1, betas=(0.8, 0.95), eps=1e-8),
-            "adam": lambda p: torch.optim.Adam(p, lr=0.1, betas=(0.8, 0.95), eps=1e-8)}[optimizer]
+            "adam": lambda p: torch.optim.Adam(p, lr=0.1, betas=(0.8, 0.95), eps=1e-8,
+                                               weight_decay=weight_decay)}[optimizer]
     opt = make(embed.parameters())
     for step, ids in enumerate(data):
         opt.zero_grad()
@@ -51,8 +54,8 @@ def train_reference(optimizer: str, data: list[torch.Tensor]) -> torch.Tensor:
     return embed.weight.detach()
 
 
-def train_rowwise_reference(data: list[torch.Tensor]) -> torch.Tensor:
-    """fbgemm's exact row-wise Adagrad written out on a dense tensor."""
+def train_rowwise_reference(data: list[torch.Tensor], weight_decay: float = 0.0) -> torch.Tensor:
+    """fbgemm's exact row-wise Adagrad (L2 weight decay: g + wd·w) written out on a dense tensor."""
     weight = torch.from_numpy(initial_rows(np.arange(NUM_IDS), DIM, 0.5, 0)).requires_grad_()
     accumulator = torch.zeros(NUM_IDS, 1)
     for step, ids in enumerate(data):
@@ -60,7 +63,7 @@ def train_rowwise_reference(data: list[torch.Tensor]) -> torch.Tensor:
         loss_of(weight[ids], step).backward()
         with torch.no_grad():
             touched = torch.unique(ids)
-            grad = weight.grad[touched]
+            grad = weight.grad[touched] + weight_decay * weight[touched]
             accumulator[touched] += grad.square().mean(dim=1, keepdim=True)
             weight[touched] -= 0.1 * grad / (accumulator[touched].sqrt() + 1e-8)
     return weight.detach()
@@ -114,3 +117,22 @@ def test_rowwise_adagrad_is_exact_when_a_step_spans_several_bags_of_every_featur
     assert found.all()
     torch.testing.assert_close(weights, train_rowwise_reference(data), rtol=1e-5, atol=1e-6)
     server.close()
+
+
+@pytest.mark.parametrize("optimizer", ["rowwise_adagrad", "adam"])
+def test_weight_decay_adds_l2_to_the_gradient(tmp_path: Path, optimizer: str) -> None:
+    # Every row touched every step, so the dense torch optimizers (whose decay reaches every row) are exact
+    # references.
+    data = batches(all_rows_each_step=True)
+    decayed, plain = (server_weights(train_server(tmp_path / name, optimizer, data, 2 * NUM_IDS, decay))[0]
+                      for name, decay in (("decayed", 0.05), ("plain", 0.0)))
+    expected = (train_rowwise_reference(data, weight_decay=0.05) if optimizer == "rowwise_adagrad"
+                else train_reference("adam", data, weight_decay=0.05))
+    tolerance = {"rtol": 1e-3, "atol": 1e-4} if optimizer == "adam" else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(decayed, expected, **tolerance)
+    assert decayed.norm() < plain.norm()
+
+
+def test_weight_decay_with_elementwise_adagrad_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"weight_decay=0.01 needs optimizer 'rowwise_adagrad' or 'adam'"):
+        HPSConfig(optimizer="adagrad", weight_decay=0.01, ssd_path=tmp_path)
