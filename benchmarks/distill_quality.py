@@ -105,7 +105,7 @@ def train_and_evaluate(dataset: Dataset, sizes: list[str], teacher_seeds: int, c
     the teachers and students an interrupted run left."""
     from pipeline.train.distill import train_student
     from pipeline.train.logit_dump import dump_logits, dump_unexposed_logits
-    from pipeline.train.teacher import train_teacher
+    from pipeline.train.teacher_search import fit_teacher
 
     settings = dataset.settings
     if not keep_artifacts:  # a fresh folder: no warm start from, or reuse of, an earlier run's models
@@ -117,7 +117,7 @@ def train_and_evaluate(dataset: Dataset, sizes: list[str], teacher_seeds: int, c
         teacher_cfg = settings.teacher.model_copy(update={"seed": seed, "warm_start": teacher_seeds == 1})
         seeded = settings.model_copy(update={"teacher": teacher_cfg})
         started = time.perf_counter()
-        teacher = train_teacher(seeded, windows.teacher_train, [windows.calibration])
+        teacher = fit_teacher(seeded, windows.teacher_train, [windows.calibration])
         teacher_seconds = time.perf_counter() - started
         for day in [*windows.train, windows.calibration, *holdout_period(settings, windows.holdout)]:
             dump_logits(seeded, day, teacher.version)

@@ -52,11 +52,11 @@ def recdistill_teacher() -> None:
 
     @task(pool=TRAINING_POOL, outlets=[assets.TEACHER_MODEL])
     def train(ds: str | None = None) -> str:
-        from pipeline.train.teacher import train_teacher
+        from pipeline.train.teacher_search import fit_teacher
         from pipeline.train.windows import teacher_period
 
         days, validation = teacher_period(settings, date.fromisoformat(ds))  # type: ignore[arg-type]
-        return train_teacher(settings, days, [validation]).version
+        return fit_teacher(settings, days, [validation]).version
 
     @task(outlets=[assets.TEACHER_MODEL])
     def register(version: str) -> str:

@@ -97,6 +97,8 @@ class TeacherManifest(Manifest):
     registry_version: str | None = None
     # Hash of the model's shape (architecture and table widths): a warm start needs the same one.
     model_hash: str | None = None
+    role: Literal["teacher", "search"] = Field("teacher", description="search: a teacher search candidate "
+                                                                      "(`pipeline.train.teacher_search`)")
 
 
 class Platt(BaseModel):
@@ -294,7 +296,8 @@ def evaluation_folder(settings: Settings, day: date, teacher_version: str, prese
 
 
 def search_record_path(settings: Settings, name: str) -> Path:
-    """A student search's recorded choice (`pipeline.train.distill`): one JSON file per window, teacher and config."""
+    """A search's recorded choice (`pipeline.train.distill`, `pipeline.train.teacher_search`): one JSON file per
+    window, teacher (for students) and config."""
     return _root(settings, "searches") / f"{name}.json"
 
 
@@ -338,9 +341,10 @@ def teacher_manifest(settings: Settings, version: str) -> TeacherManifest:
 def latest_teacher(settings: Settings, before: str | None = None, data_before: date | None = None,
                    model_hash: str | None = None) -> str | None:
     """The finished teacher with the newest data window, optionally other than the version `before`,
-    trained only on dates before `data_before`, and of the model shape `model_hash`."""
+    trained only on dates before `data_before`, and of the model shape `model_hash`; search candidates
+    are never it."""
     finished = [(m.data_dates[-1], m.finished_at, m.version) for m in finished_teachers(settings)
-                if m.version != before and (data_before is None or m.data_dates[-1] < data_before)
+                if m.role == "teacher" and m.version != before and (data_before is None or m.data_dates[-1] < data_before)
                 and (model_hash is None or m.model_hash == model_hash)]
     return max(finished)[2] if finished else None
 

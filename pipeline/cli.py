@@ -345,7 +345,7 @@ def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt 
     feeds history).
     """
     from pipeline.train.ranks import init_distributed_from_env
-    from pipeline.train.teacher import train_teacher
+    from pipeline.train.teacher_search import fit_teacher
 
     settings = _settings(profile)
     init_distributed_from_env()
@@ -353,7 +353,7 @@ def teacher_train(profile: ProfileOpt = None, start: FromOpt = None, end: ToOpt 
     days = _train_days(settings, windows, start, end, teacher=True)
     check = [_parse_date(validation, "--validation-date")] if validation else [windows.calibration]
     try:
-        run = train_teacher(settings, days, check)
+        run = fit_teacher(settings, days, check)
     except ValueError as err:  # e.g. a window without training samples: nothing was written
         raise typer.BadParameter(str(err), param_hint="--from/--to") from err
     console.print(f"teacher {run.version}: {run.metrics}")

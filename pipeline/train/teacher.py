@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 import mlflow
 import numpy as np
@@ -44,6 +45,8 @@ from pipeline.train.windows import require_samples
 
 log = logging.getLogger(__name__)
 
+TeacherRole = Literal["teacher", "search"]
+
 
 @dataclass(frozen=True)
 class TeacherRun:
@@ -53,18 +56,21 @@ class TeacherRun:
     run_id: str
 
 
-def teacher_version(settings: Settings, days: list[date]) -> str:
-    """`teacher-<last date>-<hash>`: the window, the settings and the code name a version."""
+def teacher_version(settings: Settings, days: list[date], role: TeacherRole = "teacher") -> str:
+    """`teacher-<last date>-<hash>`: the window, the settings and the code name a version (a search
+    candidate's is `teacher-search-…`, so the winner trained as the teacher is a version of its own)."""
     payload = f"{[str(d) for d in days]}|{settings.config_hash()}|{code_version()}"
-    return f"teacher-{days[-1]:%Y%m%d}-{hashlib.sha1(payload.encode()).hexdigest()[:8]}"
+    prefix = "teacher" if role == "teacher" else "teacher-search"
+    return f"{prefix}-{days[-1]:%Y%m%d}-{hashlib.sha1(payload.encode()).hexdigest()[:8]}"
 
 
-def train_teacher(settings: Settings, days: list[date], validation_days: list[date]) -> TeacherRun:
+def train_teacher(settings: Settings, days: list[date], validation_days: list[date],
+                  role: TeacherRole = "teacher") -> TeacherRun:
     """Train (or resume) the teacher version for `days`; per-epoch metrics on `validation_days`."""
     require_samples(settings, days, "teacher training")
     cfg = settings.teacher
     rank, world = rank_world()
-    version = teacher_version(settings, days)
+    version = teacher_version(settings, days, role)
     folder = teacher_folder(settings, version)
     snapshots = folder.snapshots
     torch.set_num_threads(cfg.threads)
@@ -125,7 +131,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                     version=version, data_dates=days, config_hash=settings.config_hash(), code_version=code_version(),
                     snapshot=str(folder.best.resolve()), warm_start=warm_from, metrics=metrics, best_epoch=best_epoch,
                     validation_aucs=val_aucs, run_id=run.info.run_id, world_size=world,
-                    finished_at=datetime.now(timezone.utc), model_hash=shape,
+                    finished_at=datetime.now(timezone.utc), model_hash=shape, role=role,
                 ).write(folder.manifest_path)
     finally:
         server.close()
