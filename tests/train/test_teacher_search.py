@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from pipeline.artifacts import latest_teacher, search_record_path, teacher_manifest
-from pipeline.dates import ONE_DAY
 from pipeline.metrics import auc
 from pipeline.tables import TRAINING_SAMPLES, read_arrow
 from pipeline.train import teacher_search
@@ -17,7 +16,7 @@ from pipeline.train.teacher_model import open_teacher
 from pipeline.train.teacher_scoring import score_teacher
 from pipeline.train.teacher import teacher_version
 from pipeline.train.teacher_search import fit_teacher, with_decay
-from pipeline.train.windows import default_windows, holdout_period
+from pipeline.train.windows import default_windows
 
 GRID = [0.0, 0.5]
 
@@ -28,23 +27,21 @@ def searched(settings, **debias):
         "debias": settings.debias.model_copy(update=debias)})
 
 
-def held_out_as_share(settings, windows, monkeypatch) -> ExposureSplit:
+def held_out_as_share(settings, windows, monkeypatch) -> None:
     """The tiny data's own uniform share holds no click: the held-out date's rows stand in for one."""
     rows = read_arrow(settings, TRAINING_SAMPLES, days=[windows.holdout], columns=["sample_id"])
     split = ExposureSplit(np.sort(rows.column("sample_id").to_numpy()), np.zeros(0, np.int64))
     monkeypatch.setattr(teacher_search, "exposure_split", lambda *_: split)
-    return split
 
 
-def uniform_share_auc(settings, version: str, calibration, split: ExposureSplit) -> float:
+def held_out_auc(settings, version: str, holdout) -> float:
+    """The teacher's AUC on the held-out date, every row of which is the stand-in share."""
     net = open_teacher(settings, version)
     try:
-        scored = score_teacher(net, settings, [calibration, *holdout_period(settings, calibration + ONE_DAY)],
-                               neutral_position=False)
+        scored = score_teacher(net, settings, [holdout], neutral_position=False)
     finally:
         net.server.close()
-    rows = np.isin(scored.sample_id, split.uniform)
-    return auc(scored.labels[rows], scored.logits[rows])
+    return auc(scored.labels, scored.logits)
 
 
 def record_of(settings, days) -> dict:
@@ -62,7 +59,7 @@ def test_a_candidate_per_value_is_scored_on_the_uniform_share_and_the_winner_bec
                                                                                               monkeypatch):
     settings = searched(trained_lakehouse)
     windows = default_windows(settings)
-    split = held_out_as_share(settings, windows, monkeypatch)
+    held_out_as_share(settings, windows, monkeypatch)
     run = fit_teacher(settings, windows.teacher_train, [windows.calibration])
 
     record = record_of(settings, windows.teacher_train)
@@ -75,9 +72,9 @@ def test_a_candidate_per_value_is_scored_on_the_uniform_share_and_the_winner_bec
     assert run.version not in {m.version for m in searched_teachers}
     # Each recorded score is its candidate's AUC on the uniform share; the teacher is the winner trained again
     # (same seed and settings), so it scores what the winner did, and only it is the window's teacher.
-    assert [uniform_share_auc(settings, m.version, windows.calibration, split) for m in searched_teachers] == \
+    assert [held_out_auc(settings, m.version, windows.holdout) for m in searched_teachers] == \
         pytest.approx([score for _, score in record["scores"]], abs=1e-9)
-    assert uniform_share_auc(settings, run.version, windows.calibration, split) == pytest.approx(best_score, abs=1e-9)
+    assert held_out_auc(settings, run.version, windows.holdout) == pytest.approx(best_score, abs=1e-9)
     assert teacher_manifest(settings, run.version).role == "teacher"
     assert latest_teacher(settings) == run.version
 
