@@ -89,13 +89,17 @@ def test_per_token_kernel_and_dequantized_path_agree():
         torch.testing.assert_close(by_kernel, ffn(x, slice(0, 4)), rtol=0.05, atol=0.05)
 
 
-def test_quantized_student_is_a_module_swap_close_to_fp32(student_config, rng):
+# The dtype is named, not taken from `fast_activation_dtype`: the int8 kernel path exists only for bf16
+# activations, and whether this CPU computes bf16 natively (AVX512-BF16, AMX) must not decide what is tested.
+@pytest.mark.parametrize("activation_dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_quantized_student_is_a_module_swap_close_to_fp32(student_config, rng, activation_dtype):
     student = UGSepStudent(student_config).eval()
-    quantized = quantize_w8a16(student)
+    quantized = quantize_w8a16(student, activation_dtype)
     assert isinstance(student.blocks[0].ffn, PerTokenFFN)  # the original is untouched
     assert not any(isinstance(m, (nn.Linear, PerTokenFFN)) for m in quantized.modules())
-    assert quantized.blocks[0].ffn.per_request_tokens == student_config.n_user_tokens
-    assert quantized.compensation.key.use_int8_kernel and not quantized.heads.serving[0].use_int8_kernel
+    kernel = activation_dtype == torch.bfloat16  # fp32 activations dequantize: no int8 kernel anywhere
+    assert quantized.blocks[0].ffn.per_request_tokens == (student_config.n_user_tokens if kernel else 0)
+    assert quantized.compensation.key.use_int8_kernel == kernel and not quantized.heads.serving[0].use_int8_kernel
     user, candidates = random_request(student_config, 32, rng)
     with torch.no_grad():
         difference = (quantized.score(user, candidates) - student.score(user, candidates)).abs().max()
