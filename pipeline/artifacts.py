@@ -18,10 +18,11 @@ an unfinished artifact and no finder returns it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -299,6 +300,18 @@ def search_record_path(settings: Settings, name: str) -> Path:
     """A search's recorded choice (`pipeline.train.distill`, `pipeline.train.teacher_search`): one JSON file per
     window, teacher (for students) and config."""
     return _root(settings, "searches") / f"{name}.json"
+
+
+def recorded_search(settings: Settings, search: str, day: date, key: str,
+                    run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The record of `search` for `key` (everything its choice depends on) if one exists, else `run()`'s,
+    written: a rerun reads the choice instead of scoring every candidate again."""
+    path = search_record_path(settings, f"{search}-{day}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")
+    if path.exists():
+        return json.loads(path.read_text())
+    record = run()
+    write_json_atomic(path, record)
+    return record
 
 
 def frontier_path(settings: Settings, day: date, teacher_version: str) -> Path:

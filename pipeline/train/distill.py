@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
-import json
 import logging
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
@@ -33,8 +32,8 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from pipeline.artifacts import (Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, search_record_path,
-                                student_folder, write_json_atomic)
+from pipeline.artifacts import (Platt, StudentFolder, StudentKind, StudentManifest, atomic_path, recorded_search,
+                                student_folder)
 from pipeline.config import DebiasConfig, Settings, StudentTrainConfig
 from pipeline.data.batches import iter_batches
 from pipeline.dates import ONE_DAY
@@ -468,12 +467,7 @@ def _recorded_search(settings: Settings, search: str, days: list[date], teacher_
     rows = uniform.digest if uniform is not None else "no uniform share"
     key = (f"{search}|{days[0]}|{days[-1]}|{teacher_version}|{calibration_day}|{settings.config_hash()}|{rows}|"
            f"{extra}")
-    path = search_record_path(settings, f"{search}-{days[-1]}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")
-    if path.exists():
-        return json.loads(path.read_text())
-    record = run()
-    write_json_atomic(path, record)
-    return record
+    return recorded_search(settings, search, days[-1], key, run)
 
 
 def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teacher_version: str,

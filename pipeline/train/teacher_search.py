@@ -14,13 +14,12 @@ a rerun reads it instead of scoring again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from datetime import date
 
 import numpy as np
 
-from pipeline.artifacts import search_record_path, teacher_folder, write_json_atomic
+from pipeline.artifacts import recorded_search, teacher_folder
 from pipeline.config import Settings
 from pipeline.dates import ONE_DAY
 from pipeline.metrics import auc
@@ -44,17 +43,16 @@ def fit_teacher(settings: Settings, days: list[date], validation_days: list[date
     share = split if len(split.uniform) >= settings.debias.uniform_min_rows else None
     key = (f"{[str(d) for d in days]}|{[str(d) for d in validation_days]}|{settings.config_hash()}|"
            f"{hashlib.sha1(split.uniform.tobytes()).hexdigest() if share else 'no uniform share'}")
-    path = search_record_path(settings, f"teacher-{days[-1]}-{hashlib.sha1(key.encode()).hexdigest()[:12]}")
-    if path.exists():
-        record = json.loads(path.read_text())
-    else:
+
+    def run() -> dict[str, object]:
         scores = [(value, _candidate_auc(with_decay(settings, value), days, validation_days, share))
                   for value in grid]
         best = max(scores, key=lambda row: row[1])[0]  # the first grid value wins a tie
         where = "the uniform share" if share else str(calibration)
         log.info("teacher sparse weight decay search on %s: %s → %s", where, scores, best)
-        record = {"choice": best, "scored_on": where, "scores": scores}
-        write_json_atomic(path, record)
+        return {"choice": best, "scored_on": where, "scores": scores}
+
+    record = recorded_search(settings, "teacher", days[-1], key, run)
     return train_teacher(with_decay(settings, float(record["choice"])), days, validation_days)
 
 
