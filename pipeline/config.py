@@ -174,6 +174,9 @@ class TeacherTrainConfig(BaseModel):
     include_student_window: bool = False
     # Off: every run starts from its seed (what a study over teacher seeds needs); on, the periodic default.
     warm_start: bool = True
+    # An ensemble of `members` teachers (`pipeline.models.teacher.TeacherEnsemble`), one version, one server
+    # `members` × `embedding_dim` wide: the students learn from the members' mean logit.
+    members: int = Field(1, ge=1)
 
 
 class StudentTrainConfig(BaseModel):

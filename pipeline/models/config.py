@@ -162,6 +162,8 @@ class TeacherConfig(BaseModel):
                                                                  "bias, so the main towers learn relevance")
     hard_search: bool = Field(True, description="SIM-style hard search: statistics of the history in the "
                                                 "candidate's category join the candidate's interest token")
+    members: int = Field(1, ge=1, description="ensemble members (`TeacherEnsemble`): each its own towers and its "
+                                              "own columns of the embedding rows, logits averaged")
 
     @property
     def n_sequence_tokens(self) -> int:

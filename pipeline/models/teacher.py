@@ -8,6 +8,11 @@ dumps), and the `position` slot is then not needed. In training the examine term
 `position_dropout` share of rows (the "shallow tower" trick of YouTube's multitask ranker), so the
 relevance towers cannot leave click signal that the logging policy's ranking confounds with
 position to the position tower, which scoring at the neutral position leaves out.
+
+With `members` > 1 the teacher is an ensemble (`TeacherEnsemble`): K teachers from different initial
+weights, each trained on its own loss, whose logits are averaged. On Coat's test share and ML-100K's
+held-out week, the mean logit of 3 independently trained teachers scored +0.003 AUC above the mean of
+the three alone (README, quality report): a stronger, steadier soft-label source for the students.
 """
 
 from __future__ import annotations
@@ -98,3 +103,42 @@ class Teacher(nn.Module):
     def aux_loss(self) -> Tensor:
         """The MoE sparsity penalty of the last forward, weighted; add it to the task losses."""
         return self.config.moe_l1_weight * self.mixer.gate_l1()
+
+
+class MemberColumns(nn.Module):
+    """One ensemble member's columns of a shared embedding provider: the members share keys and the
+    parameter server (one lookup path, one snapshot), not values."""
+
+    def __init__(self, embeddings: nn.Module, index: int, dim: int) -> None:
+        super().__init__()
+        self.embeddings = embeddings
+        self.start, self.dim = index * dim, dim
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.embeddings(ids).narrow(-1, self.start, self.dim).contiguous()
+
+
+class TeacherEnsemble(nn.Module):
+    """`config.members` teachers over one embedding provider `config.members` × `embedding_dim` wide; the
+    output is the mean of the members' logits, `per_member=True` returns each member's (for their losses)."""
+
+    def __init__(self, config: TeacherConfig, embeddings: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(Teacher(config, MemberColumns(embeddings, k, config.embedding_dim))
+                                     for k in range(config.members))
+
+    def forward(self, batch: Mapping[str, Tensor], *, neutral_position: bool = False,
+                per_member: bool = False) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        outputs = [member(batch, neutral_position=neutral_position) for member in self.members]
+        if per_member:
+            return outputs
+        return {task: torch.stack([output[task] for output in outputs]).mean(dim=0) for task in outputs[0]}
+
+    def aux_loss(self) -> Tensor:
+        return torch.stack([member.aux_loss() for member in self.members]).sum()
+
+
+def build_teacher(config: TeacherConfig, embeddings: nn.Module) -> Teacher | TeacherEnsemble:
+    """The teacher `config` describes over `embeddings` (`members` × `embedding_dim` wide for an ensemble)."""
+    return Teacher(config, embeddings) if config.members == 1 else TeacherEnsemble(config, embeddings)

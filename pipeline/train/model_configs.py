@@ -22,7 +22,7 @@ def feature_schema(settings: Settings) -> FeatureSchema:
 def teacher_config(settings: Settings) -> TeacherConfig:
     cfg = settings.teacher
     return TeacherConfig.preset(cfg.preset, features=feature_schema(settings), embedding_dim=cfg.embedding_dim,
-                                sequence_length=settings.sequences.teacher_length)
+                                sequence_length=settings.sequences.teacher_length, members=cfg.members)
 
 
 def teacher_model_hash(settings: Settings) -> str:

@@ -38,7 +38,7 @@ from pipeline.lineage import code_version
 from pipeline.train.loop import train_epoch
 from pipeline.train.model_configs import teacher_config, teacher_model_hash
 from pipeline.train.ranks import rank_world
-from pipeline.train.teacher_model import TeacherWithPS, hps_config, teacher_batches, teacher_loss
+from pipeline.train.teacher_model import TeacherWithPS, hps_config, teacher_batches, training_loss
 from pipeline.train.teacher_scoring import evaluate_scored, score_teacher
 from pipeline.train.tracking import log_curves, log_params, training_run
 from pipeline.train.windows import require_samples
@@ -108,7 +108,7 @@ def train_teacher(settings: Settings, days: list[date], validation_days: list[da
                 net.train()
                 torch.manual_seed(seed)
                 batches = server.pipeline(teacher_batches(settings, days, seed), net.ids_of)
-                losses.append(train_epoch(batches, lambda batch: teacher_loss(model(batch), batch) + net.model.aux_loss(),
+                losses.append(train_epoch(batches, lambda batch: training_loss(model, net.model, batch),
                                           optimizer, f"teacher epoch {epoch}"))
                 metrics = evaluate_scored(score_teacher(net, settings, validation_days, neutral_position=False), "val_")
                 validation.append(metrics)

@@ -17,7 +17,7 @@ from pipeline.hps.config import HPSConfig
 from pipeline.hps.embedding import PSEmbedding
 from pipeline.hps.server import ParameterServer
 from pipeline.models.config import SEQ_ITEM_CATEGORY, SEQ_ITEM_ID
-from pipeline.models.teacher import Teacher
+from pipeline.models.teacher import TeacherEnsemble, build_teacher
 from pipeline.slots import SPARSE_SLOTS
 from pipeline.train.loop import Batch
 from pipeline.train.model_configs import teacher_config
@@ -27,7 +27,7 @@ from pipeline.train.ranks import rank_world, row_slice
 def hps_config(settings: Settings, ssd_path: Path) -> HPSConfig:
     """The parameter server behind the teacher's sparse tables, its SSD tier at `ssd_path`."""
     cfg = settings.teacher
-    return HPSConfig(dim=cfg.embedding_dim, num_keys=settings.features.hash_buckets, optimizer=cfg.sparse_optimizer,
+    return HPSConfig(dim=cfg.embedding_dim * cfg.members, num_keys=settings.features.hash_buckets, optimizer=cfg.sparse_optimizer,
                      lr=cfg.sparse_lr, weight_decay=cfg.sparse_weight_decay, init_scale=cfg.init_scale, seed=cfg.seed,
                      memory_capacity_bytes=cfg.memory_tier_mib << 20, ssd_path=ssd_path, prefetch=True)
 
@@ -38,7 +38,7 @@ class TeacherWithPS(nn.Module):
     def __init__(self, settings: Settings, server: ParameterServer) -> None:
         super().__init__()
         self.server = server
-        self.model = Teacher(teacher_config(settings), embeddings=PSEmbedding(server, slots=None))
+        self.model = build_teacher(teacher_config(settings), PSEmbedding(server, slots=None))
 
     @staticmethod
     def ids_of(batch: Batch) -> tuple[torch.Tensor, ...]:
@@ -60,6 +60,17 @@ def teacher_loss(logits: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
         if bool(clicked.any()):
             loss = loss + F.binary_cross_entropy_with_logits(logits["conversion"][clicked], batch["conversion"][clicked])
     return loss
+
+
+def training_loss(model: nn.Module, teacher: nn.Module, batch: Batch) -> torch.Tensor:
+    """The step's loss through `model` (`teacher`, maybe wrapped by DDP): an ensemble's members each learn
+    from the labels on their own loss (summed: each member's gradient is the one it would get alone), not
+    through their mean logit, which would make them one wide model."""
+    if isinstance(teacher, TeacherEnsemble):
+        loss = torch.stack([teacher_loss(output, batch) for output in model(batch, per_member=True)]).sum()
+    else:
+        loss = teacher_loss(model(batch), batch)
+    return loss + teacher.aux_loss()
 
 
 def open_teacher(settings: Settings, version: str) -> TeacherWithPS:

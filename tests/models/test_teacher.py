@@ -6,7 +6,7 @@ import torch
 
 from pipeline.models.config import TeacherConfig
 from pipeline.models.synthetic import random_inputs
-from pipeline.models.teacher import Teacher
+from pipeline.models.teacher import Teacher, TeacherEnsemble, build_teacher
 
 
 def _batch(config: TeacherConfig, rows: int, length: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
@@ -116,3 +116,43 @@ def test_hard_search_reads_the_history_in_the_candidates_category(teacher_config
                                         torch.ones(4, 32, dtype=torch.bool))
         assert not torch.allclose(with_search(batch)["click"], with_search(matching)["click"])
     assert found.shape == (4, teacher_config.token_dim)
+
+
+def test_an_ensemble_averages_members_that_each_read_their_own_columns(teacher_config, rng):
+    config = teacher_config.model_copy(update={"members": 3})
+    dim = config.embedding_dim
+    table = torch.nn.Embedding(16384, 3 * dim)
+    ensemble = build_teacher(config, table).eval()
+    assert isinstance(ensemble, TeacherEnsemble) and isinstance(build_teacher(teacher_config, table), Teacher)
+    batch = _batch(config, 6, 32, rng)
+    with torch.no_grad():
+        members = ensemble(batch, per_member=True)
+        mean = ensemble(batch)
+        for task in ("click", "conversion"):
+            torch.testing.assert_close(mean[task], torch.stack([m[task] for m in members]).mean(dim=0))
+        # Different initial weights: the members disagree.
+        assert not torch.allclose(members[0]["click"], members[1]["click"])
+        # Member 1 reads only its own columns of the shared rows.
+        table.weight[:, :dim] += 1.0
+        table.weight[:, 2 * dim:] -= 1.0
+        moved = ensemble(batch, per_member=True)
+    torch.testing.assert_close(moved[1]["click"], members[1]["click"])
+    assert not torch.allclose(moved[0]["click"], members[0]["click"])
+
+
+def test_each_member_learns_from_its_own_loss(teacher_config, rng):
+    """Summed member losses, not a loss on the mean logit: a member's gradient is the one it would get alone."""
+    from pipeline.train.teacher_model import teacher_loss, training_loss
+
+    config = teacher_config.model_copy(update={"members": 2})
+    ensemble = build_teacher(config, torch.nn.Embedding(16384, 2 * config.embedding_dim))
+    batch = {**_batch(config, 8, 32, rng), "click": torch.ones(8), "conversion": torch.zeros(8)}
+    click_tower = list(ensemble.members[0].towers["click"].parameters())
+    torch.manual_seed(0)  # the same position dropout draws in both passes
+    training_loss(ensemble, ensemble, batch).backward()
+    together = [p.grad.clone() for p in click_tower]
+    ensemble.zero_grad()
+    torch.manual_seed(0)
+    teacher_loss(ensemble(batch, per_member=True)[0], batch).backward()
+    for with_other, by_itself in zip(together, [p.grad for p in click_tower]):
+        torch.testing.assert_close(with_other, by_itself)
