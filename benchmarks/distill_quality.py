@@ -150,7 +150,7 @@ def row_of(dataset: Dataset, size: str, report: EvaluationReport, teacher_second
     row: dict[str, object] = {"dataset": dataset.name, "size": size, "holdout": report.holdout_dates,
                               "slice": "test share" if prefix else "held-out date", "exposure": report.exposure,
                               "teacher_seconds": round(teacher_seconds, 1), "student_seconds": round(student_seconds, 1),
-                              "latency": report.latency}
+                              "latency": report.latency, "teacher_members": dataset.settings.teacher.members}
     for model in ("teacher", *KINDS):
         row[f"{model}_auc"] = metrics[model][f"{prefix}auc"]
         row[f"{model}_auc_std"] = metrics[model].get(f"{prefix}auc_std", 0.0)

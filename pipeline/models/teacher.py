@@ -10,9 +10,10 @@ relevance towers cannot leave click signal that the logging policy's ranking con
 position to the position tower, which scoring at the neutral position leaves out.
 
 With `members` > 1 the teacher is an ensemble (`TeacherEnsemble`): K teachers from different initial
-weights, each trained on its own loss, whose logits are averaged. On Coat's test share and ML-100K's
-held-out week, the mean logit of 3 independently trained teachers scored +0.003 AUC above the mean of
-the three alone (README, quality report): a stronger, steadier soft-label source for the students.
+weights over one parameter server (each reads its own columns of the shared rows), each trained on its
+own loss, whose logits are averaged. Measured first with separately trained teachers (seeds 11–13):
+their mean logit scored 0.7691 on Coat's test share against 0.7662 for the three alone on average, and
+0.7527 against 0.7494 on ML-100K's held-out week (README, quality report): a steadier soft-label source.
 """
 
 from __future__ import annotations
