@@ -395,12 +395,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         # test share 1e-2 raised the teacher from 0.7522 to 0.7639 and 3e-2 to 0.7662 (3 seeds, 2026-12-02), while
         # on generated data 1e-2 lowered it on the random-exposure slice (0.6899 → 0.6775, seed 11); each candidate
         # is one more teacher training.
-        # An ensemble of 3 (`teacher.members`): with the same seed, tables and students (`benchmarks/distill_quality.py`,
-        # 10 seeds, 2026-12-02) KD rose 0.7548 → 0.7558 and the debiased student 0.7549 → 0.7584 on Coat's test share
-        # (teacher 0.7666 → 0.7695), and KD 0.7344 → 0.7367 on ML-100K's held-out week, where the single seed-11
-        # teacher scored higher (0.7566 against 0.7479) but taught less; the teacher took 97 s against 73 s on Coat.
+        # An ensemble of 3 (`teacher.members`): with the same seed, tables and students
+        # (`benchmarks/distill_quality.py`, 10 seeds, 2026-12-02) KD rose 0.7548 → 0.7558 and the debiased student
+        # 0.7549 → 0.7584 on Coat's test share (teacher 0.7666 → 0.7695), and KD 0.7344 → 0.7367 on ML-100K's
+        # held-out week, where the single seed-11 teacher scored higher (0.7566 against 0.7479) but taught less;
+        # the teacher took 97 s against 73 s on Coat.
         "teacher": {"preset": "tiny", "epochs": 3, "batch_size": 128, "embedding_dim": 16, "period_days": 6,
-                    "include_student_window": True, "sparse_weight_decay_search": [0.0, 0.01, 0.03], "members": 3},
+                    "include_student_window": True, "sparse_weight_decay_search": [0.0, 0.01, 0.03],
+                    "members": 3},
         # Early stopping on the calibration date picks each student's epoch; lr 1e-3 beat 2e-3 on the 8-day data for
         # the base student (validation AUC 0.6818 against 0.6768, 2 seeds). Up to 6 epochs, not 3: at 3 almost every
         # student on the real data sets kept its last epoch; at 6 (`benchmarks/distill_quality.py`, 10 seeds,

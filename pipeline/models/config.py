@@ -166,6 +166,11 @@ class TeacherConfig(BaseModel):
                                               "own columns of the embedding rows, logits averaged")
 
     @property
+    def row_width(self) -> int:
+        """The width of the embedding rows the teacher reads: `embedding_dim` columns per ensemble member."""
+        return self.embedding_dim * self.members
+
+    @property
     def n_sequence_tokens(self) -> int:
         """Tokens the long-sequence encoder adds: one candidate-aware interest token + globals."""
         return 1 + self.n_global_tokens

@@ -120,8 +120,8 @@ class MemberColumns(nn.Module):
 
 
 class TeacherEnsemble(nn.Module):
-    """`config.members` teachers over one embedding provider `config.members` × `embedding_dim` wide; the
-    output is the mean of the members' logits, `per_member=True` returns each member's (for their losses)."""
+    """`config.members` teachers over one embedding provider `config.row_width` wide; the output is the
+    mean of the members' logits, `per_member=True` returns each member's (for their losses)."""
 
     def __init__(self, config: TeacherConfig, embeddings: nn.Module) -> None:
         super().__init__()
@@ -141,5 +141,5 @@ class TeacherEnsemble(nn.Module):
 
 
 def build_teacher(config: TeacherConfig, embeddings: nn.Module) -> Teacher | TeacherEnsemble:
-    """The teacher `config` describes over `embeddings` (`members` × `embedding_dim` wide for an ensemble)."""
+    """The teacher `config` describes over `embeddings` (`config.row_width` wide)."""
     return Teacher(config, embeddings) if config.members == 1 else TeacherEnsemble(config, embeddings)

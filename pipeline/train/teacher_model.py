@@ -27,9 +27,10 @@ from pipeline.train.ranks import rank_world, row_slice
 def hps_config(settings: Settings, ssd_path: Path) -> HPSConfig:
     """The parameter server behind the teacher's sparse tables, its SSD tier at `ssd_path`."""
     cfg = settings.teacher
-    return HPSConfig(dim=cfg.embedding_dim * cfg.members, num_keys=settings.features.hash_buckets, optimizer=cfg.sparse_optimizer,
-                     lr=cfg.sparse_lr, weight_decay=cfg.sparse_weight_decay, init_scale=cfg.init_scale, seed=cfg.seed,
-                     memory_capacity_bytes=cfg.memory_tier_mib << 20, ssd_path=ssd_path, prefetch=True)
+    return HPSConfig(dim=teacher_config(settings).row_width, num_keys=settings.features.hash_buckets,
+                     optimizer=cfg.sparse_optimizer, lr=cfg.sparse_lr, weight_decay=cfg.sparse_weight_decay,
+                     init_scale=cfg.init_scale, seed=cfg.seed, memory_capacity_bytes=cfg.memory_tier_mib << 20,
+                     ssd_path=ssd_path, prefetch=True)
 
 
 class TeacherWithPS(nn.Module):
