@@ -198,6 +198,10 @@ class StudentTrainConfig(BaseModel):
     # Where the data has a uniform share (`pipeline.train.exposure`), the KD search compares its candidates
     # there (unbiased rows no KD student trains on) rather than on the biased calibration date.
     kd_search_on_uniform_share: bool = True
+    # Where the data has a uniform share, students early-stop on it (the serving head's AUC on unbiased rows)
+    # rather than on the biased calibration date; a student that learns from those rows (the debiased one with
+    # `debias.uniform_data`) learns from a seeded half and early-stops on the other: rows it fits cannot judge it.
+    early_stop_on_uniform_share: bool = False
     # Each grid point is scored by the mean over its KD students of the first `kd_search_seeds` of `seeds`: one
     # seed picked the listwise term on Coat where three of ten seeds then fell (README, quality report).
     kd_search_seeds: int = Field(1, ge=1)

@@ -232,8 +232,8 @@ class StudentRun:
 
 def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[date], teacher_version: str | None,
                  debias: DebiasConfig, calibration_day: date | None, uniform: UniformShare | None = None) -> str:
-    """Names everything that changes the weights; the calibration date early-stops every kind. `uniform`: the
-    uniform-share rows a search candidate learns from instead of the whole share."""
+    """Names everything that changes the weights; the calibration date (or its window's uniform share) early-stops
+    every kind. `uniform`: the uniform-share rows a search candidate learns from instead of the whole share."""
     parts = (f"{kind}|{seed}|{days[0]}|{days[-1]}|{teacher_version}|{debias.model_dump_json()}|{calibration_day}|"
              f"{settings.config_hash()}")
     if uniform is not None:
@@ -244,11 +244,11 @@ def student_name(settings: Settings, kind: StudentKind, seed: int, days: list[da
 def train_student(settings: Settings, kind: StudentKind, days: list[date], seed: int,
                   teacher_version: str | None = None, calibration_day: date | None = None,
                   debias: DebiasConfig | None = None, role: Literal["student", "search"] = "student",
-                  uniform: UniformShare | None = None) -> StudentRun:
+                  uniform: UniformShare | None = None, stop_on: UniformShare | None = None) -> StudentRun:
     """Train one student on `days` and save it (weights + manifest) under the lakehouse artifacts.
 
     `role` "search" marks a search candidate, which evaluation leaves out; `uniform` (a debiasing search
-    candidate's) replaces the window's uniform share."""
+    candidate's) replaces the window's uniform share, and `stop_on` (its held half) the rows it early-stops on."""
     require_samples(settings, days, f"{kind} student training")
     debias = debias or settings.debias
     if uniform is not None and kind != "debiased":
@@ -271,6 +271,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     share = None
     if uniform is None and calibration_day is not None and (
             kd_search and settings.student.kd_search_on_uniform_share
+            or settings.student.early_stop_on_uniform_share
             or kind == "debiased" and debias.uniform_data is not False):
         share = uniform_share(settings, calibration_day,
                               debias if kind == "debiased" else debias.model_copy(update={"uniform_data": None}))
@@ -284,6 +285,13 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
         settings, debias = search_debias_parts(settings, days, teacher_version, calibration_day,  # type: ignore[arg-type]
                                                debias, listwise_grid, uniform)
     cfg = settings.student
+    # Early stopping's rows (`validation_auc`): with `early_stop_on_uniform_share`, the window's uniform share, or,
+    # for a student that learns from it, a seeded half it then does not learn from (the debiasing search's split).
+    if stop_on is None and cfg.early_stop_on_uniform_share and share is not None:
+        if uniform is share:
+            uniform, stop_on = share.halves(settings.evaluation.uniform_seed)
+        elif uniform is None:
+            stop_on = share
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, uniform)
     folder = student_folder(settings, name)
     auxiliary = kind == "debiased" and debias.auxiliary_head
@@ -348,7 +356,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
             losses.append(train_epoch(epoch_batches(epoch), step, optimizer, f"{kind} epoch {epoch}"))
             mlflow.log_metric("train_loss", losses[-1], step=epoch)
             if calibration_day is not None:
-                val_aucs.append(validation_auc(model, settings, calibration_day))
+                val_aucs.append(validation_auc(model, settings, calibration_day, stop_on))
                 mlflow.log_metric("val_auc", val_aucs[-1], step=epoch)
                 if val_aucs[-1] > max(val_aucs[:-1], default=-1.0):
                     best_model = copy.deepcopy(model.state_dict())
@@ -425,8 +433,9 @@ def search_debias_parts(settings: Settings, days: list[date], teacher_version: s
     that lowered plain KD can still raise it (Coat, README quality report). Where it learns from a uniform
     share (`uniform`), candidates learn from a seeded half of it and are compared on the other half, rows none
     of them saw (the whole share would favour whichever fitted it most); the winner is then trained on the
-    whole share. Without one, candidates are compared on the calibration date and the winner's are those
-    seeds' students.
+    whole share, or, with `student.early_stop_on_uniform_share`, is the candidate itself (it learnt from one
+    half and early-stopped on the other). Without one, candidates are compared on the calibration date and the
+    winner's are those seeds' students.
     """
     cfg = settings.student
 
@@ -475,12 +484,13 @@ def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teac
                    learns_from: UniformShare | None = None) -> float:
     """The AUC of a search candidate of `seed` (trained unless a finished one exists): its best calibration
     AUC, or, given uniform-share rows `scored_on`, its AUC there; `learns_from` replaces the uniform share it
-    trains on."""
+    trains on, and with `student.early_stop_on_uniform_share` it early-stops on `scored_on`."""
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, learns_from)
     folder = student_folder(settings, name)
     if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
+        stop_on = scored_on if learns_from is not None and settings.student.early_stop_on_uniform_share else None
         folder = train_student(settings, kind, days, seed, teacher_version, calibration_day, debias=debias,
-                               role="search", uniform=learns_from).folder
+                               role="search", uniform=learns_from, stop_on=stop_on).folder
     if scored_on is None:
         return max(folder.manifest().validation_aucs)
     scored = score(iter_batches(settings, scored_on.days, settings.student.scoring_batch_size, "student",
@@ -488,12 +498,15 @@ def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teac
     return auc(scored.labels, scored.logits)
 
 
-def validation_auc(model: UGSepStudent, settings: Settings, day: date) -> float:
-    """The serving head's AUC on `day` (the calibration date): what early stopping compares."""
+def validation_auc(model: UGSepStudent, settings: Settings, day: date, share: UniformShare | None = None) -> float:
+    """The serving head's AUC on `day` (the calibration date), or on the uniform share's rows when given: what
+    early stopping compares."""
+    batches = (iter_batches(settings, [day], settings.student.scoring_batch_size, "student") if share is None else
+               iter_batches(settings, share.days, settings.student.scoring_batch_size, "student",
+                            sample_ids=share.ids))
     model.eval()
     try:
-        scored = score(iter_batches(settings, [day], settings.student.scoring_batch_size, "student"), model,
-                       f"validating on {day}")
+        scored = score(batches, model, f"validating on {day if share is None else 'the uniform share'}")
     finally:
         model.train()
     return auc(scored.labels, scored.logits)

@@ -671,6 +671,42 @@ def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(t
     assert seed0.folder.name == chosen.name and seed0.folder.manifest().role == "student"
 
 
+def test_students_can_early_stop_on_the_uniform_share_unless_they_learn_from_it(teacher, monkeypatch):
+    """With `early_stop_on_uniform_share`, a base or KD student keeps the epoch that scores best on the
+    uniform share (its published weights score max(validation_aucs) there); a debiased student that learns
+    from those rows learns from one seeded half and early-stops on the other."""
+    from pipeline.train.exposure import ExposureSplit
+
+    settings, windows, run = teacher
+    rows = read_arrow(settings, TRAINING_SAMPLES, days=[windows.holdout], columns=["sample_id"])
+    usable = ExposureSplit(np.sort(rows.column("sample_id").to_numpy()), np.zeros(0, np.int64))
+    monkeypatch.setattr(distill, "exposure_split", lambda *_: usable)
+    stopping = settings.model_copy(update={
+        "student": settings.student.model_copy(update={"early_stop_on_uniform_share": True}),
+        "debias": settings.debias.model_copy(update={"uniform_min_rows": 10})})
+    share = distill.uniform_share(stopping, windows.calibration, stopping.debias)
+
+    def auc_on(folder, ids: pa.Array | None, days) -> float:
+        scored = score(iter_batches(settings, days, 4096, "student", sample_ids=ids), load_student(folder), "check")
+        return auc(scored.labels, scored.logits)
+
+    for kind in ("base", "kd"):
+        on = train_student(stopping, kind, windows.train, seed=5, teacher_version=run.version,
+                           calibration_day=windows.calibration).folder
+        off = train_student(settings, kind, windows.train, seed=5, teacher_version=run.version,
+                            calibration_day=windows.calibration).folder
+        assert on.name != off.name
+        on_aucs, off_aucs = on.manifest().validation_aucs, off.manifest().validation_aucs
+        assert on_aucs != pytest.approx(off_aucs, abs=1e-6)  # the same epochs, scored on other rows
+        assert auc_on(on, share.ids, share.days) == pytest.approx(max(on_aucs), abs=1e-6)
+        assert auc_on(off, None, [windows.calibration]) == pytest.approx(max(off_aucs), abs=1e-6)
+    learns = train_student(stopping, "debiased", windows.train, seed=5, teacher_version=run.version,
+                           calibration_day=windows.calibration).folder
+    fit, held = share.halves(stopping.evaluation.uniform_seed)
+    assert learns.manifest().uniform_share_rows == len(fit.ids) < len(share.ids)
+    assert auc_on(learns, held.ids, held.days) == pytest.approx(max(learns.manifest().validation_aucs), abs=1e-6)
+
+
 def test_with_a_uniform_share_the_debiasing_search_learns_from_one_half_and_compares_on_the_other(teacher,
                                                                                                  monkeypatch):
     """Each part × listwise weight is a debiased candidate that learns from a seeded half of the uniform share
