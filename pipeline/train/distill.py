@@ -286,12 +286,13 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
                                                debias, listwise_grid, uniform)
     cfg = settings.student
     # Early stopping's rows (`validation_auc`): with `early_stop_on_uniform_share`, the window's uniform share, or,
-    # for a student that learns from it, a seeded half it then does not learn from (the debiasing search's split).
-    if stop_on is None and cfg.early_stop_on_uniform_share and share is not None:
-        if uniform is share:
-            uniform, stop_on = share.halves(settings.evaluation.uniform_seed)
-        elif uniform is None:
-            stop_on = share
+    # for a student that learns from it, a seeded half it then does not learn from (the debiasing search's split),
+    # where those rows hold enough of either label (`judges`).
+    if stop_on is None and share is not None:
+        learns = uniform is share
+        fit, judged = share.halves(settings.evaluation.uniform_seed) if learns else (None, share)
+        if judges(settings, judged):
+            uniform, stop_on = fit, judged
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, uniform)
     folder = student_folder(settings, name)
     auxiliary = kind == "debiased" and debias.auxiliary_head
@@ -488,7 +489,8 @@ def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teac
     name = student_name(settings, kind, seed, days, teacher_version, debias, calibration_day, learns_from)
     folder = student_folder(settings, name)
     if not folder.manifest_path.exists():  # a finished candidate (maybe the winner, now a student) is read
-        stop_on = scored_on if learns_from is not None and settings.student.early_stop_on_uniform_share else None
+        judged = learns_from is not None and scored_on is not None and judges(settings, scored_on)
+        stop_on = scored_on if judged else None
         folder = train_student(settings, kind, days, seed, teacher_version, calibration_day, debias=debias,
                                role="search", uniform=learns_from, stop_on=stop_on).folder
     if scored_on is None:
@@ -496,6 +498,20 @@ def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teac
     scored = score(iter_batches(settings, scored_on.days, settings.student.scoring_batch_size, "student",
                                 sample_ids=scored_on.ids), load_student(folder), "scoring on the uniform share")
     return auc(scored.labels, scored.logits)
+
+
+def judges(settings: Settings, rows: UniformShare) -> bool:
+    """Whether early stopping scores uniform-share `rows` (`student.early_stop_on_uniform_share`): only where they
+    hold `student.early_stop_min_label_rows` of either label, else the calibration date does (and the log says)."""
+    cfg = settings.student
+    if not cfg.early_stop_on_uniform_share:
+        return False
+    rarer = int(np.bincount(rows.labels.astype(np.int64), minlength=2).min())
+    if rarer < cfg.early_stop_min_label_rows:
+        log.info("early stopping on the calibration date: the uniform-share rows it would score hold %d of the rarer "
+                 "label (student.early_stop_min_label_rows = %d)", rarer, cfg.early_stop_min_label_rows)
+        return False
+    return True
 
 
 def validation_auc(model: UGSepStudent, settings: Settings, day: date, share: UniformShare | None = None) -> float:

@@ -674,7 +674,8 @@ def test_the_debiasing_part_search_picks_a_combination_on_the_calibration_date(t
 def test_students_can_early_stop_on_the_uniform_share_unless_they_learn_from_it(teacher, monkeypatch):
     """With `early_stop_on_uniform_share`, a base or KD student keeps the epoch that scores best on the
     uniform share (its published weights score max(validation_aucs) there); a debiased student that learns
-    from those rows learns from one seeded half and early-stops on the other."""
+    from those rows learns from one seeded half and early-stops on the other; rows with too few clicks judge
+    nothing."""
     from pipeline.train.exposure import ExposureSplit
 
     settings, windows, run = teacher
@@ -705,6 +706,18 @@ def test_students_can_early_stop_on_the_uniform_share_unless_they_learn_from_it(
     fit, held = share.halves(stopping.evaluation.uniform_seed)
     assert learns.manifest().uniform_share_rows == len(fit.ids) < len(share.ids)
     assert auc_on(learns, held.ids, held.days) == pytest.approx(max(learns.manifest().validation_aucs), abs=1e-6)
+    # Rows with fewer clicks than `early_stop_min_label_rows` judge nothing: the calibration date does, and the
+    # debiased student learns from the whole share again.
+    few = stopping.model_copy(update={"student": stopping.student.model_copy(update={
+        "early_stop_min_label_rows": int(share.labels.sum()) + 1})})
+    kd = train_student(few, "kd", windows.train, seed=5, teacher_version=run.version,
+                       calibration_day=windows.calibration).folder
+    assert auc_on(kd, None, [windows.calibration]) == pytest.approx(max(kd.manifest().validation_aucs), abs=1e-6)
+    whole = train_student(few, "debiased", windows.train, seed=5, teacher_version=run.version,
+                          calibration_day=windows.calibration).folder
+    assert whole.manifest().uniform_share_rows == len(share.ids)
+    assert auc_on(whole, None, [windows.calibration]) == pytest.approx(max(whole.manifest().validation_aucs),
+                                                                         abs=1e-6)
 
 
 def test_with_a_uniform_share_the_debiasing_search_learns_from_one_half_and_compares_on_the_other(teacher,
