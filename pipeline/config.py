@@ -418,8 +418,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         # The KD search also chooses the listwise term (over 4 unexposed pairs per impression), by the mean of 3
         # seeds: it chose it on ML-100K (transferability 20 % → 64 %) and generated data, and left it off on Coat,
         # where it made 3 of 10 KD seeds fall; one seed had chosen it there too (README, quality report).
-        # Early stopping on the uniform share where there is one (Coat; generated data's share is under
-        # `debias.uniform_min_rows`, ML-100K has none): on Coat's test share, 10 seeds, 2026-12-02, base 0.7497 →
+        # Early stopping on the uniform share where there is one (Coat; generated data's holds 7 clicks, under
+        # `early_stop_min_label_rows`; ML-100K has none): on Coat's test share, 10 seeds, 2026-12-02, base 0.7497 →
         # 0.7500 and KD 0.7558 → 0.7596 (transferability 31 % → 49 %), the debiased student 0.7584 → 0.7582.
         "student": {"preset": "s", "epochs": 6, "batch_size": 128, "lr": 1e-3, "window_days": 2, "seeds": [0, 1],
                     "kd_search_lambdas": [0.5, 2.0], "kd_search_temperatures": [1.0, 3.0],
