@@ -74,8 +74,9 @@ def fit_stale_adapter(settings: Settings, day: date, teacher_version: str,
     days = rows.days if rows is not None else [day]
     lookup = LogitLookup(settings, days, teacher_version)
     logits, labels = [], []
-    for batch in iter_batches(settings, days, settings.student.scoring_batch_size, "student",
-                              sample_ids=rows.ids if rows is not None else None):
+    batches = (rows.scoring_batches(settings) if rows is not None else
+               iter_batches(settings, days, settings.student.scoring_batch_size, "student"))
+    for batch in batches:
         values, found = lookup.lookup(batch["sample_id"])
         logits.append(values[found].numpy())
         labels.append(batch["click"][found].numpy())
@@ -185,6 +186,10 @@ class UniformShare:
         return (UniformShare(self.days, pa.array(ids[fit]), self.labels[fit]),
                 UniformShare(self.days, pa.array(ids[~fit]), self.labels[~fit]))
 
+    def scoring_batches(self, settings: Settings) -> Iterator[Batch]:
+        """The rows in scoring batches, in the order of `labels`: what early stopping and the searches score."""
+        return iter_batches(settings, self.days, settings.student.scoring_batch_size, "student", sample_ids=self.ids)
+
 
 UNIFORM_ROW = "uniform_share_row"  # marks a batch of uniform-share rows for the training step
 
@@ -288,7 +293,7 @@ def train_student(settings: Settings, kind: StudentKind, days: list[date], seed:
     # Early stopping's rows (`validation_auc`): with `early_stop_on_uniform_share`, the window's uniform share, or,
     # for a student that learns from it, a seeded half it then does not learn from (the debiasing search's split),
     # where those rows hold enough of either label (`judges`).
-    if stop_on is None and share is not None:
+    if stop_on is None and share is not None and settings.student.early_stop_on_uniform_share:
         learns = uniform is share
         fit, judged = share.halves(settings.evaluation.uniform_seed) if learns else (None, share)
         if judges(settings, judged):
@@ -495,8 +500,7 @@ def _candidate_auc(settings: Settings, kind: StudentKind, days: list[date], teac
                                role="search", uniform=learns_from, stop_on=stop_on).folder
     if scored_on is None:
         return max(folder.manifest().validation_aucs)
-    scored = score(iter_batches(settings, scored_on.days, settings.student.scoring_batch_size, "student",
-                                sample_ids=scored_on.ids), load_student(folder), "scoring on the uniform share")
+    scored = score(scored_on.scoring_batches(settings), load_student(folder), "scoring on the uniform share")
     return auc(scored.labels, scored.logits)
 
 
@@ -518,8 +522,7 @@ def validation_auc(model: UGSepStudent, settings: Settings, day: date, share: Un
     """The serving head's AUC on `day` (the calibration date), or on the uniform share's rows when given: what
     early stopping compares."""
     batches = (iter_batches(settings, [day], settings.student.scoring_batch_size, "student") if share is None else
-               iter_batches(settings, share.days, settings.student.scoring_batch_size, "student",
-                            sample_ids=share.ids))
+               share.scoring_batches(settings))
     model.eval()
     try:
         scored = score(batches, model, f"validating on {day if share is None else 'the uniform share'}")
