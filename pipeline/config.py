@@ -397,7 +397,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         # and 0.6765 → 0.7239): a teacher without the window misses the users and items that arrive in it.
         # Batches of 128, not 512: on the real data sets a 512-row batch left the teacher a dozen steps an epoch
         # (Coat: ~6,000 ratings). Teacher alone, 2026-12-01, mean of seeds 11–12 (11–13 at 128 on Coat): Coat test
-        # share 0.7448 → 0.7522, ML-100K held-out week 0.7153 → 0.7229; generated held-out day, seed 11, 0.6995 → 0.7065.
+        # share 0.7448 → 0.7522, ML-100K held-out week 0.7153 → 0.7229; generated held-out day, seed 11,
+        # 0.6995 → 0.7065.
         # The teacher's sparse weight decay is searched per window (`pipeline.train.teacher_search`): on Coat's
         # test share 1e-2 raised the teacher from 0.7522 to 0.7639 and 3e-2 to 0.7662 (3 seeds, 2026-12-02), while
         # on generated data 1e-2 lowered it on the random-exposure slice (0.6899 → 0.6775, seed 11); each candidate
